@@ -1,0 +1,1 @@
+"""Plumbing every Vigie service shares: settings, NATS and JetStream, telemetry, health, lifecycle."""

@@ -1,0 +1,100 @@
+"""NATS connection, JetStream provisioning and trace context carried in message headers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+from opentelemetry import context, propagate
+
+from vigie_core.settings import NatsSettings
+
+logger = logging.getLogger("vigie.messaging")
+
+# Fields of a stream's configuration that Vigie sets; the server fills in the others.
+_MANAGED_FIELDS = (
+    "subjects",
+    "subject_transform",
+    "storage",
+    "retention",
+    "discard",
+    "max_age",
+    "max_bytes",
+    "max_msg_size",
+    "duplicate_window",
+)
+
+
+class StreamConfigConflictError(RuntimeError):
+    """A stream exists with a configuration that cannot be changed in place (e.g. its storage)."""
+
+
+async def connect(settings: NatsSettings, name: str) -> Client:
+    """Connect to NATS as this service, logging disconnections instead of raising them."""
+
+    async def on_error(error: Exception) -> None:
+        logger.warning("NATS error: %s", error)
+
+    async def on_disconnected() -> None:
+        logger.warning("disconnected from NATS")
+
+    async def on_reconnected() -> None:
+        logger.info("reconnected to NATS")
+
+    return await nats.connect(
+        servers=[url.strip() for url in settings.url.split(",")],
+        name=name,
+        user=settings.user,
+        password=settings.password.get_secret_value() if settings.password else None,
+        connect_timeout=settings.connect_timeout_s,
+        max_reconnect_attempts=-1,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
+    """Create the stream, or update it when its managed settings differ. Idempotent."""
+    assert wanted.name is not None
+    try:
+        info = await js.stream_info(wanted.name)
+    except NotFoundError:
+        await js.add_stream(wanted)
+        logger.info("created stream %s", wanted.name)
+        return
+    current = info.config
+    changed = [f for f in _MANAGED_FIELDS if getattr(wanted, f) is not None and _differs(current, wanted, f)]
+    if not changed:
+        return
+    if "storage" in changed:
+        raise StreamConfigConflictError(
+            f"stream {wanted.name} exists with storage {current.storage}, Vigie needs {wanted.storage}: "
+            "delete it or fix the configuration"
+        )
+    await js.update_stream(wanted)
+    logger.info("updated stream %s (%s)", wanted.name, ", ".join(changed))
+
+
+def _differs(current: StreamConfig, wanted: StreamConfig, field: str) -> bool:
+    have, want = getattr(current, field), getattr(wanted, field)
+    if isinstance(want, float) and isinstance(have, float | int):
+        return abs(have - want) > 1e-6
+    return bool(have != want)
+
+
+def trace_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Headers for a message: the current trace context (W3C traceparent) plus ``extra``."""
+    headers = dict(extra or {})
+    propagate.inject(headers)
+    return headers
+
+
+def context_from_headers(headers: Mapping[str, str] | None) -> context.Context:
+    """The trace context a message was published under, to continue its trace."""
+    return propagate.extract(dict(headers or {}))
