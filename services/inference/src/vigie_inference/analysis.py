@@ -1,0 +1,127 @@
+"""One tracker per camera run, fed in order; turns tracker updates into TrackFrame messages.
+
+A camera's tracker lives as long as its ingest run (``run_id``): a new run (ingest restarted, source
+reconnected with a new run) ends every track of the old one. A camera that sends nothing for
+``camera_idle_s`` has its tracks ended and its tracker dropped, so no state outlives its use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vigie_inference.detections import CountedClass, Detections
+from vigie_inference.settings import InferenceSettings
+from vigie_inference.tracker import Tracker, TrackerUpdate
+from vigie_proto.v1.frames_pb2 import Frame
+from vigie_proto.v1.tracks_pb2 import Box, ObjectClass, TrackedObject, TrackFrame
+
+
+@dataclass(slots=True)
+class CameraRun:
+    run_id: str
+    tracker: Tracker
+    last_submitted: int = -1
+    last_sequence: int = -1
+    last_seen: float = 0.0
+    last_frame: Frame = field(default_factory=Frame)
+    # Ids reported and not yet ended, to tell new tracks apart; emptied as tracks end.
+    reported: set[bytes] = field(default_factory=set)
+
+
+class CameraTrackers:
+    def __init__(self, settings: InferenceSettings, model: str) -> None:
+        self._params = settings.tracker
+        self._idle_s = settings.camera_idle_s
+        self._model = model
+        self._runs: dict[str, CameraRun] = {}
+
+    def in_order(self, frame: Frame) -> bool:
+        """Whether the frame comes after every frame of its camera run already submitted; records it."""
+        run = self._runs.get(frame.camera_id)
+        if run is None or run.run_id != frame.run_id:
+            return True
+        if frame.sequence <= run.last_submitted:
+            return False
+        run.last_submitted = frame.sequence
+        return True
+
+    def analyse(self, frame: Frame, detections: Detections, now: float) -> list[TrackFrame]:
+        """The tracks of this frame, preceded by the end of the camera's previous run if it changed."""
+        messages: list[TrackFrame] = []
+        run = self._runs.get(frame.camera_id)
+        if run is not None and run.run_id != frame.run_id:
+            messages.append(self._end(run))
+            run = None
+        if run is None:
+            run = CameraRun(frame.run_id, Tracker(self._params), last_submitted=frame.sequence)
+            self._runs[frame.camera_id] = run
+        if frame.sequence <= run.last_sequence:
+            return messages  # a late redelivery: the tracker has moved past it
+        run.last_sequence = frame.sequence
+        run.last_submitted = max(run.last_submitted, frame.sequence)
+        run.last_seen = now
+        run.last_frame = frame
+        timestamp = frame.captured_at.ToNanoseconds() / 1e9
+        try:
+            update = run.tracker.update(detections, timestamp)
+        except ValueError:
+            # The camera's clock stepped back: the motion model cannot bridge that, start afresh.
+            messages.append(self._end(run))
+            run.tracker = Tracker(self._params)
+            run.reported.clear()
+            update = run.tracker.update(detections, timestamp)
+        messages.append(self._message(frame, update))
+        return messages
+
+    def expire_idle(self, now: float) -> list[TrackFrame]:
+        idle = [camera for camera, run in self._runs.items() if now - run.last_seen > self._idle_s]
+        return [self._end(self._runs.pop(camera)) for camera in idle]
+
+    def end_all(self) -> list[TrackFrame]:
+        ended = [self._end(run) for run in self._runs.values()]
+        self._runs.clear()
+        return ended
+
+    def live_tracks(self) -> int:
+        return sum(run.tracker.live_tracks for run in self._runs.values())
+
+    def started(self, message: TrackFrame) -> list[str]:
+        """The classes (lower-case names) of the tracks this message reports for the first time."""
+        run = self._runs.get(message.camera_id)
+        if run is None:
+            return []
+        new = [o for o in message.objects if o.track_id not in run.reported]
+        run.reported.update(o.track_id for o in new)
+        run.reported.difference_update(message.ended_track_ids)
+        return [CountedClass(o.object_class).name.lower() for o in new]
+
+    def _end(self, run: CameraRun) -> TrackFrame:
+        message = TrackFrame(
+            camera_id=run.last_frame.camera_id,
+            run_id=run.run_id,
+            sequence=run.last_sequence,
+            model=self._model,
+            ended_track_ids=run.tracker.end_all(),
+        )
+        message.captured_at.CopyFrom(run.last_frame.captured_at)
+        return message
+
+    def _message(self, frame: Frame, update: TrackerUpdate) -> TrackFrame:
+        message = TrackFrame(
+            camera_id=frame.camera_id,
+            run_id=frame.run_id,
+            sequence=frame.sequence,
+            model=self._model,
+            ended_track_ids=update.ended,
+            objects=[
+                TrackedObject(
+                    track_id=track.track_id,
+                    object_class=ObjectClass.ValueType(track.object_class),
+                    score=track.score,
+                    box=Box(x1=track.box[0], y1=track.box[1], x2=track.box[2], y2=track.box[3]),
+                )
+                for track in update.tracks
+            ],
+        )
+        message.captured_at.CopyFrom(frame.captured_at)
+        return message

@@ -1,0 +1,236 @@
+"""The inference service's edge: a JetStream pull consumer on one partition of FRAMES, Triton, and
+the trackers, publishing to TRACKS.
+
+Ordering. Each camera's frames land in one partition of FRAMES (the stream's subject transform hashes
+the camera id), and each partition is consumed by exactly one replica through its own durable consumer
+``inference-<partition>``: one replica, one fetch loop, one tracker per camera. Within a replica up to
+``max_in_flight`` Triton requests overlap so the model never idles, but their results are applied to the
+trackers strictly in the order the frames were fetched (a FIFO of pending requests). Frames that arrive
+out of order anyway (a redelivery after a Triton failure) are dropped by the tracker's sequence check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
+from prometheus_client import Counter, Gauge, Histogram
+
+from vigie_core.lifecycle import ServiceRuntime
+from vigie_core.messaging import connect, context_from_headers, ensure_stream, trace_headers
+from vigie_core.streams import FramesStream, TracksStream, frames_partition_filter, tracks_subject
+from vigie_inference.analysis import CameraTrackers
+from vigie_inference.detections import decode_detections
+from vigie_inference.detector import Detector, DetectorError, FloatArray, ImageBatch
+from vigie_inference.frames import InvalidFrameError, parse_frame
+from vigie_inference.letterbox import LetterboxTransform, letterbox
+from vigie_inference.settings import InferenceSettings
+from vigie_models import INPUT_SIZE
+from vigie_proto.v1.frames_pb2 import Frame
+
+logger = logging.getLogger("vigie.inference")
+
+
+class InferenceMetrics:
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        registry = runtime.registry
+        self.frames = Counter("vigie_inference_frames", "Frames analysed", ["camera"], registry=registry)
+        self.dropped = Counter(
+            "vigie_inference_frames_dropped",
+            "Frames not analysed, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.model_seconds = Histogram(
+            "vigie_inference_model_seconds",
+            "Time of one detector request",
+            buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "vigie_inference_capture_to_tracks_seconds",
+            "From a frame's capture to its tracks being published",
+            buckets=(0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+            registry=registry,
+        )
+        self.tracks = Gauge("vigie_inference_live_tracks", "Tracks alive", registry=registry)
+        self.tracks_started = Counter(
+            "vigie_inference_tracks_started",
+            "Tracks confirmed, by camera and class",
+            ["camera", "object_class"],
+            registry=registry,
+        )
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    """Frames sent to the detector together, waiting for their turn at the trackers."""
+
+    messages: list[Msg]
+    frames: list[Frame]
+    transforms: list[LetterboxTransform]
+    result: asyncio.Task[tuple[FloatArray, FloatArray]]
+
+
+class InferencePipeline:
+    def __init__(self, runtime: ServiceRuntime, settings: InferenceSettings, detector: Detector) -> None:
+        self._runtime = runtime
+        self._settings = settings
+        self._detector = detector
+        self._metrics = InferenceMetrics(runtime)
+        self._trackers = CameraTrackers(settings, model=detector.name)
+        self._pending: asyncio.Queue[PendingBatch | None] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._tracer = runtime.tracer
+
+    async def run(self) -> None:
+        settings = self._settings
+        nc = await connect(settings.nats, f"vigie-inference-{settings.partition}")
+        self._runtime.exit_stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        await ensure_stream(js, FramesStream(settings.partitions, settings.frames_max_age_s).config())
+        await ensure_stream(js, TracksStream(settings.tracks_max_age_s).config())
+        durable = f"inference-{settings.partition}"
+        subscription = await js.pull_subscribe(
+            frames_partition_filter(settings.partition),
+            durable=durable,
+            stream="FRAMES",
+            config=ConsumerConfig(
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30,
+                max_deliver=3,
+                max_ack_pending=max(64, settings.max_batch * settings.max_in_flight * 4),
+            ),
+        )
+        detector_state: dict[str, str | None] = {"reason": await self._detector.ready()}
+        self._runtime.readiness.add("detector", lambda: detector_state["reason"])
+        self._runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
+        logger.info("consuming FRAMES partition %d of %d", settings.partition, settings.partitions)
+
+        publisher = asyncio.create_task(self._apply_results(js))
+        try:
+            while not self._runtime.stop_requested.is_set():
+                if detector_state["reason"] is not None:
+                    detector_state["reason"] = await self._detector.ready()
+                    if detector_state["reason"] is not None:
+                        logger.warning("waiting for the detector: %s", detector_state["reason"])
+                        await _sleep_or_stop(self._runtime.stop_requested, 1.0)
+                        continue
+                try:
+                    messages = await subscription.fetch(settings.max_batch, timeout=0.25)
+                except NatsTimeoutError:
+                    for message in self._trackers.expire_idle(time.monotonic()):
+                        await js.publish(tracks_subject(message.camera_id), message.SerializeToString())
+                    continue
+                await self._submit(messages)
+        finally:
+            # Drain: let the requests in flight finish and their tracks be published and acked.
+            await self._pending.put(None)
+            await publisher
+            for message in self._trackers.end_all():
+                await js.publish(tracks_subject(message.camera_id), message.SerializeToString())
+            await self._detector.close()
+
+    async def _submit(self, messages: list[Msg]) -> None:
+        batch = np.empty((len(messages), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
+        kept: list[Msg] = []
+        frames: list[Frame] = []
+        transforms: list[LetterboxTransform] = []
+        for message in messages:
+            try:
+                frame, pixels = parse_frame(message.data, INPUT_SIZE)
+            except InvalidFrameError as error:
+                logger.error("dropped a message on %s: %s", message.subject, error)
+                self._metrics.dropped.labels("invalid").inc()
+                await message.term()  # never redeliver garbage
+                continue
+            if not self._trackers.in_order(frame):
+                self._metrics.dropped.labels("out_of_order").inc()
+                await message.ack()
+                continue
+            _, transform = letterbox(pixels, INPUT_SIZE, out=batch[len(kept)])
+            kept.append(message)
+            frames.append(frame)
+            transforms.append(transform)
+        if not kept:
+            return
+        images = batch[: len(kept)]
+        await self._slots.acquire()  # released once the results reached the trackers
+        result = asyncio.create_task(self._timed_detect(images))
+        await self._pending.put(PendingBatch(kept, frames, transforms, result))
+
+    async def _timed_detect(self, images: ImageBatch) -> tuple[FloatArray, FloatArray]:
+        started = time.perf_counter()
+        try:
+            return await self._detector.detect(images)
+        finally:
+            self._metrics.model_seconds.observe(time.perf_counter() - started)
+
+    async def _apply_results(self, js: JetStreamContext) -> None:
+        while (pending := await self._pending.get()) is not None:
+            try:
+                await self._apply(js, pending)
+            finally:
+                self._slots.release()
+
+    async def _apply(self, js: JetStreamContext, pending: PendingBatch) -> None:
+        settings = self._settings
+        try:
+            boxes, scores = await pending.result
+        except DetectorError as error:
+            logger.error("detector failed on %d frame(s), to be redelivered: %s", len(pending.frames), error)
+            self._metrics.dropped.labels("detector_error").inc(len(pending.frames))
+            for message in pending.messages:
+                await message.nak(delay=1.0)
+            return
+        for i, (message, frame) in enumerate(zip(pending.messages, pending.frames, strict=True)):
+            with self._tracer.start_as_current_span(
+                "inference.track",
+                context=context_from_headers(message.headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={"vigie.camera": frame.camera_id, "vigie.sequence": frame.sequence},
+            ):
+                detections = decode_detections(
+                    boxes[i],
+                    scores[i],
+                    pending.transforms[i],
+                    score_threshold=settings.tracker.low_threshold,
+                    iou_threshold=settings.iou_threshold,
+                )
+                for tracks in self._trackers.analyse(frame, detections, time.monotonic()):
+                    for started in self._trackers.started(tracks):
+                        self._metrics.tracks_started.labels(frame.camera_id, started).inc()
+                    await js.publish(
+                        tracks_subject(tracks.camera_id), tracks.SerializeToString(), headers=trace_headers()
+                    )
+            await message.ack()
+            self._metrics.frames.labels(frame.camera_id).inc()
+            self._metrics.latency.observe(max(0.0, time.time() - frame.captured_at.ToNanoseconds() / 1e9))
+        self._metrics.tracks.set(self._trackers.live_tracks())
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def serve(runtime: ServiceRuntime, detector: Detector | None = None) -> None:
+    """The service's body: run the pipeline until asked to stop."""
+    settings = runtime.settings
+    assert isinstance(settings, InferenceSettings)
+    if detector is None:
+        from vigie_inference.detector import TritonDetector
+
+        detector = TritonDetector(settings.triton_url, settings.model_name, settings.model_version)
+    await InferencePipeline(runtime, settings, detector).run()

@@ -1,0 +1,379 @@
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from vigie_inference.detections import CountedClass, Detections
+from vigie_inference.tracker import Tracker, TrackerParams, TrackerUpdate
+from vigie_inference.tracking.association import FORBIDDEN_COST, assign, iou_matrix
+from vigie_inference.tracking.kalman import BoxKalmanFilter, MotionNoise
+
+FPS = 10.0
+Box = tuple[float, float, float, float]
+
+
+def detections(
+    boxes: Sequence[Box],
+    scores: float | Sequence[float] = 0.9,
+    classes: CountedClass | Sequence[CountedClass] = CountedClass.PERSON,
+) -> Detections:
+    count = len(boxes)
+    score_list = [scores] * count if isinstance(scores, float) else list(scores)
+    class_list = [classes] * count if isinstance(classes, CountedClass) else list(classes)
+    return Detections(
+        boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4), scores=score_list, classes=class_list
+    )
+
+
+def person_at(x: float, y: float = 0.4, width: float = 0.06, height: float = 0.2) -> Box:
+    return (x, y, x + width, y + height)
+
+
+def ids_of(update: TrackerUpdate) -> list[bytes]:
+    return [track.track_id for track in update.tracks]
+
+
+def test_a_single_moving_box_keeps_one_id_over_50_frames() -> None:
+    tracker = Tracker()
+    updates = [tracker.update(detections([person_at(0.1 + 0.012 * i)]), i / FPS) for i in range(50)]
+
+    assert updates[0].tracks == ()  # tentative at its first frame
+    reported = [ids_of(update) for update in updates[1:]]
+    assert all(len(ids) == 1 for ids in reported)
+    assert len({ids[0] for ids in reported}) == 1
+    assert all(update.ended == () for update in updates)
+    last = updates[-1].tracks[0]
+    assert last.object_class is CountedClass.PERSON
+    assert last.score == pytest.approx(0.9)
+    np.testing.assert_allclose(last.box, person_at(0.1 + 0.012 * 49), atol=0.01)
+
+
+def test_tentative_tracks_are_not_reported_until_confirmed() -> None:
+    tracker = Tracker(TrackerParams(confirm_hits=3))
+    box = [person_at(0.5)]
+
+    assert tracker.update(detections(box), 0.0).tracks == ()
+    assert tracker.update(detections(box), 0.1).tracks == ()
+    assert len(tracker.update(detections(box), 0.2).tracks) == 1
+    assert tracker.live_tracks == 1
+
+
+def test_a_false_detection_for_one_frame_is_never_reported_nor_ended() -> None:
+    tracker = Tracker()
+    first = tracker.update(detections([person_at(0.5)]), 0.0)
+    rest = [tracker.update(detections([]), i / FPS) for i in range(1, 40)]
+
+    assert first.tracks == ()
+    assert all(update.tracks == () and update.ended == () for update in rest)
+    assert tracker.end_all() == ()
+
+
+def test_confirm_hits_of_one_reports_a_track_at_its_first_frame() -> None:
+    tracker = Tracker(TrackerParams(confirm_hits=1))
+
+    assert len(tracker.update(detections([person_at(0.5)]), 0.0).tracks) == 1
+
+
+def test_two_crossing_people_keep_their_ids_through_the_crossing() -> None:
+    tracker = Tracker()
+    left_to_right: set[bytes] = set()
+    right_to_left: set[bytes] = set()
+    for i in range(60):
+        x = 0.1 + 0.012 * i  # they meet at frame 29
+        update = tracker.update(
+            detections([person_at(x, y=0.40), person_at(0.8 - 0.012 * i, y=0.43)], scores=[0.9, 0.8]),
+            i / FPS,
+        )
+        for track in update.tracks:
+            moving_right = abs(track.box[0] - x) < abs(track.box[0] - (0.8 - 0.012 * i))
+            (left_to_right if moving_right else right_to_left).add(track.track_id)
+        assert update.ended == ()
+
+    assert len(left_to_right) == 1
+    assert len(right_to_left) == 1
+    assert left_to_right != right_to_left
+
+
+def test_an_occlusion_shorter_than_the_buffer_keeps_the_id() -> None:
+    tracker = Tracker(TrackerParams(track_buffer_s=2.0))
+    seen: list[bytes] = []
+    for i in range(60):
+        hidden = 20 <= i < 35  # 1.5 s behind something, still walking
+        frame = detections([] if hidden else [person_at(0.1 + 0.01 * i)])
+        update = tracker.update(frame, i / FPS)
+        assert update.ended == ()
+        if hidden:
+            assert update.tracks == ()
+        seen.extend(ids_of(update))
+
+    assert len(set(seen)) == 1
+    assert len(seen) == 59 - 15
+
+
+def test_an_occlusion_longer_than_the_buffer_ends_the_id_once_and_a_new_one_follows() -> None:
+    tracker = Tracker(TrackerParams(track_buffer_s=2.0))
+    box = [person_at(0.5)]
+    before = {tid for i in range(10) for tid in ids_of(tracker.update(detections(box), i / FPS))}
+    gap = [tracker.update(detections([]), i / FPS) for i in range(10, 40)]  # 3 s
+    after = [tracker.update(detections(box), i / FPS) for i in range(40, 50)]
+
+    ended = [tid for update in gap + after for tid in update.ended]
+    assert ended == list(before)
+    # Ended when more than 2 s had passed since the last sighting at 0.9 s, not before.
+    ending_frame = next(i for i, update in enumerate(gap, start=10) if update.ended)
+    assert ending_frame == 30
+    later = {tid for update in after for tid in ids_of(update)}
+    assert len(later) == 1
+    assert later.isdisjoint(before)
+
+
+def test_low_score_detections_keep_a_visible_track_alive() -> None:
+    params = TrackerParams(track_buffer_s=0.5)
+    tracker = Tracker(params)
+    ids = [ids_of(tracker.update(detections([person_at(0.1 + 0.01 * i)]), i / FPS)) for i in range(5)]
+    # Partly hidden for 3 s: the detector is unsure, far longer than the buffer would forgive.
+    for i in range(5, 35):
+        update = tracker.update(detections([person_at(0.1 + 0.01 * i)], scores=0.3), i / FPS)
+        assert ids_of(update) == ids[-1]
+        assert update.tracks[0].score == pytest.approx(0.3)
+        assert update.ended == ()
+
+
+def test_low_score_detections_alone_never_start_a_track() -> None:
+    tracker = Tracker()
+
+    updates = [tracker.update(detections([person_at(0.5)], scores=0.45), i / FPS) for i in range(20)]
+
+    assert all(update.tracks == () for update in updates)
+    assert tracker.live_tracks == 0
+
+
+def test_low_score_detections_do_not_find_a_lost_track_again() -> None:
+    # As ByteTrack: only confident detections re-find a lost track; the uncertain ones only extend
+    # tracks seen at the previous frame, so that clutter does not revive tracks.
+    tracker = Tracker(TrackerParams(track_buffer_s=0.5))
+    for i in range(5):
+        tracker.update(detections([person_at(0.5)]), i / FPS)
+    tracker.update(detections([]), 0.5)
+
+    update = tracker.update(detections([person_at(0.5)], scores=0.3), 0.6)
+
+    assert update.tracks == ()
+
+
+def test_association_is_class_aware() -> None:
+    tracker = Tracker()
+    box = [person_at(0.5)]
+    person_ids = {tid for i in range(5) for tid in ids_of(tracker.update(detections(box), i / FPS))}
+
+    updates = [tracker.update(detections(box, classes=CountedClass.CAR), i / FPS) for i in range(5, 10)]
+
+    car_tracks = [track for update in updates for track in update.tracks]
+    assert car_tracks
+    assert all(track.object_class is CountedClass.CAR for track in car_tracks)
+    assert person_ids.isdisjoint(track.track_id for track in car_tracks)
+
+
+def test_a_one_frame_class_flicker_does_not_change_the_id() -> None:
+    tracker = Tracker()
+    classes = [CountedClass.CAR] * 10 + [CountedClass.TRUCK] + [CountedClass.CAR] * 10
+    updates = [
+        tracker.update(detections([(0.1 + 0.01 * i, 0.5, 0.3 + 0.01 * i, 0.6)], classes=cls), i / FPS)
+        for i, cls in enumerate(classes)
+    ]
+
+    reported = [track for update in updates for track in update.tracks]
+    assert {track.track_id for track in reported} == {reported[0].track_id}
+    assert {track.object_class for track in reported} == {CountedClass.CAR}
+    assert updates[10].tracks == ()
+
+
+def test_irregular_sampling_keeps_one_id() -> None:
+    tracker = Tracker()
+    rng = np.random.default_rng(5)
+    timestamps = np.cumsum(rng.uniform(0.05, 0.4, 40))
+    seen = {
+        tid
+        for t in timestamps
+        for tid in ids_of(tracker.update(detections([person_at(0.05 + 0.1 * t)]), float(t)))
+    }
+
+    assert len(seen) == 1
+
+
+def test_ids_are_16_random_bytes_never_repeated_across_1000_tracks() -> None:
+    tracker = Tracker(TrackerParams(track_buffer_s=0.5))
+    reported: list[bytes] = []
+    ended: list[bytes] = []
+    t = 0.0
+    for _ in range(100):
+        crowd = [person_at(0.09 * k) for k in range(10)]
+        for _ in range(2):
+            reported.extend(ids_of(tracker.update(detections(crowd), t)))
+            t += 0.1
+        t += 1.0
+        ended.extend(tracker.update(detections([]), t).ended)
+
+    assert len(reported) == 1000
+    assert len(set(reported)) == 1000
+    assert all(isinstance(tid, bytes) and len(tid) == 16 for tid in reported)
+    assert sorted(ended) == sorted(reported)
+
+
+def test_end_all_ends_confirmed_tracks_once_and_resets() -> None:
+    tracker = Tracker()
+    for i in range(3):
+        tracker.update(detections([person_at(0.1), person_at(0.6)]), i / FPS)
+    tracker.update(detections([person_at(0.1), person_at(0.85, y=0.1)]), 0.3)  # 2nd lost, 3rd tentative
+    assert tracker.live_tracks == 2
+
+    ended = tracker.end_all()
+
+    assert len(ended) == 2
+    assert tracker.live_tracks == 0
+    assert tracker.end_all() == ()
+    # A new run may restart its clock.
+    assert tracker.update(detections([person_at(0.1)]), 0.0).tracks == ()
+
+
+def test_boxes_stay_within_the_picture_while_leaving_it() -> None:
+    tracker = Tracker()
+    for i in range(30):
+        x = 0.8 + 0.01 * i
+        frame = detections([(x, 0.1, min(x + 0.1, 1.0), 0.3)]) if x < 1.0 else detections([])
+        for track in tracker.update(frame, i / FPS).tracks:
+            assert all(0.0 <= value <= 1.0 for value in track.box)
+
+
+def test_time_must_not_go_backwards() -> None:
+    tracker = Tracker()
+    tracker.update(detections([person_at(0.5)]), 10.0)
+
+    with pytest.raises(ValueError, match="time order"):
+        tracker.update(detections([person_at(0.5)]), 9.0)
+    with pytest.raises(ValueError, match="finite"):
+        tracker.update(detections([person_at(0.5)]), float("nan"))
+    # The rejected frames changed nothing: the track is confirmed by its second frame.
+    assert len(tracker.update(detections([person_at(0.5)]), 10.1).tracks) == 1
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"low_threshold": 0.6, "high_threshold": 0.5},
+        {"new_track_threshold": 0.4},
+        {"confirm_hits": 0},
+        {"track_buffer_s": 0.0},
+        {"max_match_distance": 1.0},
+        {"track_bufer_s": 3.0},
+    ],
+)
+def test_params_reject_bad_values(fields: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        TrackerParams.model_validate(fields)
+
+
+def test_iou_matrix() -> None:
+    first = np.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]])
+    second = np.array([[0.0, 0.0, 1.0, 0.5], [2.0, 2.0, 3.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
+
+    np.testing.assert_allclose(iou_matrix(first, second), [[0.5, 0.0, 0.0], [0.5, 0.0, 0.0]])
+
+
+def test_assign_matches_as_many_as_possible_never_above_the_limit() -> None:
+    cost = np.array([[0.1, 0.3], [0.2, FORBIDDEN_COST], [0.9, 0.85]])
+
+    assignment = assign(cost, 0.8)
+
+    # Row 0 gives up its best column so that row 1 gets one; row 2 has nothing under the limit.
+    assert set(zip(assignment.rows.tolist(), assignment.columns.tolist(), strict=True)) == {(0, 1), (1, 0)}
+    assert assignment.unmatched_rows.tolist() == [2]
+    assert assignment.unmatched_columns.tolist() == []
+
+
+def test_assign_handles_empty_matrices() -> None:
+    assert assign(np.zeros((0, 3)), 0.8).unmatched_columns.tolist() == [0, 1, 2]
+    assert assign(np.zeros((2, 0)), 0.8).unmatched_rows.tolist() == [0, 1]
+
+
+def _full_covariance(blocks: np.ndarray) -> np.ndarray:
+    """The 8x8 covariance of one track from its (3, 4) per-quantity blocks."""
+    full = np.zeros((8, 8))
+    for k in range(4):
+        full[k, k], full[k, k + 4], full[k + 4, k + 4] = blocks[0, k], blocks[1, k], blocks[2, k]
+        full[k + 4, k] = blocks[1, k]
+    return full
+
+
+def test_the_kalman_filter_equals_the_textbook_8x8_filter() -> None:
+    noise = MotionNoise(measurement=0.05, position=0.27, velocity=1.0, initial_velocity=1.9)
+    kalman = BoxKalmanFilter(noise)
+    rng = np.random.default_rng(7)
+    measurements = [np.array([[0.5, 0.4, 0.1, 0.3]]) + rng.normal(0, 0.01, (1, 4)) for _ in range(6)]
+    mean, blocks = kalman.initiate(measurements[0])
+    full_mean, full_cov = mean[0].copy(), _full_covariance(blocks[0])
+    observation = np.hstack((np.eye(4), np.zeros((4, 4))))
+    for measured, dt in zip(measurements[1:], [0.1, 0.25, 0.0, 0.1, 0.5], strict=True):
+        mean, blocks = kalman.predict(mean, blocks, dt)
+        mean, blocks = kalman.update(mean, blocks, measured)
+
+        sizes = np.tile(np.maximum(np.abs(full_mean[2:4]), 1e-4), 2)
+        if dt > 0:
+            transition = np.eye(8)
+            transition[0:4, 4:8] = dt * np.eye(4)
+            process = np.diag(np.concatenate(((0.27 * sizes) ** 2, (1.0 * sizes) ** 2)) * dt)
+            full_mean = transition @ full_mean
+            full_cov = transition @ full_cov @ transition.T + process
+        sizes = np.tile(np.maximum(np.abs(full_mean[2:4]), 1e-4), 2)
+        innovation_cov = observation @ full_cov @ observation.T + np.diag((0.05 * sizes) ** 2)
+        gain = full_cov @ observation.T @ np.linalg.inv(innovation_cov)
+        full_mean = full_mean + gain @ (measured[0] - observation @ full_mean)
+        full_cov = (np.eye(8) - gain @ observation) @ full_cov
+
+        np.testing.assert_allclose(mean[0], full_mean, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(_full_covariance(blocks[0]), full_cov, rtol=1e-9, atol=1e-12)
+
+
+_box = st.tuples(st.floats(0.0, 0.95), st.floats(0.0, 0.95), st.floats(0.01, 0.3), st.floats(0.01, 0.3)).map(
+    lambda b: (b[0], b[1], min(b[0] + b[2], 1.0), min(b[1] + b[3], 1.0))
+)
+_detection = st.tuples(_box, st.floats(0.0, 1.0), st.sampled_from(list(CountedClass)))
+_frame = st.tuples(st.floats(0.0, 1.5), st.lists(_detection, max_size=12))
+
+
+@settings(max_examples=60, deadline=None)
+@given(frames=st.lists(_frame, max_size=40), confirm_hits=st.integers(1, 3))
+def test_random_detections_never_break_the_id_rules(
+    frames: list[tuple[float, list[tuple[Box, float, CountedClass]]]], confirm_hits: int
+) -> None:
+    tracker = Tracker(TrackerParams(confirm_hits=confirm_hits, track_buffer_s=1.0))
+    live: set[bytes] = set()
+    ended: set[bytes] = set()
+    t = 0.0
+    for dt, frame in frames:
+        t += dt
+        update = tracker.update(
+            detections([d[0] for d in frame], [d[1] for d in frame], [d[2] for d in frame]), t
+        )
+        visible = ids_of(update)
+        assert len(visible) == len(set(visible)) <= len(frame)
+        assert ended.isdisjoint(visible)
+        assert set(update.ended) <= live  # only reported ids end, once
+        assert len(update.ended) == len(set(update.ended))
+        assert set(update.ended).isdisjoint(visible)
+        live -= set(update.ended)
+        ended |= set(update.ended)
+        live |= set(visible)
+        assert tracker.live_tracks == len(live)
+        for track in update.tracks:
+            assert len(track.track_id) == 16
+            assert 0.0 <= track.box[0] <= track.box[2] <= 1.0
+            assert 0.0 <= track.box[1] <= track.box[3] <= 1.0
+            assert track.score >= tracker.params.low_threshold
+            assert isinstance(track.object_class, CountedClass)
+    final = tracker.end_all()
+    assert set(final) == live
+    assert len(final) == len(live)
