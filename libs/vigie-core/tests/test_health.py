@@ -13,6 +13,8 @@ async def test_metrics_and_readiness_endpoints() -> None:
         runtime.readiness.add("models", lambda: waiting.get("models"))
         async with httpx.AsyncClient(base_url=runtime.http_url) as client:
             assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).json()["reasons"]["startup"] == "starting"
+            runtime.readiness.mark_started()
             not_ready = await client.get("/readyz")
             assert not_ready.status_code == 503
             assert not_ready.json()["reasons"] == {"models": "models not loaded"}

@@ -52,3 +52,9 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_camera_ids_must_be_one_subject_token(bad: str) -> None:
     with pytest.raises(ValidationError, match="not a valid identifier"):
         ExampleSettings(camera=bad)
+
+
+def test_unknown_setting_in_environment_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIE_EXAMPLE_RATTE", "3")
+    with pytest.raises(ValueError, match="VIGIE_EXAMPLE_RATTE"):
+        ExampleSettings.load()

@@ -22,7 +22,12 @@ class Readiness:
     """Named checks that must all pass before the service takes traffic."""
 
     def __init__(self) -> None:
-        self._checks: dict[str, ReadinessCheck] = {}
+        self._started = False
+        self._checks: dict[str, ReadinessCheck] = {"startup": lambda: None if self._started else "starting"}
+
+    def mark_started(self) -> None:
+        """The service has bound its streams and takes work; the other checks still apply."""
+        self._started = True
 
     def add(self, name: str, check: ReadinessCheck) -> None:
         self._checks[name] = check

@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
@@ -45,7 +46,7 @@ class ServiceRuntime:
         return self.tracer_provider.get_tracer(f"vigie.{self.name}")
 
 
-ServiceBody = Callable[[ServiceRuntime], Awaitable[None]]
+ServiceBody = Callable[[ServiceRuntime], Coroutine[Any, Any, None]]
 
 
 def configure_logging(level: str) -> None:

@@ -26,7 +26,6 @@ _MANAGED_FIELDS = (
     "max_age",
     "max_bytes",
     "max_msg_size",
-    "duplicate_window",
 )
 
 
@@ -52,6 +51,8 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         user=settings.user,
         password=settings.password.get_secret_value() if settings.password else None,
         connect_timeout=settings.connect_timeout_s,
+        # Services finish their own work before draining; what is left to drain is quick or stuck.
+        drain_timeout=5,
         max_reconnect_attempts=-1,
         error_cb=on_error,
         disconnected_cb=on_disconnected,

@@ -6,6 +6,7 @@ with :meth:`ServiceSettings.load` in ``__main__`` and passes it down. Unknown se
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Self
@@ -82,6 +83,7 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def load(cls, config_file: Path | None = None) -> Self:
         """Build the settings from the environment and, when given, a TOML file."""
+        cls._refuse_unknown_environment()
         if config_file is None:
             return cls()
         if not config_file.is_file():
@@ -89,3 +91,19 @@ class ServiceSettings(BaseSettings):
         from_file = type(cls.__name__, (cls,), {"model_config": SettingsConfigDict(toml_file=config_file)})
         settings: Self = from_file()
         return settings
+
+    @classmethod
+    def _refuse_unknown_environment(cls) -> None:
+        # pydantic-settings ignores variables with our prefix that name no field; a typo would then
+        # silently keep a default, so they are refused here.
+        prefix = cls.model_config.get("env_prefix", "").upper()
+        if not prefix:
+            return
+        known = {name.upper() for name in cls.model_fields}
+        unknown = sorted(
+            key
+            for key in os.environ
+            if key.upper().startswith(prefix) and key.upper()[len(prefix) :].split("__")[0] not in known
+        )
+        if unknown:
+            raise ValueError(f"unknown setting(s) in the environment: {', '.join(unknown)}")

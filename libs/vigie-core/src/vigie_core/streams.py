@@ -8,6 +8,7 @@ own durable consumer: all frames of a camera reach the same tracker, in order.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, SubjectTransform
@@ -24,6 +25,13 @@ def frames_subject(camera_id: str) -> str:
 def frames_partition_filter(partition: int) -> str:
     """The stored subjects of one partition of FRAMES, for an inference replica's consumer."""
     return f"{FRAMES_PREFIX}.{partition}.*"
+
+
+def frames_partitions(config: StreamConfig) -> int:
+    """How many partitions an existing FRAMES stream's subject transform splits cameras into."""
+    transform = config.subject_transform
+    match = re.search(r"partition\((\d+),", transform.dest if transform and transform.dest else "")
+    return int(match.group(1)) if match else 1
 
 
 def tracks_subject(camera_id: str) -> str:

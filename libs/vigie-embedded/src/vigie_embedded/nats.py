@@ -75,6 +75,12 @@ class EmbeddedNats:
         self.url = ports["nats"][0]
         self.monitoring_url = ports["monitoring"][0]
 
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("nats-server is not running")
+        return self._process.pid
+
     def _log_tail(self) -> str:
         if self._workdir is None:
             return ""

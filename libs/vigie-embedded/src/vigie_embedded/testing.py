@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from vigie_core.lifecycle import ServiceBody, ServiceRuntime, service_runtime
+from vigie_core.settings import ServiceSettings
 from vigie_embedded.nats import EmbeddedNats
+from vigie_embedded.triton import EmbeddedTriton
 
 
 @pytest.fixture
 def nats_server() -> Iterator[EmbeddedNats]:
     """A private nats-server with JetStream on a free port, for one test."""
     with EmbeddedNats() as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    name: str, settings: ServiceSettings, body: ServiceBody
+) -> AsyncIterator[ServiceRuntime]:
+    """Run a service's body in this event loop, as its process would; stop and drain it on exit."""
+    async with service_runtime(name, settings) as runtime:
+        task = asyncio.create_task(body(runtime), name=f"service-{name}")
+        try:
+            yield runtime
+        finally:
+            runtime.stop_requested.set()
+            await asyncio.wait_for(task, 30)
+
+
+def repository_root() -> Path:
+    return Path(__file__).resolve().parents[4]
+
+
+@pytest.fixture(scope="session")
+def model_repository() -> Path:
+    """The python-backend model repository ``make models`` builds (``make test`` builds it first)."""
+    path = repository_root() / "var" / "model_repository" / "python"
+    if not (path / "yolov4_tiny" / "config.pbtxt").is_file():
+        pytest.fail(f"{path} has no yolov4_tiny model: run 'make models'")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_video() -> Path:
+    path = repository_root() / "var" / "videos" / "sample.mp4"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run 'make videos'")
+    return path
+
+
+@pytest.fixture(scope="session")
+def triton_server(model_repository: Path) -> Iterator[EmbeddedTriton]:
+    """One embedded tritonserver for the session: loading the models takes seconds."""
+    with EmbeddedTriton(model_repository) as server:
         yield server

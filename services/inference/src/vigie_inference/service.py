@@ -21,13 +21,14 @@ import numpy as np
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect, context_from_headers, ensure_stream, trace_headers
-from vigie_core.streams import FramesStream, TracksStream, frames_partition_filter, tracks_subject
+from vigie_core.streams import TracksStream, frames_partition_filter, frames_partitions, tracks_subject
 from vigie_inference.analysis import CameraTrackers
 from vigie_inference.detections import decode_detections
 from vigie_inference.detector import Detector, DetectorError, FloatArray, ImageBatch
@@ -97,8 +98,9 @@ class InferencePipeline:
         nc = await connect(settings.nats, f"vigie-inference-{settings.partition}")
         self._runtime.exit_stack.push_async_callback(nc.drain)
         js = nc.jetstream()
-        await ensure_stream(js, FramesStream(settings.partitions, settings.frames_max_age_s).config())
+        # Ingest owns FRAMES (it publishes there); inference owns TRACKS.
         await ensure_stream(js, TracksStream(settings.tracks_max_age_s).config())
+        await wait_for_frames_stream(js, settings.partitions, self._runtime.stop_requested)
         durable = f"inference-{settings.partition}"
         subscription = await js.pull_subscribe(
             frames_partition_filter(settings.partition),
@@ -117,6 +119,7 @@ class InferencePipeline:
         self._runtime.readiness.add("detector", lambda: detector_state["reason"])
         self._runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
         logger.info("consuming FRAMES partition %d of %d", settings.partition, settings.partitions)
+        self._runtime.readiness.mark_started()
 
         publisher = asyncio.create_task(self._apply_results(js))
         try:
@@ -140,6 +143,9 @@ class InferencePipeline:
             await publisher
             for message in self._trackers.end_all():
                 await js.publish(tracks_subject(message.camera_id), message.SerializeToString())
+            await (
+                subscription.unsubscribe()
+            )  # frames fetched by no one stay in the stream for the next replica
             await self._detector.close()
 
     async def _submit(self, messages: list[Msg]) -> None:
@@ -218,6 +224,24 @@ class InferencePipeline:
             self._metrics.frames.labels(frame.camera_id).inc()
             self._metrics.latency.observe(max(0.0, time.time() - frame.captured_at.ToNanoseconds() / 1e9))
         self._metrics.tracks.set(self._trackers.live_tracks())
+
+
+async def wait_for_frames_stream(js: JetStreamContext, partitions: int, stop: asyncio.Event) -> None:
+    """Wait until ingest has created FRAMES, and check it has as many partitions as this replica expects."""
+    while not stop.is_set():
+        try:
+            info = await js.stream_info("FRAMES")
+        except NotFoundError:
+            logger.info("waiting for ingest to create the FRAMES stream")
+            await _sleep_or_stop(stop, 1.0)
+            continue
+        have = frames_partitions(info.config)
+        if have != partitions:
+            raise RuntimeError(
+                f"FRAMES is split into {have} partitions but inference expects {partitions}: "
+                "set the same frames_partitions in ingest and partitions in inference"
+            )
+        return
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -18,7 +18,6 @@ class InferenceSettings(ServiceSettings, env_prefix="VIGIE_INFERENCE_"):
     max_in_flight: int = Field(
         2, ge=1, le=64, description="Triton requests in flight, so the model never idles"
     )
-    frames_max_age_s: float = Field(5.0, gt=0, description="retention of the FRAMES stream")
     tracks_max_age_s: float = Field(60.0, gt=0, description="retention of the TRACKS stream")
     tracker: TrackerParams = TrackerParams()
     iou_threshold: float = Field(0.45, gt=0, lt=1, description="non-maximum suppression overlap")

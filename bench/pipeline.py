@@ -1,0 +1,218 @@
+"""Throughput of the platform against a single-process loop, in one run on the same video and model.
+
+    make bench      # or: .venv/bin/python bench/pipeline.py --video V --model-repository R
+
+The single-process loop does the same decode and sampling (ingest's PyAV source), the same letterbox,
+the same model.onnx in onnxruntime (2 threads), the same decoding, NMS and tracker. The platform runs
+a local nats-server, the embedded tritonserver (python backend running the same model.onnx) and the
+ingest and inference services as processes; frames per second are counted on TRACKS.
+
+Both rates are (frames - 1) / (time of last result - time of first result). CPU is summed over every
+process involved; "outside the model" subtracts the model's own CPU time, measured in the loop around
+each onnxruntime call (the platform runs the same model with the same threads, so its model CPU is taken
+to be the same per frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nats
+import numpy as np
+import psutil
+
+from vigie_embedded.nats import EmbeddedNats
+from vigie_embedded.processes import ProcessSet, free_port
+from vigie_embedded.triton import EmbeddedTriton
+from vigie_inference.detections import decode_detections
+from vigie_inference.detector import OnnxRuntimeDetector
+from vigie_inference.letterbox import letterbox
+from vigie_inference.tracker import Tracker, TrackerParams
+from vigie_ingest.camera import CameraConfig
+from vigie_ingest.pyav_source import PyAVCameraSource
+from vigie_models import INPUT_SIZE, YOLO_MODEL_NAME
+
+
+@dataclass
+class Figures:
+    frames: int
+    frames_per_second: float
+    cpu_ms_per_frame: float
+    model_cpu_ms_per_frame: float
+    outside_model_cpu_ms_per_frame: float
+    peak_rss_mb: dict[str, float]
+
+
+class PeakMemory:
+    """Samples the resident memory of some processes every 0.2 s and keeps the peaks."""
+
+    def __init__(self, processes: dict[str, psutil.Process]) -> None:
+        self._processes = processes
+        self.peaks = dict.fromkeys(processes, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for name, process in self._processes.items():
+                try:
+                    rss = sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+                except psutil.Error:
+                    continue
+                self.peaks[name] = max(self.peaks[name], rss / 2**20)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {name: round(v, 1) for name, v in self.peaks.items()}
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            for p in [process, *process.children(recursive=True)]:
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+async def single_process_loop(video: Path, model: Path, sample_fps: float) -> tuple[Figures, float]:
+    camera = CameraConfig(id="bench", url=str(video), sample_fps=sample_fps, realtime=False)
+    source = PyAVCameraSource(camera)
+    detector = OnnxRuntimeDetector(model, threads=2)
+    tracker = Tracker(TrackerParams())
+    params = tracker.params
+    batch = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
+    memory = PeakMemory({"single process": psutil.Process()})
+    completions: list[float] = []
+    model_cpu = 0.0
+    cpu_start = time.process_time()
+    async for frame in source.frames():
+        _, transform = letterbox(frame.pixels, INPUT_SIZE, out=batch[0])
+        before = time.process_time()
+        boxes, scores = detector.detect_sync(batch)
+        model_cpu += time.process_time() - before
+        detections = decode_detections(boxes[0], scores[0], transform, score_threshold=params.low_threshold)
+        tracker.update(detections, frame.captured_at.timestamp())
+        completions.append(time.perf_counter())
+    cpu = time.process_time() - cpu_start
+    frames = len(completions)
+    figures = Figures(
+        frames=frames,
+        frames_per_second=round((frames - 1) / (completions[-1] - completions[0]), 2),
+        cpu_ms_per_frame=round(1000 * cpu / frames, 2),
+        model_cpu_ms_per_frame=round(1000 * model_cpu / frames, 2),
+        outside_model_cpu_ms_per_frame=round(1000 * (cpu - model_cpu) / frames, 2),
+        peak_rss_mb=memory.stop(),
+    )
+    return figures, model_cpu / frames
+
+
+async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_per_frame: float) -> Figures:
+    with (
+        tempfile.TemporaryDirectory(prefix="vigie-bench-") as logs,
+        EmbeddedNats() as nats_server,
+        EmbeddedTriton(repository / "python") as triton,
+    ):
+        processes = ProcessSet(Path(logs))
+        completions: list[float] = []
+        observer = await nats.connect(nats_server.url)
+
+        async def on_tracks(msg) -> None:  # type: ignore[no-untyped-def]
+            completions.append(time.perf_counter())
+
+        await observer.subscribe("vigie.tracks.*", cb=on_tracks)
+        common = {
+            "NATS__URL": nats_server.url,
+            "HTTP__PORT": "0",
+            "LOG_LEVEL": "WARNING",
+            "FRAMES_MAX_AGE_S": "600",
+        }
+        try:
+            inference = processes.start(
+                "inference",
+                "vigie_inference",
+                {f"VIGIE_INFERENCE_{k}": v for k, v in {**common, "TRITON_URL": triton.grpc_url}.items()},
+            )
+            await asyncio.sleep(2.0)  # the consumer is bound before the first frame
+            camera = {"id": "bench", "url": str(video), "sample_fps": sample_fps, "realtime": False}
+            triton_process = psutil.Process(triton.pid)
+            watched = [psutil.Process(inference.pid), triton_process, psutil.Process(nats_server.pid)]
+            cpu_start = _cpu_seconds(watched)
+            ingest = processes.start(
+                "ingest",
+                "vigie_ingest",
+                {
+                    f"VIGIE_INGEST_{k}": v
+                    for k, v in {
+                        **common,
+                        "CAMERAS": json.dumps([camera]),
+                        "HTTP__PORT": str(free_port()),
+                    }.items()
+                },
+            )
+            watched.append(psutil.Process(ingest.pid))
+            memory = PeakMemory(
+                {"ingest": watched[3], "inference": watched[0], "tritonserver": triton_process}
+            )
+            idle_since = time.perf_counter()
+            last_count = 0
+            while True:
+                await asyncio.sleep(0.5)
+                if len(completions) != last_count:
+                    last_count, idle_since = len(completions), time.perf_counter()
+                elif completions and time.perf_counter() - idle_since > 5.0:
+                    break  # nothing new for 5 s: the video is done
+                if processes.crashed():
+                    raise RuntimeError(f"{processes.crashed()} crashed; logs in {logs}")
+            cpu = _cpu_seconds(watched) - cpu_start
+            peaks = memory.stop()
+        finally:
+            processes.stop_all()
+            await observer.close()
+    frames = len(completions)
+    return Figures(
+        frames=frames,
+        frames_per_second=round((frames - 1) / (completions[-1] - completions[0]), 2),
+        cpu_ms_per_frame=round(1000 * cpu / frames, 2),
+        model_cpu_ms_per_frame=round(1000 * model_cpu_per_frame, 2),
+        outside_model_cpu_ms_per_frame=round(1000 * (cpu / frames - model_cpu_per_frame), 2),
+        peak_rss_mb=peaks,
+    )
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--video", type=Path, required=True)
+    parser.add_argument("--model-repository", type=Path, required=True, help="holds onnx/ and python/")
+    parser.add_argument("--sample-fps", type=float, default=5.0)
+    args = parser.parse_args()
+    model = args.model_repository / "onnx" / YOLO_MODEL_NAME / "1" / "model.onnx"
+    print(
+        f"{os.cpu_count()} cores; video {args.video.name} sampled at {args.sample_fps} frames/s", flush=True
+    )
+    loop, model_cpu = await single_process_loop(args.video, model, args.sample_fps)
+    print(f"single-process loop: {json.dumps(asdict(loop))}", flush=True)
+    pipeline = await platform(args.video, args.model_repository, args.sample_fps, model_cpu)
+    print(f"platform:            {json.dumps(asdict(pipeline))}", flush=True)
+    print(f"ratio platform / single-process loop: {pipeline.frames_per_second / loop.frames_per_second:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

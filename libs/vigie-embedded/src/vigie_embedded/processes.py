@@ -1,0 +1,88 @@
+"""Child processes of the embedded platform: started in their own process groups, stopped in reverse
+order with SIGTERM (the services drain), then SIGKILL after a grace period, so none is left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the child binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    module: str
+    env: dict[str, str]
+    log: IO[bytes]
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"{self.name} is not running")
+        return self.process.pid
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@dataclass
+class ProcessSet:
+    """Services started in order and stopped in reverse order."""
+
+    log_dir: Path
+    services: list[ServiceProcess] = field(default_factory=list)
+
+    def start(self, name: str, module: str, env: dict[str, str]) -> ServiceProcess:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        service = ServiceProcess(name, module, env, log)
+        service.start()
+        self.services.append(service)
+        return service
+
+    def stop(self, name: str) -> None:
+        for service in self.services:
+            if service.name == name:
+                service.stop()
+
+    def stop_all(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+            service.log.close()
+        self.services.clear()
+
+    def crashed(self) -> list[str]:
+        return [s.name for s in self.services if s.exited() not in (None, 0)]

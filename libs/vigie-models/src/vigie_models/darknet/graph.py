@@ -1,0 +1,351 @@
+"""Build an ONNX graph from a parsed Darknet network and its weights.
+
+The graph takes uint8 RGB images (NHWC, already letterboxed to the input size) so that only bytes
+cross the wire, and returns decoded detections from every ``[yolo]`` layer, concatenated:
+``boxes`` (x1, y1, x2, y2 in input pixels) and ``scores`` (objectness x class probability).
+Rows are ordered like OpenCV's Darknet importer: yolo layer, then cell row, cell column, anchor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from vigie_models.darknet.cfg import (
+    Convolutional,
+    DarknetCfgError,
+    DarknetNetwork,
+    MaxPool,
+    Route,
+    Upsample,
+    Yolo,
+    parse_cfg,
+)
+from vigie_models.darknet.weights import DarknetWeights
+
+# onnxruntime 1.19 (Triton 2.51's backend) reads up to opset 21 and IR version 10; 17 is widely supported.
+OPSET = 17
+IR_VERSION = 8
+# Darknet's batch-norm epsilon, added to the variance before the square root when it folds batch norm
+# into the convolutions for inference. OpenCV's importer uses 1e-6 instead; the difference shows in
+# the fourth decimal of the scores.
+BATCH_NORM_EPSILON = 1e-5
+LEAKY_SLOPE = 0.1
+
+
+@dataclass(frozen=True)
+class DetectorIO:
+    """Names of the exported graph's input and outputs."""
+
+    images: str = "images"
+    boxes: str = "boxes"
+    scores: str = "scores"
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """A graph value in NCHW with its static channel and spatial sizes (the batch is dynamic)."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+
+
+class _GraphBuilder:
+    """Collects nodes and initializers; each node has one output named after the node."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+
+    def constant(self, name: str, array: npt.NDArray[Any]) -> str:
+        self.initializers.append(numpy_helper.from_array(array, name=name))
+        return name
+
+    def node(self, op_type: str, inputs: list[str], name: str, **attributes: Any) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))
+        return name
+
+
+def _convolutional(
+    graph: _GraphBuilder,
+    index: int,
+    layer: Convolutional,
+    x: _Tensor,
+    weights: DarknetWeights,
+    batch_norm_epsilon: float,
+) -> _Tensor:
+    if x.channels % layer.groups:
+        raise DarknetCfgError(
+            f"layer {index}: {x.channels} input channels not divisible by groups={layer.groups}"
+        )
+    shape = (layer.filters, x.channels // layer.groups, layer.size, layer.size)
+    what = f"layer {index} (convolutional)"
+    # Darknet stores biases, then batch-norm scales, means and variances, then the kernel.
+    bias = weights.take(layer.filters, what)
+    if layer.batch_normalize:
+        scale = weights.take(layer.filters, what)
+        mean = weights.take(layer.filters, what)
+        variance = weights.take(layer.filters, what)
+    kernel = weights.take(int(np.prod(shape)), what).reshape(shape)
+    if layer.batch_normalize:
+        # Fold y = scale * (conv(x) - mean) / sqrt(variance + eps) + bias into the convolution,
+        # in double precision like Darknet's own fusing.
+        factor = scale.astype(np.float64) / np.sqrt(variance.astype(np.float64) + batch_norm_epsilon)
+        kernel = kernel * factor[:, None, None, None]
+        bias = bias - mean * factor
+    prefix = f"conv_{index}"
+    output = graph.node(
+        "Conv",
+        [
+            x.name,
+            graph.constant(f"{prefix}.weight", kernel.astype(np.float32)),
+            graph.constant(f"{prefix}.bias", bias.astype(np.float32)),
+        ],
+        prefix,
+        kernel_shape=[layer.size, layer.size],
+        strides=[layer.stride, layer.stride],
+        pads=[layer.padding] * 4,
+        group=layer.groups,
+    )
+    if layer.activation == "leaky":
+        output = graph.node("LeakyRelu", [output], f"{prefix}_leaky", alpha=LEAKY_SLOPE)
+    elif layer.activation == "relu":
+        output = graph.node("Relu", [output], f"{prefix}_relu")
+    elif layer.activation == "logistic":
+        output = graph.node("Sigmoid", [output], f"{prefix}_logistic")
+    height = (x.height + 2 * layer.padding - layer.size) // layer.stride + 1
+    width = (x.width + 2 * layer.padding - layer.size) // layer.stride + 1
+    return _Tensor(output, layer.filters, height, width)
+
+
+def _maxpool(graph: _GraphBuilder, index: int, layer: MaxPool, x: _Tensor) -> _Tensor:
+    before = layer.padding // 2
+    after = layer.padding - before
+    output = graph.node(
+        "MaxPool",
+        [x.name],
+        f"maxpool_{index}",
+        kernel_shape=[layer.size, layer.size],
+        strides=[layer.stride, layer.stride],
+        pads=[before, before, after, after],
+    )
+    height = (x.height + layer.padding - layer.size) // layer.stride + 1
+    width = (x.width + layer.padding - layer.size) // layer.stride + 1
+    return _Tensor(output, x.channels, height, width)
+
+
+def _route(graph: _GraphBuilder, index: int, layer: Route, outputs: list[_Tensor]) -> _Tensor:
+    parts: list[_Tensor] = []
+    for position, reference in enumerate(layer.layers):
+        source = index + reference if reference < 0 else reference
+        if not 0 <= source < index:
+            raise DarknetCfgError(f"layer {index} (route): layer {reference} is not an earlier layer")
+        x = outputs[source]
+        if layer.groups > 1:
+            # Darknet's CSP blocks take one channel group of the input (e.g. the second half).
+            size = x.channels // layer.groups
+            start = size * layer.group_id
+            name = graph.node(
+                "Slice",
+                [
+                    x.name,
+                    graph.constant(f"route_{index}_{position}.starts", np.array([start], np.int64)),
+                    graph.constant(f"route_{index}_{position}.ends", np.array([start + size], np.int64)),
+                    graph.constant(f"route_{index}_{position}.axes", np.array([1], np.int64)),
+                ],
+                f"route_{index}_{position}_group",
+            )
+            x = _Tensor(name, size, x.height, x.width)
+        parts.append(x)
+    if any((part.height, part.width) != (parts[0].height, parts[0].width) for part in parts):
+        sizes = [f"{part.height}x{part.width}" for part in parts]
+        raise DarknetCfgError(f"layer {index} (route): inputs of different spatial sizes {sizes}")
+    if len(parts) == 1:
+        return parts[0]
+    name = graph.node("Concat", [part.name for part in parts], f"route_{index}", axis=1)
+    return _Tensor(name, sum(part.channels for part in parts), parts[0].height, parts[0].width)
+
+
+def _upsample(graph: _GraphBuilder, index: int, layer: Upsample, x: _Tensor) -> _Tensor:
+    scales = np.array([1, 1, layer.stride, layer.stride], np.float32)
+    output = graph.node(
+        "Resize",
+        [x.name, "", graph.constant(f"upsample_{index}.scales", scales)],
+        f"upsample_{index}",
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )
+    if layer.scale != 1.0:
+        scale = graph.constant(f"upsample_{index}.scale", np.array(layer.scale, np.float32))
+        output = graph.node("Mul", [output, scale], f"upsample_{index}_scaled")
+    return _Tensor(output, x.channels, x.height * layer.stride, x.width * layer.stride)
+
+
+def _yolo(
+    graph: _GraphBuilder, index: int, layer: Yolo, x: _Tensor, input_width: int, input_height: int
+) -> tuple[str, str, int]:
+    """Decode one yolo layer into ``boxes`` [N, rows, 4] and ``scores`` [N, rows, classes], and ``rows``."""
+    anchors = layer.masked_anchors
+    count = len(anchors)
+    attributes = 5 + layer.classes
+    if x.channels != count * attributes:
+        raise DarknetCfgError(
+            f"layer {index} (yolo): input has {x.channels} channels, expected "
+            f"{count} anchors x (5 + {layer.classes} classes) = {count * attributes}"
+        )
+    rows = x.height * x.width * count
+    prefix = f"yolo_{index}"
+
+    def const(name: str, array: npt.NDArray[Any]) -> str:
+        return graph.constant(f"{prefix}.{name}", array)
+
+    # [N, A*(5+C), H, W] -> [N, H, W, A, 5+C] -> [N, H*W*A, 5+C]
+    split_anchors = graph.node(
+        "Reshape",
+        [x.name, const("anchor_shape", np.array([0, count, attributes, x.height, x.width], np.int64))],
+        f"{prefix}_anchors",
+    )
+    cells_last = graph.node("Transpose", [split_anchors], f"{prefix}_cells", perm=[0, 3, 4, 1, 2])
+    flat = graph.node(
+        "Reshape",
+        [cells_last, const("row_shape", np.array([0, rows, attributes], np.int64))],
+        f"{prefix}_rows",
+    )
+    graph.nodes.append(
+        helper.make_node(
+            "Split",
+            [flat, const("split", np.array([2, 2, 1, layer.classes], np.int64))],
+            [f"{prefix}_txy", f"{prefix}_twh", f"{prefix}_tobj", f"{prefix}_tcls"],
+            name=f"{prefix}_split",
+            axis=2,
+        )
+    )
+
+    # Centre: (cell + sigmoid(t) * scale_x_y - (scale_x_y - 1) / 2) * stride, in input pixels.
+    stride = np.array([input_width / x.width, input_height / x.height], np.float32)
+    grid_y, grid_x, _ = np.meshgrid(np.arange(x.height), np.arange(x.width), np.arange(count), indexing="ij")
+    cells = np.stack([grid_x, grid_y], axis=-1).reshape(1, rows, 2).astype(np.float32)
+    offset = (cells + np.float32(0.5 * (1.0 - layer.scale_x_y))) * stride
+    sigmoid_xy = graph.node("Sigmoid", [f"{prefix}_txy"], f"{prefix}_sigmoid_xy")
+    scaled_xy = graph.node(
+        "Mul", [sigmoid_xy, const("xy_scale", stride * layer.scale_x_y)], f"{prefix}_scaled_xy"
+    )
+    centre = graph.node("Add", [scaled_xy, const("xy_offset", offset)], f"{prefix}_centre")
+
+    # Size: exp(t) * anchor, anchors already in input pixels.
+    anchor_sizes = np.tile(np.array(anchors, np.float32), (x.height * x.width, 1)).reshape(1, rows, 2)
+    exp_wh = graph.node("Exp", [f"{prefix}_twh"], f"{prefix}_exp_wh")
+    size = graph.node("Mul", [exp_wh, const("anchor_sizes", anchor_sizes)], f"{prefix}_size")
+    half = graph.node("Mul", [size, const("half", np.array(0.5, np.float32))], f"{prefix}_half")
+    top_left = graph.node("Sub", [centre, half], f"{prefix}_top_left")
+    bottom_right = graph.node("Add", [centre, half], f"{prefix}_bottom_right")
+    boxes = graph.node("Concat", [top_left, bottom_right], f"{prefix}_boxes", axis=2)
+
+    objectness = graph.node("Sigmoid", [f"{prefix}_tobj"], f"{prefix}_objectness")
+    class_probability = graph.node("Sigmoid", [f"{prefix}_tcls"], f"{prefix}_class_probability")
+    scores = graph.node("Mul", [objectness, class_probability], f"{prefix}_scores")
+    return boxes, scores, rows
+
+
+def _preprocess(graph: _GraphBuilder, images: str, size: int, channels: int) -> _Tensor:
+    """uint8 NHWC in 0..255 -> float32 NCHW in 0..1, what Darknet networks are trained on."""
+    as_float = graph.node("Cast", [images], "images_float", to=TensorProto.FLOAT)
+    scaled = graph.node(
+        "Div", [as_float, graph.constant("pixel_scale", np.array(255.0, np.float32))], "images_01"
+    )
+    nchw = graph.node("Transpose", [scaled], "images_nchw", perm=[0, 3, 1, 2])
+    return _Tensor(nchw, channels, size, size)
+
+
+def network_to_onnx(
+    network: DarknetNetwork,
+    weights: DarknetWeights,
+    *,
+    input_size: int = 416,
+    model_name: str = "yolov4_tiny",
+    io: DetectorIO = DetectorIO(),  # frozen, so safe as a default
+    batch_norm_epsilon: float = BATCH_NORM_EPSILON,
+) -> onnx.ModelProto:
+    """Convert a parsed network; ``input_size`` overrides the cfg's width and height (square input)."""
+    if input_size <= 0 or input_size % 32:
+        raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
+    graph = _GraphBuilder()
+    x = _preprocess(graph, io.images, input_size, network.channels)
+    outputs: list[_Tensor] = []
+    decoded: list[tuple[str, str, int]] = []
+    classes: set[int] = set()
+    for index, layer in enumerate(network.layers):
+        if isinstance(layer, Convolutional):
+            x = _convolutional(graph, index, layer, x, weights, batch_norm_epsilon)
+        elif isinstance(layer, MaxPool):
+            x = _maxpool(graph, index, layer, x)
+        elif isinstance(layer, Route):
+            x = _route(graph, index, layer, outputs)
+        elif isinstance(layer, Upsample):
+            x = _upsample(graph, index, layer, x)
+        else:
+            # A yolo layer passes its input on unchanged for any route that refers to it.
+            decoded.append(_yolo(graph, index, layer, x, input_size, input_size))
+            classes.add(layer.classes)
+        outputs.append(x)
+    weights.ensure_consumed()
+    if not decoded:
+        raise DarknetCfgError("the network has no [yolo] layer")
+    if len(classes) != 1:
+        raise DarknetCfgError(f"yolo layers disagree on the number of classes: {sorted(classes)}")
+    (class_count,) = classes
+
+    boxes, scores, layer_rows = zip(*decoded, strict=True)
+    graph.node("Concat", list(boxes), io.boxes, axis=1)
+    graph.node("Concat", list(scores), io.scores, axis=1)
+    rows = sum(layer_rows)
+    onnx_graph = helper.make_graph(
+        graph.nodes,
+        model_name,
+        inputs=[
+            helper.make_tensor_value_info(
+                io.images, TensorProto.UINT8, ["batch", input_size, input_size, network.channels]
+            )
+        ],
+        outputs=[
+            helper.make_tensor_value_info(io.boxes, TensorProto.FLOAT, ["batch", rows, 4]),
+            helper.make_tensor_value_info(io.scores, TensorProto.FLOAT, ["batch", rows, class_count]),
+        ],
+        initializer=graph.initializers,
+    )
+    model = helper.make_model(
+        onnx_graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="vigie_models.darknet",
+        ir_version=IR_VERSION,
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def darknet_to_onnx(
+    cfg_text: str,
+    weights: bytes,
+    *,
+    input_size: int = 416,
+    model_name: str = "yolov4_tiny",
+    io: DetectorIO = DetectorIO(),  # frozen, so safe as a default
+    batch_norm_epsilon: float = BATCH_NORM_EPSILON,
+) -> onnx.ModelProto:
+    """Convert a Darknet cfg and its weights into a checked ONNX model."""
+    return network_to_onnx(
+        parse_cfg(cfg_text),
+        DarknetWeights(weights),
+        input_size=input_size,
+        model_name=model_name,
+        io=io,
+        batch_norm_epsilon=batch_norm_epsilon,
+    )

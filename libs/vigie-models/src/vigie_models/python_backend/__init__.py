@@ -1,0 +1,1 @@
+"""The python-backend ``model.py`` shipped into the Triton repository (package data, not imported)."""
