@@ -1,0 +1,119 @@
+"""The ingest service's edge: cameras in, frames published to the FRAMES stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from nats.js import JetStreamContext
+from opentelemetry import trace
+from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vigie_core.lifecycle import ServiceRuntime
+from vigie_core.messaging import connect, ensure_stream, trace_headers
+from vigie_core.streams import FramesStream, frames_subject
+from vigie_ingest.camera_set import CameraSet
+from vigie_ingest.frame import CapturedFrame
+from vigie_ingest.settings import IngestSettings
+from vigie_ingest.source import CameraState
+from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
+
+logger = logging.getLogger("vigie.ingest")
+
+
+class CameraStatusCollector(Collector):
+    """Prometheus metrics read from the cameras' own status at scrape time."""
+
+    def __init__(self, cameras: CameraSet) -> None:
+        self._cameras = cameras
+
+    def collect(self) -> Iterator[Metric]:
+        counters = {
+            "frames_decoded": ("Frames decoded", "frames_decoded"),
+            "frames_kept": ("Frames kept by sampling and resized", "frames_kept"),
+            "packets_skipped": ("Packets dropped before decoding (intra-only codecs)", "packets_skipped"),
+            "frames_dropped": ("Kept frames dropped because publishing was behind", "frames_dropped"),
+            "decode_errors": ("Packets that failed to decode", "decode_errors"),
+            "connections": ("Connections or file openings", "connections"),
+        }
+        statuses = self._cameras.statuses()
+        for name, (documentation, field) in counters.items():
+            family = CounterMetricFamily(f"vigie_ingest_{name}", documentation, labels=["camera"])
+            for camera, status in statuses.items():
+                family.add_metric([camera], getattr(status, field))
+            yield family
+        state = GaugeMetricFamily(
+            "vigie_ingest_camera_state", "1 for the camera's current state", labels=["camera", "state"]
+        )
+        for camera, status in statuses.items():
+            for value in CameraState:
+                state.add_metric([camera, value.value], 1.0 if status.state == value else 0.0)
+        yield state
+
+
+class FramePublisher:
+    def __init__(self, js: JetStreamContext, runtime: ServiceRuntime) -> None:
+        self._js = js
+        self._tracer = runtime.tracer
+        self._published = Counter(
+            "vigie_ingest_frames_published",
+            "Frames published to FRAMES",
+            ["camera"],
+            registry=runtime.registry,
+        )
+
+    async def __call__(self, captured: CapturedFrame) -> None:
+        height, width = captured.pixels.shape[:2]
+        frame = Frame(
+            camera_id=captured.camera_id,
+            run_id=captured.run_id,
+            sequence=captured.sequence,
+            source_width=captured.source_width,
+            source_height=captured.source_height,
+            width=width,
+            height=height,
+            pixel_format=PIXEL_FORMAT_RGB24,
+            pixels=captured.pixels.tobytes(),
+        )
+        frame.captured_at.FromDatetime(captured.captured_at)
+        with self._tracer.start_as_current_span(
+            "ingest.publish",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"vigie.camera": captured.camera_id, "vigie.sequence": captured.sequence},
+        ):
+            await self._js.publish(
+                frames_subject(captured.camera_id), frame.SerializeToString(), headers=trace_headers()
+            )
+        self._published.labels(captured.camera_id).inc()
+
+
+async def serve(runtime: ServiceRuntime) -> None:
+    """The service's body: read every camera until asked to stop."""
+    settings = runtime.settings
+    assert isinstance(settings, IngestSettings)
+    cameras = CameraSet.from_configs(
+        settings.cameras, target_size=settings.target_size, live_policy=settings.live
+    )
+    runtime.registry.register(CameraStatusCollector(cameras))
+    nc = await connect(settings.nats, "vigie-ingest")
+    runtime.exit_stack.push_async_callback(nc.drain)
+    js = nc.jetstream()
+    await ensure_stream(js, FramesStream(settings.frames_partitions, settings.frames_max_age_s).config())
+    runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
+    logger.info("reading %d camera(s): %s", len(settings.cameras), ", ".join(cameras.camera_ids) or "none")
+
+    runtime.readiness.mark_started()
+    reading = asyncio.create_task(cameras.run(FramePublisher(js, runtime)))
+    stopping = asyncio.create_task(runtime.stop_requested.wait())
+    await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if reading.done():
+        reading.result()  # a publishing failure stops the service with its error
+        logger.info("every camera has ended; serving health until stopped")
+        await stopping
+    else:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+    stopping.cancel()
