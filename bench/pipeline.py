@@ -31,7 +31,7 @@ import numpy as np
 import psutil
 
 from vigie_embedded.nats import EmbeddedNats
-from vigie_embedded.processes import ProcessSet, free_port
+from vigie_embedded.processes import ProcessSet
 from vigie_embedded.triton import EmbeddedTriton
 from vigie_inference.detections import decode_detections
 from vigie_inference.detector import OnnxRuntimeDetector
@@ -50,6 +50,7 @@ class Figures:
     model_cpu_ms_per_frame: float
     outside_model_cpu_ms_per_frame: float
     peak_rss_mb: dict[str, float]
+    cpu_ms_per_frame_by_process: dict[str, float] | None = None
 
 
 class PeakMemory:
@@ -77,15 +78,15 @@ class PeakMemory:
         return {name: round(v, 1) for name, v in self.peaks.items()}
 
 
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
+def _cpu_seconds(process: psutil.Process) -> float:
+    """CPU time of a process and its children (tritonserver runs the model in a child stub)."""
     total = 0.0
-    for process in processes:
-        try:
-            for p in [process, *process.children(recursive=True)]:
-                times = p.cpu_times()
-                total += times.user + times.system
-        except psutil.Error:
-            continue
+    try:
+        for p in [process, *process.children(recursive=True)]:
+            times = p.cpu_times()
+            total += times.user + times.system
+    except psutil.Error:
+        pass
     return total
 
 
@@ -139,7 +140,6 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
             "NATS__URL": nats_server.url,
             "HTTP__PORT": "0",
             "LOG_LEVEL": "WARNING",
-            "FRAMES_MAX_AGE_S": "600",
         }
         try:
             inference = processes.start(
@@ -147,11 +147,14 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
                 "vigie_inference",
                 {f"VIGIE_INFERENCE_{k}": v for k, v in {**common, "TRITON_URL": triton.grpc_url}.items()},
             )
-            await asyncio.sleep(2.0)  # the consumer is bound before the first frame
             camera = {"id": "bench", "url": str(video), "sample_fps": sample_fps, "realtime": False}
             triton_process = psutil.Process(triton.pid)
-            watched = [psutil.Process(inference.pid), triton_process, psutil.Process(nats_server.pid)]
-            cpu_start = _cpu_seconds(watched)
+            watched = {
+                "inference": psutil.Process(inference.pid),
+                "tritonserver": triton_process,
+                "nats-server": psutil.Process(nats_server.pid),
+            }
+            cpu_start = {name: _cpu_seconds(p) for name, p in watched.items()}
             ingest = processes.start(
                 "ingest",
                 "vigie_ingest",
@@ -160,14 +163,13 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
                     for k, v in {
                         **common,
                         "CAMERAS": json.dumps([camera]),
-                        "HTTP__PORT": str(free_port()),
+                        "FRAMES_MAX_AGE_S": "600",
                     }.items()
                 },
             )
-            watched.append(psutil.Process(ingest.pid))
-            memory = PeakMemory(
-                {"ingest": watched[3], "inference": watched[0], "tritonserver": triton_process}
-            )
+            watched["ingest"] = psutil.Process(ingest.pid)
+            cpu_start["ingest"] = 0.0
+            memory = PeakMemory({name: watched[name] for name in ("ingest", "inference", "tritonserver")})
             idle_since = time.perf_counter()
             last_count = 0
             while True:
@@ -176,9 +178,11 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
                     last_count, idle_since = len(completions), time.perf_counter()
                 elif completions and time.perf_counter() - idle_since > 5.0:
                     break  # nothing new for 5 s: the video is done
-                if processes.crashed():
-                    raise RuntimeError(f"{processes.crashed()} crashed; logs in {logs}")
-            cpu = _cpu_seconds(watched) - cpu_start
+                for name in processes.crashed():
+                    log = (Path(logs) / f"{name}.log").read_text()[-3000:]
+                    raise RuntimeError(f"{name} crashed; its log ends with:\n{log}")
+            cpu_by_process = {name: _cpu_seconds(p) - cpu_start[name] for name, p in watched.items()}
+            cpu = sum(cpu_by_process.values())
             peaks = memory.stop()
         finally:
             processes.stop_all()
@@ -191,6 +195,7 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
         model_cpu_ms_per_frame=round(1000 * model_cpu_per_frame, 2),
         outside_model_cpu_ms_per_frame=round(1000 * (cpu / frames - model_cpu_per_frame), 2),
         peak_rss_mb=peaks,
+        cpu_ms_per_frame_by_process={name: round(1000 * c / frames, 2) for name, c in cpu_by_process.items()},
     )
 
 
