@@ -7,13 +7,16 @@ draining: it finishes the work in hand, acknowledges it, and returns.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -89,6 +92,19 @@ async def _main(name: str, settings: ServiceSettings, body: ServiceBody) -> None
             loop.add_signal_handler(signum, runtime.stop_requested.set)
         await body(runtime)
     logging.getLogger(f"vigie.{name}").info("stopped")
+
+
+def service_main(name: str, settings_type: type[ServiceSettings], body: ServiceBody) -> None:
+    """The ``python -m vigie_<name> [--config FILE]`` entry point of every service."""
+    parser = argparse.ArgumentParser(prog=f"vigie-{name}", description=f"Run the Vigie {name} service.")
+    parser.add_argument("--config", type=Path, help="TOML settings file (the environment overrides it)")
+    args = parser.parse_args()
+    try:
+        settings = settings_type.load(args.config)
+    except (ValueError, OSError) as error:  # pydantic's ValidationError is a ValueError
+        print(f"vigie-{name}: invalid configuration: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run_service(name, settings, body)
 
 
 def run_service(name: str, settings: ServiceSettings, body: ServiceBody) -> None:
