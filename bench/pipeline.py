@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 import nats
 import numpy as np
+import numpy.typing as npt
 import psutil
 
 from vigie_embedded.nats import EmbeddedNats
@@ -93,7 +94,7 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def measure_model_cpu(detector: OnnxRuntimeDetector, pictures: list[np.ndarray], rounds: int = 2) -> float:
+def measure_model_cpu(detector: OnnxRuntimeDetector, pictures: list[npt.NDArray[np.uint8]], rounds: int = 2) -> float:
     """CPU seconds of one model call, measured alone: during the loop the decoding thread runs beside
     the model, and the process's CPU clock cannot tell the two apart."""
     batch = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
@@ -115,7 +116,7 @@ async def single_process_loop(video: Path, model: Path, sample_fps: float) -> tu
     batch = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     memory = PeakMemory({"single process": psutil.Process()})
     completions: list[float] = []
-    pictures: list[np.ndarray] = []
+    pictures: list[npt.NDArray[np.uint8]] = []
     cpu_start = time.process_time()
     async for frame in source.frames():
         _, transform = letterbox(frame.pixels, INPUT_SIZE, out=batch[0])
