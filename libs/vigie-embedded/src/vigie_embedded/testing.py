@@ -29,6 +29,8 @@ async def running_service(
     """Run a service's body in this event loop, as its process would; stop and drain it on exit."""
     async with service_runtime(name, settings) as runtime:
         task = asyncio.create_task(body(runtime), name=f"service-{name}")
+        # A body that ends by itself (a crash) stops the service, as its process would exit.
+        task.add_done_callback(lambda _: runtime.stop_requested.set())
         try:
             yield runtime
         finally:
