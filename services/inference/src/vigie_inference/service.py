@@ -92,6 +92,8 @@ class InferencePipeline:
         self._pending: asyncio.Queue[PendingBatch | None] = asyncio.Queue()
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._tracer = runtime.tracer
+        # Why the detector cannot analyse now (None when it can): gates fetching and readiness.
+        self._detector_problem: str | None = None
 
     async def run(self) -> None:
         settings = self._settings
@@ -115,8 +117,8 @@ class InferencePipeline:
                 max_ack_pending=max(64, settings.max_batch * settings.max_in_flight * 4),
             ),
         )
-        detector_state: dict[str, str | None] = {"reason": await self._detector.ready()}
-        self._runtime.readiness.add("detector", lambda: detector_state["reason"])
+        self._detector_problem = await self._detector.ready()
+        self._runtime.readiness.add("detector", lambda: self._detector_problem)
         self._runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
         logger.info("consuming FRAMES partition %d of %d", settings.partition, settings.partitions)
         self._runtime.readiness.mark_started()
@@ -124,10 +126,10 @@ class InferencePipeline:
         publisher = asyncio.create_task(self._apply_results(js))
         try:
             while not self._runtime.stop_requested.is_set():
-                if detector_state["reason"] is not None:
-                    detector_state["reason"] = await self._detector.ready()
-                    if detector_state["reason"] is not None:
-                        logger.warning("waiting for the detector: %s", detector_state["reason"])
+                if self._detector_problem is not None:
+                    self._detector_problem = await self._detector.ready()
+                    if self._detector_problem is not None:
+                        logger.warning("waiting for the detector: %s", self._detector_problem)
                         await _sleep_or_stop(self._runtime.stop_requested, 1.0)
                         continue
                 try:
@@ -197,6 +199,7 @@ class InferencePipeline:
         except DetectorError as error:
             logger.error("detector failed on %d frame(s), to be redelivered: %s", len(pending.frames), error)
             self._metrics.dropped.labels("detector_error").inc(len(pending.frames))
+            self._detector_problem = str(error)
             for message in pending.messages:
                 await message.nak(delay=1.0)
             return
