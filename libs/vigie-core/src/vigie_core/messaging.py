@@ -26,6 +26,7 @@ _MANAGED_FIELDS = (
     "max_age",
     "max_bytes",
     "max_msg_size",
+    "duplicate_window",
 )
 
 
@@ -70,7 +71,10 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
         logger.info("created stream %s", wanted.name)
         return
     current = info.config
-    changed = [f for f in _MANAGED_FIELDS if getattr(wanted, f) is not None and _differs(current, wanted, f)]
+    # A field Vigie leaves unset (None, or 0 for the duplicate window) keeps the server's value.
+    changed = [
+        f for f in _MANAGED_FIELDS if getattr(wanted, f) not in (None, 0) and _differs(current, wanted, f)
+    ]
     if not changed:
         return
     if "storage" in changed:

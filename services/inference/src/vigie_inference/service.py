@@ -28,7 +28,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect, context_from_headers, ensure_stream, trace_headers
-from vigie_core.streams import TracksStream, frames_partition_filter, frames_partitions, tracks_subject
+from vigie_core.streams import (
+    FRAMES_PREFIX,
+    TracksStream,
+    partition_filter,
+    partitions_of,
+    tracks_subject,
+)
 from vigie_inference.analysis import CameraTrackers
 from vigie_inference.detections import decode_detections
 from vigie_inference.detector import Detector, DetectorError, FloatArray, ImageBatch
@@ -64,10 +70,12 @@ class InferenceMetrics:
             registry=registry,
         )
         self.tracks = Gauge("vigie_inference_live_tracks", "Tracks alive", registry=registry)
+        # Pipeline health, all cameras together: a per-camera count of people scraped every few seconds
+        # would publish the fine timing that the anonymiser's reporting window exists to remove.
         self.tracks_started = Counter(
             "vigie_inference_tracks_started",
-            "Tracks confirmed, by camera and class",
-            ["camera", "object_class"],
+            "Tracks confirmed, all cameras together, by class",
+            ["object_class"],
             registry=registry,
         )
 
@@ -101,11 +109,11 @@ class InferencePipeline:
         self._runtime.exit_stack.push_async_callback(nc.drain)
         js = nc.jetstream()
         # Ingest owns FRAMES (it publishes there); inference owns TRACKS.
-        await ensure_stream(js, TracksStream(settings.tracks_max_age_s).config())
+        await ensure_stream(js, TracksStream(settings.tracks_partitions, settings.tracks_max_age_s).config())
         await wait_for_frames_stream(js, settings.partitions, self._runtime.stop_requested)
         durable = f"inference-{settings.partition}"
         subscription = await js.pull_subscribe(
-            frames_partition_filter(settings.partition),
+            partition_filter(FRAMES_PREFIX, settings.partition),
             durable=durable,
             stream="FRAMES",
             config=ConsumerConfig(
@@ -219,7 +227,7 @@ class InferencePipeline:
                 )
                 for tracks in self._trackers.analyse(frame, detections, time.monotonic()):
                     for started in self._trackers.started(tracks):
-                        self._metrics.tracks_started.labels(frame.camera_id, started).inc()
+                        self._metrics.tracks_started.labels(started).inc()
                     await js.publish(
                         tracks_subject(tracks.camera_id), tracks.SerializeToString(), headers=trace_headers()
                     )
@@ -238,7 +246,7 @@ async def wait_for_frames_stream(js: JetStreamContext, partitions: int, stop: as
             logger.info("waiting for ingest to create the FRAMES stream")
             await _sleep_or_stop(stop, 1.0)
             continue
-        have = frames_partitions(info.config)
+        have = partitions_of(info.config)
         if have != partitions:
             raise RuntimeError(
                 f"FRAMES is split into {have} partitions but inference expects {partitions}: "

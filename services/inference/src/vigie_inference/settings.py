@@ -18,6 +18,9 @@ class InferenceSettings(ServiceSettings, env_prefix="VIGIE_INFERENCE_"):
     max_in_flight: int = Field(
         2, ge=1, le=64, description="Triton requests in flight, so the model never idles"
     )
+    tracks_partitions: int = Field(
+        1, ge=1, le=64, description="partitions of TRACKS (one per anonymiser replica)"
+    )
     tracks_max_age_s: float = Field(60.0, gt=0, description="retention of the TRACKS stream")
     tracker: TrackerParams = TrackerParams()
     iou_threshold: float = Field(0.45, gt=0, lt=1, description="non-maximum suppression overlap")

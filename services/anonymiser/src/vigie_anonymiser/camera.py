@@ -1,0 +1,434 @@
+"""From one camera's TrackFrames to anonymous window reports.
+
+What is kept, per camera: for each live track its class, **last** anchor position and box size, last
+capture time and a few integers per line and zone (see `LineTrackState`, `ZoneTrackState`); no earlier
+position, so no trajectory. An ended track's id is dropped at once. Its last state is kept without the id
+for `handover_s` (a few seconds) so that a new track appearing at the same place continues it: the
+tracker's "ended, then a new id" on a person standing still or briefly hidden is then neither counted
+twice nor missed. A track unseen for `track_ttl_s` is forgotten. The open window's tally holds counts by
+line, zone and class only.
+
+Ordering and duplicates: messages of a camera come in order of (run, sequence). A message with a sequence
+already passed, or a byte-identical copy of one with the current sequence, is a redelivery and is
+dropped; a message of a run that already ended is stale and dropped. Inference may send two different
+messages with the same sequence (the end of a run, then a frame): both count, told apart by rank.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from vigie_anonymiser.config import CameraGeometry, CountingParams
+from vigie_anonymiser.crossing import LineTrackState, finish_line, step_line
+from vigie_anonymiser.geometry import CrossingDirection, Point, anchor_point
+from vigie_anonymiser.observations import TrackObservation
+from vigie_anonymiser.windows import ReportClosure, WindowReport, WindowTally, report_id, window_start
+from vigie_anonymiser.zones import ZoneTrackState, finish_zone, step_zone
+
+__all__ = ["Anonymiser", "CameraAnonymiser", "Dropped", "FrameOutcome"]
+
+_REMEMBERED_RUNS = 8
+
+
+class Dropped(StrEnum):
+    DUPLICATE = "duplicate"
+    STALE_RUN = "stale_run"
+    NO_GEOMETRY = "no_geometry"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameOutcome:
+    """Reports closed by a frame (usually none), or why the frame was not counted."""
+
+    reports: tuple[WindowReport, ...] = ()
+    dropped: Dropped | None = None
+
+
+@dataclass(slots=True)
+class _TrackState:
+    object_class: int
+    point: Point
+    width: float
+    height: float
+    last_seen: float
+    lines: list[LineTrackState | None]
+    zones: list[ZoneTrackState | None]
+    # Smoothed anchor velocity (normalised units per second): where to look for it after a gap.
+    velocity: Point = (0.0, 0.0)
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """Where a camera's message stream is: enough to recognise redeliveries. Holds no personal data."""
+
+    run_id: str = ""
+    sequence: int = -1
+    fingerprints: list[int] = field(default_factory=list)  # of the messages with this sequence
+    ended_runs: deque[str] = field(default_factory=lambda: deque(maxlen=_REMEMBERED_RUNS))
+
+    def admit(self, observation: TrackObservation) -> tuple[Dropped | None, bool]:
+        """Whether to count the message, and whether it starts a new run."""
+        if observation.run_id != self.run_id:
+            if observation.run_id in self.ended_runs:
+                return Dropped.STALE_RUN, False
+            new_run = bool(self.run_id)
+            if new_run:
+                self.ended_runs.append(self.run_id)
+            self.run_id, self.sequence = observation.run_id, observation.sequence
+            self.fingerprints = [observation.fingerprint]
+            return None, new_run
+        if observation.sequence < self.sequence:
+            return Dropped.DUPLICATE, False
+        if observation.sequence == self.sequence:
+            if observation.fingerprint in self.fingerprints:
+                return Dropped.DUPLICATE, False
+            self.fingerprints.append(observation.fingerprint)
+            return None, False
+        self.sequence, self.fingerprints = observation.sequence, [observation.fingerprint]
+        return None, False
+
+    @property
+    def rank(self) -> int:
+        return len(self.fingerprints) - 1
+
+
+class CameraAnonymiser:
+    """All the state of one camera. Not thread-safe; feed it the camera's messages in stream order."""
+
+    def __init__(self, geometry: CameraGeometry, params: CountingParams) -> None:
+        self._geometry = geometry
+        self._params = params
+        self._cursor = _Cursor()
+        self._tracks: dict[bytes, _TrackState] = {}
+        self._handovers: list[_TrackState] = []  # ended tracks' last state, without their ids
+        self._tally: WindowTally | None = None
+        self._last_time: float | None = None
+        self._previous_time: float | None = None  # of the frame before the current one
+        self._occupancy: dict[tuple[str, int], int] = {}
+        self.last_received = 0.0
+
+    @property
+    def geometry(self) -> CameraGeometry:
+        return self._geometry
+
+    @property
+    def live_tracks(self) -> int:
+        return len(self._tracks)
+
+    def process(self, observation: TrackObservation, received_at: float = 0.0) -> FrameOutcome:
+        dropped, new_run = self._cursor.admit(observation)
+        if dropped is not None:
+            return FrameOutcome(dropped=dropped)
+        self.last_received = received_at
+        now = observation.captured_at
+        if new_run:
+            # The old run's ids will never come back; its tracks end here (inference normally says so).
+            self._end_tracks(list(self._tracks))
+        reports = self._advance_time(observation, now)
+        tally = self._tally
+        assert tally is not None
+        tally.frames += 1
+        if observation.model:
+            tally.models.add(observation.model)
+        self._end_tracks(observation.ended)
+        self._observe(observation, now)
+        self._expire(now)
+        self._occupancy = self._measure_occupancy(now)
+        tally.sample(self._occupancy)
+        return FrameOutcome(reports=tuple(reports))
+
+    def close_idle(self) -> list[WindowReport]:
+        """The camera fell silent: its tracks are over. Count what they were completing, report, forget."""
+        for state in [*self._tracks.values(), *self._handovers]:
+            self._finish(state)
+        self._tracks.clear()
+        self._handovers.clear()
+        self._last_time = None
+        self._occupancy = {}
+        return self._close(ReportClosure.CAMERA_IDLE)
+
+    def stop(self, closed_by: ReportClosure = ReportClosure.SERVICE_STOPPING) -> list[WindowReport]:
+        """Report what was counted so far. Live tracks are not finished: the camera goes on, and another
+        instance will see them (counting them here too could count them twice); ended ones are."""
+        for state in self._handovers:
+            self._finish(state)
+        self._handovers.clear()
+        return self._close(closed_by)
+
+    def replace_geometry(self, geometry: CameraGeometry) -> list[WindowReport]:
+        """Report with the old lines and zones, then count with the new ones from the next frame on.
+        Tracks keep their position but must establish their side of the new lines again."""
+        reports = self._close(ReportClosure.GEOMETRY_CHANGED)
+        self._geometry = geometry
+        self._handovers.clear()
+        self._occupancy = {}
+        for state in self._tracks.values():
+            state.lines, state.zones = self._fresh_states(state.object_class)
+        return reports
+
+    # -- time and windows ---------------------------------------------------------------------------
+
+    def _advance_time(self, observation: TrackObservation, now: float) -> list[WindowReport]:
+        """Cover the time since the previous frame and open the tally of this frame's window."""
+        reports: list[WindowReport] = []
+        previous, self._last_time = self._last_time, now
+        self._previous_time = previous
+        gap = None if previous is None else now - previous
+        covered = gap is not None and 0.0 < gap <= self._params.coverage_max_gap_s
+        start = window_start(now, self._geometry.window_s)
+        tally = self._tally
+        if tally is not None and tally.window_start != start:
+            if covered and previous is not None and previous < tally.window_end <= now:
+                tally.cover(tally.window_end - previous, self._occupancy)
+                previous = float(tally.window_end)
+            else:
+                covered = False
+            reports.extend(self._close(ReportClosure.WINDOW_ENDED))
+        if self._tally is None:
+            self._tally = self._open(start, observation)
+        if covered and previous is not None:
+            self._tally.cover(now - previous, self._occupancy)
+        return reports
+
+    def _open(self, start: int, observation: TrackObservation) -> WindowTally:
+        geometry = self._geometry
+        return WindowTally(
+            camera_id=geometry.camera_id,
+            window_start=start,
+            window_s=geometry.window_s,
+            report_id=report_id(
+                geometry.camera_id, start, observation.run_id, observation.sequence, self._cursor.rank
+            ),
+            geometry_version=geometry.version,
+            line_ids=tuple(line.id for line in geometry.lines),
+            zone_ids=tuple(zone.id for zone in geometry.zones),
+            dwell_limits=tuple(geometry.dwell.limits(i) for i in range(len(geometry.dwell.bounds) + 1)),
+        )
+
+    def _close(self, closed_by: ReportClosure) -> list[WindowReport]:
+        tally, self._tally = self._tally, None
+        return [] if tally is None else [tally.close(closed_by)]
+
+    # -- tracks -------------------------------------------------------------------------------------
+
+    def _observe(self, observation: TrackObservation, now: float) -> None:
+        anchor = self._geometry.anchor
+        visible = {o.track_id for o in observation.objects}
+        for obj in observation.objects:
+            x1, y1, x2, y2 = obj.box
+            point = anchor_point(obj.box, anchor)
+            width, height = x2 - x1, y2 - y1
+            state = self._tracks.get(obj.track_id)
+            if state is None:
+                state = self._take_over(obj.object_class, point, width, height, now, visible)
+                if state is None:
+                    lines, zones = self._fresh_states(obj.object_class)
+                    state = _TrackState(obj.object_class, point, width, height, now, lines, zones)
+                    self._tracks[obj.track_id] = state
+                    self._update(state, None, point, width, height, now)
+                    continue
+                self._tracks[obj.track_id] = state
+            self._update(state, state.point, point, width, height, now)
+
+    def _fresh_states(
+        self, object_class: int
+    ) -> tuple[list[LineTrackState | None], list[ZoneTrackState | None]]:
+        geometry = self._geometry
+        return (
+            [LineTrackState() if line.counts(object_class) else None for line in geometry.lines],
+            [ZoneTrackState() if zone.counts(object_class) else None for zone in geometry.zones],
+        )
+
+    def _take_over(
+        self, object_class: int, point: Point, width: float, height: float, now: float, visible: set[bytes]
+    ) -> _TrackState | None:
+        """The state of an ended (or lost, unseen in this frame) track of the same class, last seen close
+        to `point` within `handover_s`: the tracker most likely gave the same object a new id."""
+        params = self._params
+        if params.handover_s <= 0.0 or params.handover_radius <= 0.0:
+            return None
+        best: tuple[float, int, bytes | None] | None = None
+        # A live track qualifies only if missed in the previous frame too: a new id is confirmed over two
+        # frames at least, and the tracker would have kept the old id had it matched either detection.
+        missed_since = self._previous_time if self._previous_time is not None else now
+        candidates: Iterable[tuple[int, bytes | None, _TrackState]] = [
+            *((i, None, s) for i, s in enumerate(self._handovers)),
+            *(
+                (-1, track_id, s)
+                for track_id, s in self._tracks.items()
+                if track_id not in visible and s.last_seen < missed_since
+            ),
+        ]
+        for index, track_id, candidate in candidates:
+            gap = now - candidate.last_seen
+            if candidate.object_class != object_class or not 0.0 <= gap <= params.handover_s:
+                continue
+            # Close to where it would be had it gone on at its (smoothed) speed: where it was last seen if
+            # it had stopped.
+            expected_x = candidate.point[0] + candidate.velocity[0] * gap
+            expected_y = candidate.point[1] + candidate.velocity[1] * gap
+            scale_x = max(candidate.width, width, 1e-6)
+            scale_y = max(candidate.height, height, 1e-6)
+            distance = ((point[0] - expected_x) / scale_x) ** 2 + ((point[1] - expected_y) / scale_y) ** 2
+            if distance <= params.handover_radius**2 and (best is None or distance < best[0]):
+                best = (distance, index, track_id)
+        if best is None:
+            return None
+        _, index, track_id = best
+        if track_id is not None:
+            return self._tracks.pop(track_id)
+        return self._handovers.pop(index)
+
+    def _update(
+        self,
+        state: _TrackState,
+        previous: Point | None,
+        point: Point,
+        width: float,
+        height: float,
+        now: float,
+    ) -> None:
+        tally = self._tally
+        assert tally is not None
+        params = self._params
+        geometry = self._geometry
+        object_class = state.object_class
+        for line, line_state in zip(geometry.lines, state.lines, strict=True):
+            if line_state is None:
+                continue
+            band = line.band(width, height, params.hysteresis, params.min_band)
+            direction = step_line(line_state, line, previous, point, band, params.establish_frames)
+            if direction is not None:
+                tally.crossings[(line.id, direction, object_class)] += 1
+        for zone, zone_state in zip(geometry.zones, state.zones, strict=True):
+            if zone_state is None:
+                continue
+            stayed = step_zone(zone_state, zone.contains(point), now, params.establish_frames)
+            if stayed is not None:
+                tally.dwell[(zone.id, object_class, geometry.dwell.index(stayed))] += 1
+        if previous is not None and now > state.last_seen:
+            elapsed = now - state.last_seen
+            vx, vy = (point[0] - previous[0]) / elapsed, (point[1] - previous[1]) / elapsed
+            if state.velocity == (0.0, 0.0):
+                state.velocity = (vx, vy)
+            else:
+                state.velocity = (0.7 * state.velocity[0] + 0.3 * vx, 0.7 * state.velocity[1] + 0.3 * vy)
+        state.point, state.width, state.height, state.last_seen = point, width, height, now
+
+    def _end_tracks(self, track_ids: Iterable[bytes]) -> None:
+        for track_id in track_ids:
+            state = self._tracks.pop(track_id, None)
+            if state is None:
+                continue
+            if self._params.handover_s > 0.0:
+                self._handovers.append(state)
+            else:
+                self._finish(state)
+
+    def _expire(self, now: float) -> None:
+        params = self._params
+        if self._handovers:
+            kept = []
+            for state in self._handovers:
+                if (
+                    not 0.0 <= now - state.last_seen <= params.handover_s
+                ):  # too old, or the clock stepped back
+                    self._finish(state)
+                else:
+                    kept.append(state)
+            self._handovers = kept
+        stale = [t for t, s in self._tracks.items() if now - s.last_seen > params.track_ttl_s]
+        for track_id in stale:
+            self._finish(self._tracks.pop(track_id))
+
+    def _finish(self, state: _TrackState) -> None:
+        """The track is over: count the crossing it was completing and the stays it was in."""
+        tally = self._tally
+        if tally is None:
+            return
+        geometry = self._geometry
+        for line, line_state in zip(geometry.lines, state.lines, strict=True):
+            if line_state is not None:
+                direction = finish_line(line_state, line)
+                if direction is not None:
+                    tally.crossings[(line.id, direction, state.object_class)] += 1
+        for zone, zone_state in zip(geometry.zones, state.zones, strict=True):
+            if zone_state is not None:
+                stayed = finish_zone(zone_state)
+                if stayed is not None:
+                    tally.dwell[(zone.id, state.object_class, geometry.dwell.index(stayed))] += 1
+
+    def _measure_occupancy(self, now: float) -> dict[tuple[str, int], int]:
+        if not self._geometry.zones:
+            return {}
+        occupancy: dict[tuple[str, int], int] = {}
+        hold = self._params.occupancy_hold_s
+        zones = self._geometry.zones
+        for state in self._tracks.values():
+            if now - state.last_seen > hold:
+                continue
+            for zone, zone_state in zip(zones, state.zones, strict=True):
+                if zone_state is not None and zone_state.inside:
+                    key = (zone.id, state.object_class)
+                    occupancy[key] = occupancy.get(key, 0) + 1
+        return occupancy
+
+
+class Anonymiser:
+    """The cameras of one replica, each with its own `CameraAnonymiser`."""
+
+    def __init__(self, geometries: Iterable[CameraGeometry], params: CountingParams) -> None:
+        self._params = params
+        self._cameras = {g.camera_id: CameraAnonymiser(g, params) for g in geometries}
+
+    @property
+    def cameras(self) -> dict[str, CameraAnonymiser]:
+        return dict(self._cameras)
+
+    def process(self, observation: TrackObservation, received_at: float = 0.0) -> FrameOutcome:
+        camera = self._cameras.get(observation.camera_id)
+        if camera is None:
+            return FrameOutcome(dropped=Dropped.NO_GEOMETRY)
+        return camera.process(observation, received_at)
+
+    def set_geometry(self, camera_id: str, geometry: CameraGeometry | None) -> list[WindowReport]:
+        """Apply a live change: new lines and zones for a camera, a new camera, or (None) its removal."""
+        camera = self._cameras.get(camera_id)
+        if geometry is None:
+            if camera is None:
+                return []
+            del self._cameras[camera_id]
+            return camera.stop(ReportClosure.CAMERA_REMOVED)
+        if geometry.camera_id != camera_id:
+            raise ValueError(f"geometry of camera {geometry.camera_id!r} given for camera {camera_id!r}")
+        if camera is None:
+            self._cameras[camera_id] = CameraAnonymiser(geometry, self._params)
+            return []
+        if camera.geometry == geometry:
+            return []
+        return camera.replace_geometry(geometry)
+
+    def close_idle(self, now: float, idle_s: float) -> list[WindowReport]:
+        """Close the cameras that received nothing since `now - idle_s` (same clock as `received_at`)."""
+        reports: list[WindowReport] = []
+        for camera in self._cameras.values():
+            if camera.last_received and now - camera.last_received > idle_s:
+                reports.extend(camera.close_idle())
+                camera.last_received = 0.0
+        return reports
+
+    def stop(self) -> list[WindowReport]:
+        return [report for camera in self._cameras.values() for report in camera.stop()]
+
+
+def crossings_total(reports: Iterable[WindowReport]) -> dict[tuple[str, CrossingDirection, int], int]:
+    """Crossing counts summed over reports, by (line, direction, class): for tests and benchmarks."""
+    totals: dict[tuple[str, CrossingDirection, int], int] = {}
+    for report in reports:
+        for crossing in report.crossings:
+            key = (crossing.line_id, crossing.direction, crossing.object_class)
+            totals[key] = totals.get(key, 0) + crossing.count
+    return totals

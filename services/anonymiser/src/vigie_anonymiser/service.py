@@ -1,0 +1,364 @@
+"""The anonymiser's edge: TRACKS in (a JetStream pull consumer), window reports out to EVENTS.
+
+Ordering. The replica consuming a partition of TRACKS is its only consumer (durable
+``anonymiser-<partition>``) and handles its messages one at a time, in stream order, so each camera's
+TrackFrames reach one `CameraAnonymiser` in order. TRACKS stores ``vigie.tracks.<partition>.<camera>``
+(see `vigie_core.streams`): replica k takes ``vigie.tracks.k.*``, and this checks that inference and the
+anonymiser agree on the number of partitions.
+
+Exactly-once counting. A TRACKS message is acknowledged right after it is counted into the camera's
+in-memory window tally; before a report is published, the connection is flushed, so the server holds
+the acknowledgements of every message the report counts. A crash therefore loses at most the open
+tallies (which shows as missing coverage), and never counts a message twice: redeliveries and copies
+are recognised by `CameraAnonymiser` (sequence and fingerprint), and a report published again (a retry, or
+the same messages replayed into a fresh instance) carries the same ``Nats-Msg-Id`` and is dropped by
+EVENTS.
+
+Malformed messages are logged with the field at fault, counted, kept on ``vigie.deadletter.anonymiser``
+(a memory stream: they may hold track ids) and terminated; the service carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import re
+import time
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+from opentelemetry import trace
+from prometheus_client import Counter, Gauge, Histogram
+
+from vigie_anonymiser.camera import Anonymiser, Dropped
+from vigie_anonymiser.events import report_message
+from vigie_anonymiser.geometry_source import CameraGeometrySource, ConfigGeometrySource, GeometryUpdate
+from vigie_anonymiser.observations import InvalidTrackFrameError, parse_track_frame
+from vigie_anonymiser.settings import AnonymiserSettings
+from vigie_anonymiser.windows import WindowReport
+from vigie_core.lifecycle import ServiceRuntime
+from vigie_core.messaging import connect, context_from_headers, ensure_stream, trace_headers
+from vigie_core.streams import (
+    TRACKS_PREFIX,
+    EventsStream,
+    deadletter_subject,
+    events_subject,
+    partition_filter,
+    partitions_of,
+)
+
+__all__ = ["DEADLETTER_SUBJECT", "AnonymiserPipeline", "deadletter_stream", "serve"]
+
+logger = logging.getLogger("vigie.anonymiser")
+
+SERVICE = "anonymiser"
+DEADLETTER_SUBJECT = deadletter_subject(SERVICE)
+_PUBLISH_TIMEOUT_S = 5.0
+_RETRY_AFTER_S = 2.0
+
+
+def deadletter_stream(max_age_s: float) -> StreamConfig:
+    """Where rejected TRACKS messages are kept: in memory, as TRACKS itself, since they may hold ids."""
+    return StreamConfig(
+        name="DEADLETTER_ANONYMISER",
+        description="TRACKS messages the anonymiser rejected, with the reason in headers. Pseudonymous.",
+        subjects=[DEADLETTER_SUBJECT],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.MEMORY,
+        discard=DiscardPolicy.OLD,
+        max_age=max_age_s,
+        max_bytes=64 * 1024 * 1024,
+        num_replicas=1,
+    )
+
+
+class AnonymiserMetrics:
+    """Operational figures only. Nothing here counts people: a per-camera crossing counter scraped every
+    few seconds would publish exactly the fine timing that the reporting window exists to remove."""
+
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        registry = runtime.registry
+        self.frames = Counter("vigie_anonymiser_frames", "TrackFrames counted", ["camera"], registry=registry)
+        self.dropped = Counter(
+            "vigie_anonymiser_frames_dropped",
+            "TrackFrames not counted: duplicate, stale_run, no_geometry",
+            ["reason"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "vigie_anonymiser_messages_rejected",
+            "TRACKS messages sent to the dead-letter subject, by offending field",
+            ["field"],
+            registry=registry,
+        )
+        self.reports = Counter(
+            "vigie_anonymiser_reports_published",
+            "Window reports published to EVENTS",
+            ["camera", "closed_by"],
+            registry=registry,
+        )
+        self.duplicate_reports = Counter(
+            "vigie_anonymiser_reports_duplicate",
+            "Window reports EVENTS already had (same Nats-Msg-Id): a retry or a replay",
+            registry=registry,
+        )
+        self.publish_failures = Counter(
+            "vigie_anonymiser_report_publish_failures",
+            "Failed attempts to publish a window report (it is retried)",
+            registry=registry,
+        )
+        self.outbox = Gauge(
+            "vigie_anonymiser_reports_waiting", "Window reports not yet accepted by EVENTS", registry=registry
+        )
+        self.seconds = Histogram(
+            "vigie_anonymiser_frame_seconds",
+            "Time to count one TrackFrame",
+            buckets=(0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1),
+            registry=registry,
+        )
+
+
+class AnonymiserPipeline:
+    def __init__(
+        self, runtime: ServiceRuntime, settings: AnonymiserSettings, source: CameraGeometrySource
+    ) -> None:
+        self._runtime = runtime
+        self._settings = settings
+        self._source = source
+        self._metrics = AnonymiserMetrics(runtime)
+        self._anonymiser = Anonymiser(source.current(), settings.counting)
+        self._outbox: collections.deque[WindowReport] = collections.deque()
+        self._retry_at = 0.0
+        self._geometry_updates: asyncio.Queue[GeometryUpdate] = asyncio.Queue()
+        self._unknown_cameras: set[str] = set()  # logged once each
+        self._tracer = runtime.tracer
+
+    async def run(self) -> None:
+        settings = self._settings
+        stop = self._runtime.stop_requested
+        nc = await connect(settings.nats, f"vigie-anonymiser-{settings.partition}")
+        self._runtime.exit_stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        # The anonymiser owns EVENTS (it publishes there); inference owns TRACKS.
+        await ensure_stream(
+            js,
+            EventsStream(
+                settings.events_max_age_s, duplicate_window_s=settings.events_duplicate_window_s
+            ).config(),
+        )
+        await ensure_stream(js, deadletter_stream(settings.deadletter_max_age_s))
+        subject_filter = await wait_for_tracks_stream(js, settings, stop)
+        if subject_filter is None:
+            return
+        durable = f"anonymiser-{settings.partition}"
+        subscription = await js.pull_subscribe(
+            subject_filter,
+            durable=durable,
+            stream="TRACKS",
+            config=ConsumerConfig(
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30,
+                max_ack_pending=max(256, 4 * settings.fetch_batch),
+            ),
+        )
+        watcher = asyncio.create_task(self._watch_geometry(), name="anonymiser-geometry")
+        self._runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
+        logger.info(
+            "counting %d camera(s) from %s (partition %d of %d)",
+            len(self._anonymiser.cameras),
+            subject_filter,
+            settings.partition,
+            settings.partitions,
+        )
+        self._runtime.readiness.mark_started()
+        try:
+            while not stop.is_set():
+                self._apply_geometry_updates()
+                try:
+                    messages = await subscription.fetch(settings.fetch_batch, timeout=0.25)
+                except (NatsTimeoutError, TimeoutError):  # a batch fetch raises the latter
+                    messages = []
+                for message in messages:
+                    await self._handle(js, message)
+                self._outbox.extend(self._anonymiser.close_idle(time.monotonic(), settings.camera_idle_s))
+                if self._outbox and time.monotonic() >= self._retry_at:
+                    await nc.flush()  # the acks of every message these reports count reach the server first
+                    await self._publish(js)
+        finally:
+            # Drain: every fetched message was handled and acked; report what the open windows hold.
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await self._source.close()
+            self._apply_geometry_updates()
+            self._outbox.extend(self._anonymiser.stop())
+            await subscription.unsubscribe()
+            await self._publish_before_exit(nc, js)
+
+    async def _handle(self, js: JetStreamContext, message: Msg) -> None:
+        started = time.perf_counter()
+        camera_hint = message.subject.rsplit(".", 1)[-1]
+        with self._tracer.start_as_current_span(
+            "anonymiser.count",
+            context=context_from_headers(message.headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"vigie.camera": camera_hint},
+        ):
+            try:
+                observation = parse_track_frame(message.data, camera_hint)
+            except InvalidTrackFrameError as error:
+                logger.error(
+                    "rejected a TRACKS message on %s: %s (kept on %s)",
+                    message.subject,
+                    error,
+                    DEADLETTER_SUBJECT,
+                )
+                await self._dead_letter(js, message, str(error), error.field)
+                return
+            try:
+                outcome = self._anonymiser.process(observation, time.monotonic())
+            except Exception as error:  # a bug on one message must not stop the counting of every camera
+                logger.exception("failed to count a TrackFrame of camera %s", observation.camera_id)
+                await self._dead_letter(js, message, f"internal error: {error!r}", "internal")
+                return
+        if outcome.dropped is not None:
+            self._metrics.dropped.labels(outcome.dropped.value).inc()
+            if outcome.dropped is Dropped.NO_GEOMETRY and observation.camera_id not in self._unknown_cameras:
+                self._unknown_cameras.add(observation.camera_id)
+                logger.warning(
+                    "camera %s has no lines or zones here: its tracks are not counted", observation.camera_id
+                )
+        else:
+            self._metrics.frames.labels(observation.camera_id).inc()
+        self._outbox.extend(outcome.reports)
+        await message.ack()
+        self._metrics.seconds.observe(time.perf_counter() - started)
+
+    async def _dead_letter(self, js: JetStreamContext, message: Msg, reason: str, field: str) -> None:
+        label = re.sub(r"\[\d+\]", "", field)  # objects[3].box -> objects.box: bounded label values
+        headers = {
+            "Vigie-Error": reason[:1000],
+            "Vigie-Field": field,
+            "Vigie-Subject": message.subject,
+            "Nats-Msg-Id": f"tracks-{message.metadata.sequence.stream}",
+        }
+        try:
+            await js.publish(DEADLETTER_SUBJECT, message.data, headers=headers, timeout=_PUBLISH_TIMEOUT_S)
+        except (NatsError, TimeoutError) as error:
+            logger.error(
+                "could not set the message aside on %s (%s): it will be redelivered",
+                DEADLETTER_SUBJECT,
+                error,
+            )
+            await message.nak(delay=5)
+            return
+        self._metrics.rejected.labels(label).inc()
+        await message.term()
+
+    async def _watch_geometry(self) -> None:
+        async for update in self._source.updates():
+            await self._geometry_updates.put(update)
+
+    def _apply_geometry_updates(self) -> None:
+        while not self._geometry_updates.empty():
+            update = self._geometry_updates.get_nowait()
+            reports = self._anonymiser.set_geometry(update.camera_id, update.geometry)
+            self._unknown_cameras.discard(update.camera_id)
+            if update.geometry is None:
+                logger.info("camera %s: geometry withdrawn, no longer counted", update.camera_id)
+            else:
+                logger.info("camera %s: geometry %s in force", update.camera_id, update.geometry.version)
+            self._outbox.extend(reports)
+
+    async def _publish(self, js: JetStreamContext) -> bool:
+        """Publish the waiting reports in order; False (and retry later) when EVENTS does not take one."""
+        while self._outbox:
+            report = self._outbox[0]
+            with self._tracer.start_as_current_span(
+                "anonymiser.report",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"vigie.camera": report.camera_id},
+            ):
+                headers = trace_headers({"Nats-Msg-Id": report.report_id})
+                data = report_message(report).SerializeToString()
+                try:
+                    ack = await js.publish(
+                        events_subject(report.camera_id), data, headers=headers, timeout=_PUBLISH_TIMEOUT_S
+                    )
+                except (NatsError, TimeoutError) as error:
+                    self._metrics.publish_failures.inc()
+                    self._metrics.outbox.set(len(self._outbox))
+                    self._retry_at = time.monotonic() + _RETRY_AFTER_S
+                    logger.warning(
+                        "EVENTS did not take %d report(s), retrying in %.0f s: %s",
+                        len(self._outbox),
+                        _RETRY_AFTER_S,
+                        error,
+                    )
+                    return False
+            self._outbox.popleft()
+            self._metrics.reports.labels(report.camera_id, report.closed_by.name.lower()).inc()
+            if ack.duplicate:
+                self._metrics.duplicate_reports.inc()
+                logger.info("EVENTS already had report %s of camera %s", report.report_id, report.camera_id)
+        self._metrics.outbox.set(0)
+        return True
+
+    async def _publish_before_exit(self, nc: Client, js: JetStreamContext) -> None:
+        for attempt in range(3):
+            if not self._outbox:
+                return
+            if attempt:
+                await asyncio.sleep(_RETRY_AFTER_S)
+            with contextlib.suppress(NatsError, TimeoutError):
+                await nc.flush()
+            if await self._publish(js):
+                return
+        logger.error("stopping with %d window report(s) EVENTS did not take: lost", len(self._outbox))
+
+
+async def wait_for_tracks_stream(
+    js: JetStreamContext, settings: AnonymiserSettings, stop: asyncio.Event
+) -> str | None:
+    """Wait until inference has created TRACKS; return this replica's subject filter (None if stopped)."""
+    while not stop.is_set():
+        try:
+            info = await js.stream_info("TRACKS")
+        except NotFoundError:
+            logger.info("waiting for inference to create the TRACKS stream")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            continue
+        have = partitions_of(info.config)
+        if have != settings.partitions:
+            raise RuntimeError(
+                f"TRACKS is split into {have} partition(s) but the anonymiser expects {settings.partitions}: "
+                "set the anonymiser's partitions to the number of TRACKS partitions"
+            )
+        return partition_filter(TRACKS_PREFIX, settings.partition)
+    return None
+
+
+async def serve(runtime: ServiceRuntime, geometry_source: CameraGeometrySource | None = None) -> None:
+    """The service's body: count until asked to stop."""
+    settings = runtime.settings
+    assert isinstance(settings, AnonymiserSettings)
+    source = geometry_source if geometry_source is not None else ConfigGeometrySource(settings.cameras)
+    await AnonymiserPipeline(runtime, settings, source).run()

@@ -1,0 +1,99 @@
+"""TRACKS messages are checked field by field; an error names the field."""
+
+import pytest
+
+from vigie_anonymiser import InvalidTrackFrameError, parse_track_frame
+from vigie_proto.v1.tracks_pb2 import OBJECT_CLASS_PERSON, Box, TrackedObject, TrackFrame
+
+
+def frame(**changes: object) -> TrackFrame:
+    message = TrackFrame(
+        camera_id="cam",
+        run_id="run",
+        sequence=3,
+        model="m",
+        objects=[
+            TrackedObject(
+                track_id=b"\x01" * 16,
+                object_class=OBJECT_CLASS_PERSON,
+                score=0.9,
+                box=Box(x1=0.1, y1=0.2, x2=0.3, y2=0.6),
+            )
+        ],
+    )
+    message.captured_at.FromSeconds(1_700_000_000)
+    for name, value in changes.items():
+        if name == "objects":
+            del message.objects[:]
+            message.objects.extend(value)  # type: ignore[arg-type]
+        else:
+            setattr(message, name, value)
+    return message
+
+
+def test_a_good_frame_is_read() -> None:
+    data = frame().SerializeToString()
+    observation = parse_track_frame(data, "cam")
+    assert observation.captured_at == 1_700_000_000
+    assert observation.objects[0].box == pytest.approx((0.1, 0.2, 0.3, 0.6))
+    assert parse_track_frame(data).fingerprint == observation.fingerprint
+
+
+def obj(**changes: object) -> TrackedObject:
+    fields: dict[str, object] = {
+        "track_id": b"\x01" * 16,
+        "object_class": OBJECT_CLASS_PERSON,
+        "box": Box(x1=0.1, y1=0.2, x2=0.3, y2=0.6),
+    }
+    fields.update(changes)
+    return TrackedObject(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (b"\xff\x00garbage", "message"),
+        (frame(camera_id="").SerializeToString(), "camera_id"),
+        (frame(camera_id="other").SerializeToString(), "camera_id"),
+        (frame(camera_id="a.b").SerializeToString(), "camera_id"),
+        (frame(run_id="").SerializeToString(), "run_id"),
+        (TrackFrame(camera_id="cam", run_id="r").SerializeToString(), "captured_at"),
+        (frame(objects=[obj(track_id=b"short")]).SerializeToString(), "objects[0].track_id"),
+        (
+            frame(objects=[obj(), obj(object_class=0, track_id=b"\x02" * 16)]).SerializeToString(),
+            "objects[1].object_class",
+        ),
+        (frame(objects=[obj(box=Box(x1=0.1, y1=0.2, x2=1.5, y2=0.6))]).SerializeToString(), "objects[0].box"),
+        (frame(objects=[obj(box=Box(x1=0.5, y1=0.2, x2=0.3, y2=0.6))]).SerializeToString(), "objects[0].box"),
+        (
+            frame(objects=[obj(box=Box(x1=float("nan"), y1=0.2, x2=0.3, y2=0.6))]).SerializeToString(),
+            "objects[0].box",
+        ),
+        (
+            frame(
+                objects=[TrackedObject(track_id=b"\x01" * 16, object_class=OBJECT_CLASS_PERSON)]
+            ).SerializeToString(),
+            "objects[0].box",
+        ),
+        (frame(objects=[obj(), obj()]).SerializeToString(), "objects.track_id"),
+    ],
+)
+def test_bad_frames_name_the_field(data: bytes, field: str) -> None:
+    with pytest.raises(InvalidTrackFrameError) as error:
+        parse_track_frame(data, "cam")
+    assert error.value.field == field
+    assert str(error.value).startswith(f"{field}: ")
+
+
+def test_ended_ids_are_checked_too() -> None:
+    message = frame()
+    message.ended_track_ids.append(b"\x00" * 15)
+    with pytest.raises(InvalidTrackFrameError, match=r"ended_track_ids\[0\]: has 15 bytes"):
+        parse_track_frame(message.SerializeToString())
+
+
+def test_an_implausible_capture_time_is_refused() -> None:
+    message = frame()
+    message.captured_at.FromSeconds(5)
+    with pytest.raises(InvalidTrackFrameError, match="captured_at"):
+        parse_track_frame(message.SerializeToString())
