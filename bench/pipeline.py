@@ -94,7 +94,9 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def measure_model_cpu(detector: OnnxRuntimeDetector, pictures: list[npt.NDArray[np.uint8]], rounds: int = 2) -> float:
+def measure_model_cpu(
+    detector: OnnxRuntimeDetector, pictures: list[npt.NDArray[np.uint8]], rounds: int = 2
+) -> float:
     """CPU seconds of one model call, measured alone: during the loop the decoding thread runs beside
     the model, and the process's CPU clock cannot tell the two apart."""
     batch = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
