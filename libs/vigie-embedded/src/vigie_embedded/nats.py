@@ -2,21 +2,33 @@
 
 Used by the embedded platform, the tests and the benchmarks. Storage lives in a temporary folder
 that is removed on stop.
+
+``EmbeddedNats()`` accepts anonymous clients (tests of one component). ``EmbeddedNats(services=SERVICES)``
+is the secured default of the platform: one NATS user per service, with a random password and the
+permissions of :mod:`vigie_core.permissions`, and no anonymous access; :meth:`EmbeddedNats.credentials`
+and :meth:`EmbeddedNats.service_env` give each service what it needs to connect.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sysconfig
 import tempfile
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from vigie_core.permissions import inbox_prefix, nats_authorization, user_name
+
+ADMIN_USER = "admin"
 
 
 def nats_server_binary() -> Path:
@@ -30,23 +42,80 @@ def nats_server_binary() -> Path:
     return Path(found)
 
 
-class EmbeddedNats:
-    """A private nats-server process: ``with EmbeddedNats() as server: server.url``."""
+@dataclass(frozen=True, slots=True)
+class NatsCredentials:
+    """A NATS user and its password, with the inbox prefix its client must use."""
 
-    def __init__(self, config_file: Path | None = None, startup_timeout_s: float = 10.0) -> None:
+    user: str
+    password: str
+
+    @property
+    def inbox_prefix(self) -> str:
+        return inbox_prefix(self.user)
+
+
+class EmbeddedNats:
+    """A private nats-server process: ``with EmbeddedNats() as server: server.url``.
+
+    ``services``: start with one user per service (its permissions from :mod:`vigie_core.permissions`,
+    a random password) instead of accepting anonymous clients. ``admin``: with ``services``, also a user
+    allowed everything, for tests that must observe every subject; the platform never uses it.
+    """
+
+    def __init__(
+        self,
+        config_file: Path | None = None,
+        startup_timeout_s: float = 10.0,
+        *,
+        services: Iterable[str] = (),
+        admin: bool = False,
+    ) -> None:
         self._config_file = config_file
         self._startup_timeout_s = startup_timeout_s
+        self._credentials = {
+            service: NatsCredentials(user_name(service), secrets.token_urlsafe(24)) for service in services
+        }
+        if admin and not self._credentials:
+            raise ValueError("admin=True needs services: without them the server accepts anyone anyway")
+        self._admin = NatsCredentials(ADMIN_USER, secrets.token_urlsafe(24)) if admin else None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.monitoring_url = ""
 
+    @property
+    def secured(self) -> bool:
+        return bool(self._credentials)
+
+    def credentials(self, service: str) -> NatsCredentials:
+        """The NATS user of ``service`` (only when started with ``services``)."""
+        try:
+            return self._credentials[service]
+        except KeyError:
+            raise KeyError(f"this server has no user for {service!r}: start it with services=[...]") from None
+
+    @property
+    def admin(self) -> NatsCredentials:
+        if self._admin is None:
+            raise RuntimeError("this server has no admin user: start it with admin=True")
+        return self._admin
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """The ``VIGIE_<SERVICE>_NATS__*`` environment a service process needs to connect here."""
+        prefix = f"VIGIE_{service.upper()}_NATS__"
+        env = {f"{prefix}URL": self.url}
+        if self.secured:
+            credentials = self.credentials(service)
+            env |= {f"{prefix}USER": credentials.user, f"{prefix}PASSWORD": credentials.password}
+        return env
+
     def start(self) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix="vigie-nats-")
         workdir = Path(self._workdir.name)
+        config_file = self._write_config(workdir) if self.secured else self._config_file
         command = [
             str(nats_server_binary()),
-            *(["-c", str(self._config_file)] if self._config_file else []),
+            *(["-c", str(config_file)] if config_file else []),
             "-js",
             "-sd",
             str(workdir / "jetstream"),
@@ -74,6 +143,23 @@ class EmbeddedNats:
         ports = json.loads(ports_file.read_text())
         self.url = ports["nats"][0]
         self.monitoring_url = ports["monitoring"][0]
+
+    def _write_config(self, workdir: Path) -> Path:
+        """The server's configuration: the users (passwords in clear, in a folder only we can read)."""
+        authorization = nats_authorization({s: c.password for s, c in self._credentials.items()})
+        if self._admin is not None:
+            users = authorization["users"]
+            assert isinstance(users, list)
+            users.append({"user": self._admin.user, "password": self._admin.password})
+        lines = ["# Written by vigie_embedded.nats: one user per Vigie service (vigie_core.permissions)."]
+        if self._config_file is not None:
+            # nats-server resolves includes relative to the including file, even absolute-looking ones.
+            lines.append(f"include {json.dumps(os.path.relpath(self._config_file.resolve(), workdir))}")
+        lines.append(f"authorization: {json.dumps(authorization, indent=2)}")
+        path = workdir / "vigie-nats.conf"
+        path.touch(mode=0o600)
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
     @property
     def pid(self) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vigie_core.lifecycle import ServiceBody, ServiceRuntime, service_runtime
+from vigie_core.permissions import SERVICES
 from vigie_core.settings import ServiceSettings
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.triton import EmbeddedTriton
@@ -19,6 +20,15 @@ from vigie_embedded.triton import EmbeddedTriton
 def nats_server() -> Iterator[EmbeddedNats]:
     """A private nats-server with JetStream on a free port, for one test."""
     with EmbeddedNats() as server:
+        yield server
+
+
+@pytest.fixture
+def secured_nats_server() -> Iterator[EmbeddedNats]:
+    """A private nats-server as the platform runs it: one user per service with its permissions and no
+    anonymous access (``.credentials(service)``, ``.service_env(service)``), plus an ``admin`` user
+    allowed everything, for tests that observe."""
+    with EmbeddedNats(services=SERVICES, admin=True) as server:
         yield server
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -142,7 +141,7 @@ class InferencePipeline:
                         continue
                 try:
                     messages = await subscription.fetch(settings.max_batch, timeout=0.25)
-                except NatsTimeoutError:
+                except TimeoutError:  # nats-py raises its own or asyncio's
                     for message in self._trackers.expire_idle(time.monotonic()):
                         await js.publish(tracks_subject(message.camera_id), message.SerializeToString())
                     continue

@@ -1,0 +1,357 @@
+"""The chart, rendered with helm (``make helm``) for the default values and every ci/*-values.yaml.
+
+kubernetes-validate knows only Kubernetes' own kinds: the core ones are validated strictly against the
+1.32 schemas; the custom resources (ServiceMonitor, PodMonitor, CloudNativePG Cluster) are checked here
+for the fields Vigie sets.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+CHART = REPOSITORY / "charts" / "vigie"
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+CUSTOM_GROUPS = {"monitoring.coreos.com", "postgresql.cnpg.io"}
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+VIGIE_SERVICES = ("ingest", "inference", "anonymiser", "aggregation", "registry", "audit")
+PLACEHOLDERS = ("changeme", "change-me", "change_me", "todo", "fixme", "example.com", "example.org", "xxx")
+
+Manifest = dict[str, Any]
+
+
+def _group(manifest: Manifest) -> str:
+    api_version: str = manifest["apiVersion"]
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def _pod_spec(workload: Manifest) -> Manifest:
+    template = workload["spec"]["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else workload["spec"]
+    spec: Manifest = template["template"]["spec"]
+    return spec
+
+
+def _pod_labels(workload: Manifest) -> dict[str, str]:
+    spec = workload["spec"]["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else workload["spec"]
+    labels: dict[str, str] = spec["template"]["metadata"]["labels"]
+    return labels
+
+
+def _containers(pod: Manifest) -> Iterator[Manifest]:
+    yield from pod.get("initContainers", [])
+    yield from pod["containers"]
+
+
+def _selects(selector: Manifest, labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, "only matchLabels selectors are used"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def _env(container: Manifest) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_helm_lint(helm: Path, chart_dir: Path) -> None:
+    for values in [None, *sorted((chart_dir / "ci").glob("*-values.yaml"))]:
+        args = ["lint", str(chart_dir), "--strict", "--kube-version", "1.32.0"]
+        result = subprocess.run(
+            [str(helm), *args, *(["--values", str(values)] if values else [])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{values}: {result.stdout}{result.stderr}"
+
+
+def test_core_kinds_are_valid_for_kubernetes_1_32(rendering: Any, tmp_path: Path) -> None:
+    core = [m for m in rendering.manifests if _group(m) not in CUSTOM_GROUPS]
+    path = tmp_path / f"{rendering.name}.yaml"
+    path.write_text(yaml.safe_dump_all(core))
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("kubernetes-validate")), "-k", "1.32.0", "--strict", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_custom_resources_are_well_formed(rendering: Any) -> None:
+    for monitor in rendering.of_kind("ServiceMonitor"):
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["spec"]["selector"]["matchLabels"]
+        assert all(e["port"] for e in monitor["spec"]["endpoints"])
+    for monitor in rendering.of_kind("PodMonitor"):
+        assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "prom-metrics", "interval": "30s"}]
+    for cluster in rendering.of_kind("Cluster"):
+        assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+        assert cluster["spec"]["instances"] >= 1
+        assert cluster["spec"]["bootstrap"]["initdb"]["database"]
+    kinds = {m["kind"] for m in rendering.manifests if _group(m) in CUSTOM_GROUPS}
+    assert kinds <= {"ServiceMonitor", "PodMonitor", "Cluster"}
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard(rendering: Any) -> None:
+    """Pod Security Standards, "restricted" profile, plus a read-only root filesystem everywhere."""
+    for workload in rendering.of_kind(*WORKLOADS):
+        where = f"{workload['kind']}/{workload['metadata']['name']}"
+        pod = _pod_spec(workload)
+        pod_context = pod.get("securityContext", {})
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), where
+        assert pod.get("automountServiceAccountToken") is False, where
+        for volume in pod.get("volumes", []):
+            assert "hostPath" not in volume, where
+        for container in _containers(pod):
+            context = {**pod_context, **container.get("securityContext", {})}
+            name = f"{where}/{container['name']}"
+            assert context.get("runAsNonRoot") is True, name
+            assert context.get("runAsUser", 1) != 0, name
+            assert context.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost"), name
+            assert context.get("allowPrivilegeEscalation") is False, name
+            assert context.get("privileged", False) is False, name
+            assert "ALL" in context.get("capabilities", {}).get("drop", []), name
+            assert set(context.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, name
+            assert context.get("readOnlyRootFilesystem") is True, name
+            assert not any(p.get("hostPort") for p in container.get("ports", [])), name
+
+
+def test_every_container_has_requests_and_limits(rendering: Any) -> None:
+    for workload in rendering.of_kind(*WORKLOADS):
+        for container in _containers(_pod_spec(workload)):
+            resources = container.get("resources", {})
+            for kind in ("requests", "limits"):
+                for resource in ("cpu", "memory"):
+                    assert resources.get(kind, {}).get(resource), (
+                        f"{workload['metadata']['name']}/{container['name']}: no {kind}.{resource}"
+                    )
+
+
+def test_every_service_has_health_probes_and_triton_a_startup_probe(rendering: Any) -> None:
+    for workload in rendering.of_kind("Deployment", "StatefulSet"):
+        component = _pod_labels(workload)["app.kubernetes.io/component"]
+        container = _pod_spec(workload)["containers"][0]
+        if component in VIGIE_SERVICES:
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        elif component == "triton":
+            assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+            assert (
+                container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"]
+                >= 300
+            )
+            assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+
+
+def test_every_workload_is_selected_by_a_network_policy(rendering: Any) -> None:
+    policies = rendering.of_kind("NetworkPolicy")
+    for workload in rendering.of_kind(*WORKLOADS):
+        labels = _pod_labels(workload)
+        selecting = [p for p in policies if _selects(p["spec"]["podSelector"], labels)]
+        names = [p["metadata"]["name"] for p in selecting]
+        assert any(p["metadata"]["name"].endswith("-default-deny") for p in selecting), workload["metadata"]
+        assert len(selecting) >= 2, f"{workload['metadata']['name']}: only {names}"
+        for policy in selecting:
+            assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+
+
+def _egress_peers(rendering: Any, component: str) -> list[Manifest]:
+    """Every peer the NetworkPolicies of a component's pods allow egress to."""
+    labels = {"app.kubernetes.io/instance": "vigie", "app.kubernetes.io/component": component}
+    labels |= {"app.kubernetes.io/name": "vigie", "app.kubernetes.io/part-of": "vigie"}
+    peers = []
+    for policy in rendering.of_kind("NetworkPolicy"):
+        if _selects(policy["spec"]["podSelector"], labels):
+            for rule in policy["spec"].get("egress", []):
+                peers += rule.get("to", [{"any": True}])
+    return peers
+
+
+def test_only_inference_reaches_triton_and_triton_reaches_nothing(rendering: Any) -> None:
+    components = {_pod_labels(w)["app.kubernetes.io/component"] for w in rendering.of_kind(*WORKLOADS)}
+    for component in (*VIGIE_SERVICES, "triton"):
+        reaches_triton = any(
+            p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "triton"
+            for p in _egress_peers(rendering, component)
+        )
+        expected = component == "inference" and {"inference", "triton"} <= components
+        assert reaches_triton == expected, component
+    for policy in rendering.of_kind("NetworkPolicy"):
+        if policy["metadata"]["name"].endswith("-triton"):
+            assert policy["spec"]["egress"] == []
+            sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+            assert sources[0] == {
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": "vigie",
+                        "app.kubernetes.io/instance": "vigie",
+                        "app.kubernetes.io/component": "inference",
+                    }
+                }
+            }
+
+
+def test_only_ingest_reaches_the_camera_networks(render: Callable[[str], Any]) -> None:
+    rendering = render("production")
+    for component in VIGIE_SERVICES:
+        cidrs = {p["ipBlock"]["cidr"] for p in _egress_peers(rendering, component) if "ipBlock" in p}
+        assert ("10.20.0.0/16" in cidrs) == (component == "ingest"), component
+    # The boundary's services reach nothing but DNS, NATS, cameras (ingest) and Triton (inference).
+    for component in ("ingest", "inference", "anonymiser"):
+        for peer in _egress_peers(rendering, component):
+            assert "any" not in peer, f"{component} may reach any address"
+
+
+def test_no_placeholder_in_the_defaults(render: Callable[[str], Any]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for text in (json.dumps(values).lower(), render("default").text.lower()):
+        for placeholder in PLACEHOLDERS:
+            assert placeholder not in text, placeholder
+
+
+def test_no_image_is_latest_or_unpinned(rendering: Any) -> None:
+    for workload in rendering.of_kind(*WORKLOADS):
+        for container in _containers(_pod_spec(workload)):
+            image: str = container["image"]
+            assert "@sha256:" in image or ":" in image.rsplit("/", 1)[-1], image
+            assert not image.endswith(":latest"), image
+
+
+def test_replica_k_consumes_partition_k(render: Callable[[str], Any]) -> None:
+    rendering = render("production")
+    inference = rendering.named("StatefulSet", "vigie-inference")
+    assert inference["spec"]["replicas"] == 3
+    env = _env(_pod_spec(inference)["containers"][0])
+    assert env["VIGIE_INFERENCE_PARTITION"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
+    assert env["VIGIE_INFERENCE_PARTITIONS"] == "3"
+    assert env["VIGIE_INFERENCE_TRITON_URL"] == "vigie-triton.vigie.svc:8001"
+    assert env["VIGIE_INFERENCE_TRACKS_PARTITIONS"] == "2"
+    anonymiser = rendering.named("StatefulSet", "vigie-anonymiser")
+    assert anonymiser["spec"]["replicas"] == 2
+    assert _env(_pod_spec(anonymiser)["containers"][0])["VIGIE_ANONYMISER_PARTITIONS"] == "2"
+    ingest = rendering.named("Deployment", "vigie-ingest")
+    assert _env(_pod_spec(ingest)["containers"][0])["VIGIE_INGEST_FRAMES_PARTITIONS"] == "3"
+    assert ingest["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_each_service_connects_as_its_own_nats_user(rendering: Any) -> None:
+    for workload in rendering.of_kind("Deployment", "StatefulSet"):
+        component = _pod_labels(workload)["app.kubernetes.io/component"]
+        if component not in VIGIE_SERVICES:
+            continue
+        env = _env(_pod_spec(workload)["containers"][0])
+        prefix = f"VIGIE_{component.upper()}_NATS__"
+        assert env[f"{prefix}USER"] == component
+        assert env[f"{prefix}PASSWORD"]["secretKeyRef"]["key"] == component
+        assert env[f"{prefix}URL"].startswith("nats://")
+
+
+def test_the_service_settings_file_is_valid_for_the_service(render: Callable[[str], Any]) -> None:
+    import tomllib
+
+    from vigie_ingest.settings import IngestSettings
+
+    rendering = render("production")
+    secret = rendering.named("Secret", "vigie-ingest-settings")
+    text = secret["stringData"]["settings.toml"]
+    assert tomllib.loads(text)["cameras"][0]["id"] == "north-gate"
+    settings_file = Path(rendering.values_files[0]).parent / "ingest-settings.toml"
+    settings_file.write_text(text)
+    settings = IngestSettings.load(settings_file)
+    assert [c.id for c in settings.cameras] == ["north-gate", "market-square"]
+    ingest = rendering.named("Deployment", "vigie-ingest")
+    assert _pod_spec(ingest)["containers"][0]["args"] == ["--config", "/etc/vigie/settings.toml"]
+
+
+def test_service_monitors_follow_the_cluster_capabilities(render: Callable[[str], Any]) -> None:
+    assert not render("default").of_kind("ServiceMonitor", "PodMonitor")
+    assert not render("no-servicemonitor").of_kind("ServiceMonitor", "PodMonitor")
+    with_operator = render("default+prometheus-operator")
+    monitored = {
+        m["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        for m in with_operator.of_kind("ServiceMonitor")
+    }
+    assert monitored == {"ingest", "inference", "anonymiser", "audit", "triton"}
+    assert len(with_operator.of_kind("PodMonitor")) == 1
+
+
+def test_dashboards_are_configmaps_for_the_grafana_sidecar(render: Callable[[str], Any]) -> None:
+    files = sorted((CHART / "dashboards").glob("*.json"))
+    assert files, "no dashboard: run 'make dashboards'"
+    configmaps = [m for m in render("default").of_kind("ConfigMap") if "-dashboard-" in m["metadata"]["name"]]
+    assert len(configmaps) == len(files)
+    for configmap in configmaps:
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        [(name, text)] = configmap["data"].items()
+        assert json.loads(text) == json.loads((CHART / "dashboards" / name).read_text())
+    assert not [m for m in render("minimal").of_kind("ConfigMap") if "-dashboard-" in m["metadata"]["name"]]
+
+
+def test_the_ingress_routes_only_to_the_services_with_an_api(render: Callable[[str], Any]) -> None:
+    [ingress] = render("production").of_kind("Ingress")
+    routes = {
+        p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
+    assert routes == {
+        "/api/statistics": "vigie-aggregation",
+        "/": "vigie-registry",
+        "/api/audit": "vigie-audit",
+    }
+    assert ingress["spec"]["tls"] == [{"hosts": ["vigie.ville.test"], "secretName": "vigie-tls"}]
+
+
+def test_cloudnativepg_provides_the_database_url(render: Callable[[str], Any]) -> None:
+    rendering = render("production")
+    audit = _env(_pod_spec(rendering.named("Deployment", "vigie-audit"))["containers"][0])
+    assert audit["PGUSER"] == {"secretKeyRef": {"name": "vigie-postgresql-app", "key": "username"}}
+    assert audit["VIGIE_AUDIT_DATABASE_URL"] == (
+        "postgresql+asyncpg://$(PGUSER):$(PGPASSWORD)@vigie-postgresql-rw.vigie.svc:5432/vigie"
+    )
+    assert audit["VIGIE_AUDIT_DATABASE_SCHEMA"] == "audit"
+    [cluster] = rendering.of_kind("Cluster")
+    assert (
+        "CREATE SCHEMA IF NOT EXISTS audit AUTHORIZATION vigie"
+        in cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
+    )
+    external = _env(_pod_spec(render("external-nats").named("Deployment", "vigie-registry"))["containers"][0])
+    assert external["VIGIE_REGISTRY_DATABASE_URL"] == {
+        "secretKeyRef": {"name": "vigie-database", "key": "url"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (
+            ("components.ingest.replicas=2",),
+            "components.ingest.replicas: Must be less than or equal to 1",
+        ),
+        (("components.billing.enabled=true",), "Additional property billing is not allowed"),
+        (("triton.image.tag=latest",), "triton.image.tag: Must not validate the schema"),
+        (
+            ("networkPolicy.cameras.cidrs={10.0.0.1}",),
+            "networkPolicy.cameras.cidrs.0: Does not match pattern",
+        ),
+        (("nats.enabled=false",), "messaging.url: set the URL of your NATS server"),
+        (("ingress.enabled=true",), "ingress.host: set the host name"),
+        (("components.ingest.resources=null",), "components.ingest"),
+    ],
+)
+def test_invalid_values_are_refused_with_a_clear_message(
+    helm_template: Callable[..., subprocess.CompletedProcess[str]], sets: tuple[str, ...], message: str
+) -> None:
+    result = helm_template(sets=sets)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr

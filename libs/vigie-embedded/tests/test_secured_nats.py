@@ -1,0 +1,356 @@
+"""The boundary enforced by a real nats-server with one user per service (vigie_core.permissions).
+
+nats-py reports a permission violation asynchronously, through the connection's error callback, and a
+denied JetStream API request simply gets no answer. So each denied attempt is checked twice: the
+server's violation message for that exact subject must arrive (waited for, with a deadline), and the
+attacker must have received nothing while the legitimate consumer fetched the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+
+from vigie_core.messaging import connect, ensure_stream
+from vigie_core.permissions import POLICY_BUCKET, SERVICES, subject_matches
+from vigie_core.settings import NatsSettings
+from vigie_core.streams import (
+    TRACKS_PREFIX,
+    AuditStream,
+    EventsStream,
+    FramesStream,
+    TracksStream,
+    audit_subject,
+    deadletter_subject,
+    events_subject,
+    frames_partition_filter,
+    frames_subject,
+    partition_filter,
+    tracks_subject,
+)
+from vigie_embedded.nats import EmbeddedNats, NatsCredentials
+
+pytestmark = pytest.mark.integration
+
+DENIED_REQUEST_TIMEOUT_S = 0.5
+_VIOLATION = re.compile(
+    r'permissions violation for (?P<operation>publish|subscription) to "(?P<subject>[^"]*)"'
+)
+VIOLATION_WITHIN_S = 3.0
+
+
+@dataclass
+class ServiceClient:
+    """One service's connection, recording every error the server reports on it."""
+
+    service: str
+    nc: Client
+    errors: list[str] = field(default_factory=list)
+    received: list[Msg] = field(default_factory=list)
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream(timeout=DENIED_REQUEST_TIMEOUT_S)
+
+    async def record(self, message: Msg) -> None:
+        self.received.append(message)
+
+    def _violated(self, operation: str, subject: str, pattern: bool) -> bool:
+        for error in self.errors:
+            found = _VIOLATION.search(error.lower())
+            if found is None or found["operation"] != operation:
+                continue
+            if found["subject"] == subject.lower():
+                return True
+            if pattern and subject_matches(subject.lower(), found["subject"]):
+                return True
+        return False
+
+    async def violation(self, operation: str, subject: str, *, pattern: bool = False) -> None:
+        """Wait for the server's violation of ``operation`` ("publish" or "subscription") on ``subject``
+        (or, with ``pattern``, on a subject it matches)."""
+        wanted = f"{operation} to {subject!r}"
+        deadline = asyncio.get_running_loop().time() + VIOLATION_WITHIN_S
+        while not self._violated(operation, subject, pattern):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{self.service}: no violation of {wanted}; errors: {self.errors}")
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    server: EmbeddedNats, service: str, *, inbox_prefix: str | None = None
+) -> AsyncIterator[ServiceClient]:
+    credentials: NatsCredentials = server.credentials(service)
+    client: ServiceClient | None = None
+
+    async def on_error(error: Exception) -> None:
+        assert client is not None
+        client.errors.append(str(error))
+
+    nc = await nats.connect(
+        server.url,
+        user=credentials.user,
+        password=credentials.password,
+        inbox_prefix=inbox_prefix or credentials.inbox_prefix,
+        error_cb=on_error,
+        max_reconnect_attempts=0,
+    )
+    client = ServiceClient(service, nc)
+    try:
+        yield client
+    finally:
+        await nc.close()
+
+
+def _durable(stream: str, consumer: str) -> ConsumerConfig:
+    return ConsumerConfig(durable_name=consumer, ack_policy=AckPolicy.EXPLICIT)
+
+
+async def _fetch_one(client: ServiceClient, subject: str, stream: str, durable: str) -> Msg:
+    subscription = await client.js.pull_subscribe(
+        subject, durable=durable, stream=stream, config=_durable(stream, durable)
+    )
+    [message] = await subscription.fetch(1, timeout=2)
+    await message.ack()
+    return message
+
+
+async def test_each_service_can_do_what_it_must(secured_nats_server: EmbeddedNats) -> None:
+    """The whole chain with each service's own user, and not one violation on the way."""
+    server = secured_nats_server
+    async with contextlib.AsyncExitStack() as stack:
+        c = {s: await stack.enter_async_context(connected(server, s)) for s in SERVICES}
+
+        # The registry writes the policy; ingest watches it.
+        policy = await c["registry"].nc.jetstream().create_key_value(bucket=POLICY_BUCKET)
+        watcher = await (await c["ingest"].nc.jetstream().key_value(POLICY_BUCKET)).watch("cameras.>")
+        await policy.put("cameras.north-gate", b'{"paused": false}')
+        update = await watcher.updates(timeout=2)
+        while update is None:  # the marker that the initial values were all delivered
+            update = await watcher.updates(timeout=2)
+        assert update.key == "cameras.north-gate"
+        await watcher.stop()
+        assert await (await c["anonymiser"].nc.jetstream().key_value(POLICY_BUCKET)).get("cameras.north-gate")
+
+        # The audit service owns AUDIT; every service records there under its own name.
+        await ensure_stream(c["audit"].nc.jetstream(), AuditStream().config())
+        for service in SERVICES:
+            await c[service].nc.jetstream().publish(audit_subject(service), service.encode())
+
+        # ingest -> FRAMES -> inference -> TRACKS -> anonymiser -> EVENTS -> aggregation.
+        await ensure_stream(c["ingest"].nc.jetstream(), FramesStream().config())
+        await c["ingest"].nc.jetstream().publish(frames_subject("north-gate"), b"pixels")
+        frame = await _fetch_one(c["inference"], frames_partition_filter(0), "FRAMES", "inference-0")
+        assert frame.data == b"pixels"
+
+        await ensure_stream(c["inference"].nc.jetstream(), TracksStream().config())
+        await c["inference"].nc.jetstream().publish(tracks_subject("north-gate"), b"boxes and ids")
+        tracks = await _fetch_one(
+            c["anonymiser"], partition_filter(TRACKS_PREFIX, 0), "TRACKS", "anonymiser-0"
+        )
+        assert tracks.data == b"boxes and ids"
+
+        await ensure_stream(c["anonymiser"].nc.jetstream(), EventsStream().config())
+        await c["anonymiser"].nc.jetstream().publish(events_subject("north-gate"), b"3 people crossed")
+        deadletters = StreamConfig(
+            name="DEADLETTER_ANONYMISER",
+            subjects=[deadletter_subject("anonymiser")],
+            storage=StorageType.MEMORY,
+        )
+        await ensure_stream(c["anonymiser"].nc.jetstream(), deadletters)
+        await c["anonymiser"].nc.jetstream().publish(deadletter_subject("anonymiser"), b"rejected")
+        events = await _fetch_one(c["aggregation"], "vigie.events.*", "EVENTS", "aggregation")
+        assert events.data == b"3 people crossed"
+
+        subscription = await c["audit"].js.pull_subscribe("vigie.audit.*", durable="audit", stream="AUDIT")
+        audited = await subscription.fetch(len(SERVICES), timeout=2)
+        assert sorted(m.subject for m in audited) == sorted(audit_subject(s) for s in SERVICES)
+        for message in audited:
+            await message.ack()
+
+        for client in c.values():
+            await client.nc.flush()
+            assert not client.errors, f"{client.service}: {client.errors}"
+
+
+# (stream, the service that consumes it, its consumer, the service that publishes it)
+STREAMS = {
+    "FRAMES": ("inference", "inference-0", "ingest"),
+    "TRACKS": ("anonymiser", "anonymiser-0", "inference"),
+}
+
+
+@contextlib.asynccontextmanager
+async def _stream_with_a_consumer(server: EmbeddedNats, stream: str) -> AsyncIterator[ServiceClient]:
+    """``stream`` holding two messages and its legitimate consumer, yielded ready to fetch."""
+    consumer_service, durable, producer = STREAMS[stream]
+    config = (FramesStream() if stream == "FRAMES" else TracksStream()).config()
+    subject = frames_subject("cam") if stream == "FRAMES" else tracks_subject("cam")
+    async with connected(server, producer) as publisher, connected(server, consumer_service) as consumer:
+        await ensure_stream(publisher.nc.jetstream(), config)
+        for _ in range(2):
+            await publisher.nc.jetstream().publish(subject, b"secret " + stream.encode())
+        await consumer.js.add_consumer(stream, _durable(stream, durable))
+        yield consumer
+
+
+@pytest.mark.parametrize(
+    ("attacker", "stream"),
+    [
+        ("aggregation", "FRAMES"),
+        ("aggregation", "TRACKS"),
+        ("anonymiser", "FRAMES"),
+        ("ingest", "TRACKS"),
+        ("registry", "FRAMES"),
+        ("audit", "TRACKS"),
+    ],
+)
+async def test_a_service_cannot_read_a_stream_it_does_not_consume(
+    secured_nats_server: EmbeddedNats, attacker: str, stream: str
+) -> None:
+    consumer_service, durable, _ = STREAMS[stream]
+    prefix = "vigie.frames" if stream == "FRAMES" else "vigie.tracks"
+    async with (
+        _stream_with_a_consumer(secured_nats_server, stream) as consumer,
+        connected(secured_nats_server, attacker) as intruder,
+    ):
+        # Core subscriptions: to the stream's subjects, to everything, and to the inboxes where
+        # JetStream delivers what the legitimate consumer fetches.
+        consumer_inbox = secured_nats_server.credentials(consumer_service).inbox_prefix
+        snooped = [f"{prefix}.>", ">", "_INBOX.>", f"{consumer_inbox}.>"]
+        for subject in snooped:
+            await intruder.nc.subscribe(subject, cb=intruder.record)
+        # JetStream: a consumer of its own, the legitimate consumer, and a direct read of a message.
+        attempts = [
+            intruder.js.pull_subscribe(f"{prefix}.>", durable="intruder", stream=stream),
+            _fetch_bound(intruder, stream, durable),
+            intruder.js.get_msg(stream, 1),
+            intruder.js.get_msg(stream, 1, direct=True),
+        ]
+        outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+        assert all(isinstance(o, Exception) for o in outcomes), outcomes
+
+        fetched = await (await consumer.js.pull_subscribe_bind(durable=durable, stream=stream)).fetch(1)
+        assert fetched[0].data == b"secret " + stream.encode()
+
+        for subject in snooped:
+            await intruder.violation("subscription", subject)
+        api = "$JS.API"
+        for subject in (
+            f"{api}.CONSUMER.INFO.{stream}.intruder",
+            f"{api}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"{api}.STREAM.MSG.GET.{stream}",
+            f"{api}.DIRECT.GET.{stream}",
+        ):
+            await intruder.violation("publish", subject)
+        await consumer.nc.flush()
+        await asyncio.sleep(0.1)
+        assert intruder.received == [], [m.subject for m in intruder.received]
+        assert consumer.errors == []
+
+
+async def _fetch_bound(client: ServiceClient, stream: str, durable: str) -> list[Msg]:
+    subscription = await client.js.pull_subscribe_bind(durable=durable, stream=stream)
+    return await subscription.fetch(1, timeout=DENIED_REQUEST_TIMEOUT_S)
+
+
+@pytest.mark.parametrize(
+    ("service", "subject"),
+    [
+        ("aggregation", frames_subject("cam")),  # inject frames
+        ("anonymiser", tracks_subject("cam")),
+        ("ingest", events_subject("cam")),  # forge counts
+        ("inference", audit_subject("audit")),  # impersonate another service in the journal
+        ("registry", "$JS.API.STREAM.DELETE.FRAMES"),
+        ("anonymiser", "$JS.API.STREAM.CREATE.COPY_OF_TRACKS"),  # a new stream sourcing TRACKS
+        ("inference", "$JS.API.CONSUMER.DELETE.FRAMES.inference-0"),
+        ("ingest", "$KV.vigie-policy.cameras.north-gate"),  # only the registry writes the policy
+    ],
+)
+async def test_a_service_cannot_publish_outside_its_lists(
+    secured_nats_server: EmbeddedNats, service: str, subject: str
+) -> None:
+    async with connected(secured_nats_server, service) as client:
+        await client.nc.publish(subject, b"x")
+        await client.violation("publish", subject)
+
+
+async def test_a_client_without_its_inbox_prefix_gets_no_replies(secured_nats_server: EmbeddedNats) -> None:
+    """Why services must connect with ``inbox_prefix``: the shared ``_INBOX.`` namespace is closed."""
+    async with connected(secured_nats_server, "ingest", inbox_prefix="_INBOX") as client:
+        with pytest.raises(nats.errors.TimeoutError):
+            await client.js.stream_info("FRAMES")
+        await client.violation("subscription", "_INBOX.*.*", pattern=True)
+
+
+async def test_anonymous_clients_are_refused(secured_nats_server: EmbeddedNats) -> None:
+    # Spoken by hand: nats-py leaves its socket open when the server refuses the connection.
+    host, port = secured_nats_server.url.removeprefix("nats://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        assert (await reader.readline()).startswith(b"INFO ")
+        writer.write(b'CONNECT {"verbose": false, "pedantic": false}\r\nPING\r\n')
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readline(), 2) == b"-ERR 'Authorization Violation'\r\n"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_the_admin_user_may_observe_everything(secured_nats_server: EmbeddedNats) -> None:
+    admin = secured_nats_server.admin
+    nc = await nats.connect(secured_nats_server.url, user=admin.user, password=admin.password)
+    seen: asyncio.Queue[Msg] = asyncio.Queue()
+    await nc.subscribe(">", cb=seen.put)
+    async with connected(secured_nats_server, "ingest") as ingest:
+        await ensure_stream(ingest.nc.jetstream(), FramesStream().config())
+        await ingest.nc.jetstream().publish(frames_subject("cam"), b"pixels")
+    subjects = set()
+    while "vigie.frames.cam" not in subjects:
+        subjects.add((await asyncio.wait_for(seen.get(), 2)).subject)
+    await nc.close()
+
+
+def test_service_env_names_each_services_settings() -> None:
+    server = EmbeddedNats(services=["ingest"])
+    server.url = "nats://127.0.0.1:4222"
+    env = server.service_env("ingest")
+    credentials = server.credentials("ingest")
+    assert env == {
+        "VIGIE_INGEST_NATS__URL": "nats://127.0.0.1:4222",
+        "VIGIE_INGEST_NATS__USER": "ingest",
+        "VIGIE_INGEST_NATS__PASSWORD": credentials.password,
+    }
+    assert len(credentials.password) >= 32
+    assert EmbeddedNats(services=["ingest"]).credentials("ingest").password != credentials.password
+    with pytest.raises(KeyError, match="no user for 'inference'"):
+        server.credentials("inference")
+
+
+async def test_a_service_connects_through_vigie_core_with_its_inbox_prefix(
+    secured_nats_server: EmbeddedNats,
+) -> None:
+    """The services' own client (vigie_core.messaging.connect) must use the user's inbox prefix."""
+    credentials = secured_nats_server.credentials("ingest")
+    settings = NatsSettings(url=secured_nats_server.url, user=credentials.user, password=credentials.password)
+    nc = await connect(settings, "vigie-ingest")
+    try:
+        await ensure_stream(nc.jetstream(timeout=DENIED_REQUEST_TIMEOUT_S), FramesStream().config())
+    except nats.errors.TimeoutError:
+        pytest.fail(
+            "no reply under the shared _INBOX: vigie_core.messaging.connect must pass "
+            "inbox_prefix=vigie_core.permissions.inbox_prefix(settings.user) to nats.connect"
+        )
+    finally:
+        await nc.close()

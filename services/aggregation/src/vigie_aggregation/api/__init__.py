@@ -1,0 +1,1 @@
+"""The statistics HTTP API (FastAPI), mounted under /v1 by the service."""

@@ -1,0 +1,116 @@
+"""Property-based tests: no suppressed small count can be computed from what the API publishes.
+
+Hypothesis draws a site (cameras, lines or zones that come and go), a short day of windows and small,
+skewed counts; the publication pipeline releases every window then the day, exactly as the service does
+(``family_leaves`` -> ``Table`` -> ``DayReleases`` -> ``published_cells``); the attacker then takes every
+published figure of every window and of the day (all views: lines, directions, classes, camera and site
+totals, day totals) as a linear equation on the leaves and tries to solve for each small count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vigie_aggregation.disclosure import DayReleases, Table, day_leaves, is_primary
+from vigie_aggregation.families import CROSSINGS, DWELL, OCCUPANCY, CameraWindowFigures, family_leaves
+from vigie_aggregation.publication import published_cells
+
+W = 1200
+SMALL_SKEWED = st.sampled_from([0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 6, 12, 25])
+
+
+@st.composite
+def site_day(draw: st.DrawFn, zones: bool) -> tuple[int, list[list[CameraWindowFigures]]]:
+    threshold = draw(st.sampled_from([3, 5, 11]))
+    cameras = {
+        f"cam{c}": [f"m{i}" for i in range(draw(st.integers(1, 2)))] for c in range(draw(st.integers(1, 2)))
+    }
+    windows = []
+    for _ in range(draw(st.integers(1, 4))):
+        figures = []
+        for camera, members in cameras.items():
+            present = [m for m in members if draw(st.integers(0, 5)) > 0]  # a member sometimes missing
+            if not present:
+                continue
+            window = CameraWindowFigures(camera, covered_seconds=W)
+            if zones:
+                window.zone_ids = set(present)
+                buckets = ["0-60", "60-"]
+                for zone in present:
+                    for object_class in range(1, 7):
+                        objects = draw(SMALL_SKEWED)
+                        if objects:
+                            window.occupancy[(zone, object_class)] = (
+                                objects * draw(st.floats(1, 600)),
+                                objects,
+                            )
+                        for bucket in buckets:
+                            count = draw(SMALL_SKEWED)
+                            if count:
+                                window.dwell[(zone, object_class, bucket)] = count
+            else:
+                window.line_ids = set(present)
+                for line in present:
+                    for direction in (1, 2):
+                        for object_class in range(1, 7):
+                            count = draw(SMALL_SKEWED)
+                            if count:
+                                window.crossings[(line, direction, object_class)] = count
+            figures.append(window)
+        windows.append(figures)
+    return threshold, windows
+
+
+def publish_day(spec, threshold, windows):  # type: ignore[no-untyped-def]
+    """Run the releases of one day; return the published cells as leaf sets, and the primary cells."""
+    releases = DayReleases(spec, threshold=threshold, windows_per_day=len(windows))
+    tables = []
+    published: list[tuple[frozenset[Hashable], bool, float]] = []
+    primaries: dict[Hashable, frozenset[Hashable]] = {}
+    for i, cameras in enumerate(windows):
+        table = Table(spec, family_leaves(spec, cameras))
+        tables.append(table)
+        protection = releases.release_window(i * W, table, has_next_window=i < len(windows) - 1)
+        for cell in published_cells(table, protection.suppressed):
+            leaves = frozenset((i, leaf) for leaf in table.leaves_under(cell.cell))
+            published.append((leaves, cell.suppressed, cell.value))
+            if is_primary(table.cells[cell.cell].sensitivity, threshold):
+                assert cell.suppressed, f"window {i}: primary cell {cell.cell} published"
+                primaries[("window", i, cell.cell)] = leaves
+    day = Table(spec, day_leaves(spec, [t.leaves for t in tables]))
+    protection = releases.release_day(day)
+    for cell in published_cells(day, protection.suppressed):
+        leaves = frozenset((i, leaf) for i, t in enumerate(tables) for leaf in t.leaves_under(cell.cell))
+        published.append((leaves, cell.suppressed, cell.value))
+        if is_primary(day.cells[cell.cell].sensitivity, threshold):
+            assert cell.suppressed, f"day: primary cell {cell.cell} published"
+            primaries[("day", cell.cell)] = leaves
+    return published, primaries, protection.withheld
+
+
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(site_day(zones=False))
+def test_no_suppressed_crossing_count_is_a_combination_of_published_figures(attack, drawn) -> None:  # type: ignore[no-untyped-def]
+    threshold, windows = drawn
+    published, primaries, withheld = publish_day(CROSSINGS, threshold, windows)
+    assert not withheld
+    visible = [leaves for leaves, suppressed, _ in published if not suppressed]
+    assert attack(visible, primaries) == set()
+
+
+@PROPERTY
+@pytest.mark.parametrize("spec", [OCCUPANCY, DWELL], ids=["occupancy", "dwell"])
+@given(site_day(zones=True))
+def test_no_suppressed_zone_figure_is_a_combination_of_published_figures(attack, spec, drawn) -> None:  # type: ignore[no-untyped-def]
+    threshold, windows = drawn
+    published, primaries, withheld = publish_day(spec, threshold, windows)
+    assert not withheld
+    visible = [leaves for leaves, suppressed, _ in published if not suppressed]
+    assert attack(visible, primaries) == set()

@@ -1,0 +1,153 @@
+"""Checking EVENTS messages: a clear error naming the field, and parts placed in their publication window."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from vigie_aggregation.buckets import merge_parts
+from vigie_aggregation.reports import InvalidReportError, WindowPart, parse_window_report
+from vigie_aggregation.synthetic import T0, window_report
+from vigie_proto.v1.events_pb2 import WindowReport
+
+
+def parse(report: WindowReport, *, subject: str | None = None, msg_id: str | None = None) -> WindowPart:
+    return parse_window_report(
+        subject or f"vigie.events.{report.camera_id}",
+        report.SerializeToString(),
+        msg_id,
+        publication_window_s=1200,
+        now=T0,
+    )
+
+
+def test_a_good_report_becomes_a_part() -> None:
+    report = window_report(
+        "cam-a",
+        T0 + 1200,
+        lines=("l1", "l2"),
+        zones=("z1",),
+        crossings={("l1", 1, 1): 4, ("l2", 2, 3): 7},
+        occupancy={("z1", 1): (300.5, 2)},
+        dwell={("z1", 1, 60, 300): 3, ("z1", 1, 300, 0): 1},
+        covered_seconds=1100.0,
+    )
+    part = parse(report, msg_id=report.report_id)
+    assert (part.camera_id, part.window_start, part.covered_seconds) == ("cam-a", T0 + 1200, 1100.0)
+    assert part.line_ids == ("l1", "l2")
+    assert [d.bucket for d in part.dwell] == ["60-300", "300-"]
+
+
+def test_a_shorter_window_goes_into_the_publication_window_that_contains_it() -> None:
+    part = parse(window_report("cam-a", T0 + 600, window_seconds=600))
+    assert part.window_start == T0
+    assert part.report_window_start == T0 + 600
+
+
+def _mutate(change: Callable[[WindowReport], None]) -> WindowReport:
+    report = window_report("cam-a", T0, lines=("l1",), zones=("z1",), crossings={("l1", 1, 1): 2})
+    change(report)
+    return report
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        (lambda r: setattr(r, "report_id", "XYZ"), "report_id", "hexadecimal"),
+        (lambda r: setattr(r, "camera_id", "cam b"), "camera_id", "not a camera id"),
+        (lambda r: setattr(r, "window_seconds", 3600), "window_seconds", "does not divide"),
+        (lambda r: setattr(r, "window_seconds", 0), "window_seconds", "positive"),
+        (lambda r: r.window_start.__setattr__("seconds", T0 + 7), "window_start", "multiple"),
+        (lambda r: r.window_start.__setattr__("seconds", T0 + 400 * 86_400), "window_start", "future"),
+        (lambda r: setattr(r, "closed_by", 42), "closed_by", "known closure"),
+        (lambda r: setattr(r, "geometry_version", ""), "geometry_version", "letters"),
+        (lambda r: r.line_ids.append("l1"), "line_ids", "twice"),
+        (lambda r: setattr(r, "covered_seconds", 5000.0), "covered_seconds", "within"),
+        (lambda r: setattr(r, "covered_seconds", float("nan")), "covered_seconds", "within"),
+        (lambda r: setattr(r.crossings[0], "line_id", "l9"), "crossings[0].line_id", "not in line_ids"),
+        (lambda r: setattr(r.crossings[0], "direction", 0), "crossings[0].direction", "not a direction"),
+        (lambda r: setattr(r.crossings[0], "object_class", 99), "crossings[0].object_class", "object class"),
+        (lambda r: setattr(r.crossings[0], "count", 2_000_000), "crossings[0].count", "corrupt"),
+        (
+            lambda r: r.crossings.add(line_id="l1", direction=1, object_class=1, count=1),
+            "crossings[1]",
+            "repeats",
+        ),
+        (
+            lambda r: r.occupancy.add(zone_id="z1", object_class=1, object_seconds=-1.0),
+            "occupancy[0].object_seconds",
+            "non-negative",
+        ),
+        (
+            lambda r: r.occupancy.add(zone_id="z1", object_class=1, object_seconds=10.0, max_objects=0),
+            "occupancy[0].max_objects",
+            "is 0",
+        ),
+        (
+            lambda r: r.dwell.add(zone_id="z1", object_class=1, min_seconds=60, max_seconds=30, count=1),
+            "dwell[0].max_seconds",
+            "above min_seconds",
+        ),
+    ],
+)
+def test_a_bad_report_names_the_field_and_the_rule(
+    change: Callable[[WindowReport], None], field: str, words: str
+) -> None:
+    with pytest.raises(InvalidReportError) as raised:
+        parse(_mutate(change))
+    assert raised.value.field == field
+    assert words in str(raised.value)
+
+
+def test_garbage_the_wrong_subject_or_a_foreign_message_id_are_refused() -> None:
+    with pytest.raises(InvalidReportError, match=r"message: not a vigie\.v1\.WindowReport"):
+        parse_window_report("vigie.events.cam-a", b"\xff\xff\xff", None, publication_window_s=1200, now=T0)
+    report = window_report("cam-a", T0)
+    with pytest.raises(InvalidReportError, match="subject of camera 'cam-b'"):
+        parse(report, subject="vigie.events.cam-b")
+    with pytest.raises(InvalidReportError, match="Nats-Msg-Id"):
+        parse(report, msg_id="0" * 32)
+
+
+def test_parts_of_a_window_merge_by_the_rules_of_events_proto() -> None:
+    first = window_report(
+        "cam-a",
+        T0,
+        part=0,
+        lines=("l1",),
+        zones=("z1",),
+        crossings={("l1", 1, 1): 3},
+        occupancy={("z1", 1): (100.0, 4)},
+        dwell={("z1", 1, 0, 60): 2},
+        covered_seconds=500,
+        frames=100,
+        geometry_version="g1",
+    )
+    second = window_report(
+        "cam-a",
+        T0,
+        part=1,
+        lines=("l1", "l2"),
+        zones=("z1",),
+        crossings={("l1", 1, 1): 5, ("l2", 2, 3): 1},
+        occupancy={("z1", 1): (50.0, 2)},
+        dwell={("z1", 1, 0, 60): 1},
+        covered_seconds=600,
+        frames=120,
+        geometry_version="g2",
+    )
+    increments = merge_parts([parse(first), parse(second)])
+    window = increments.windows[("cam-a", T0)]
+    assert (window.covered_seconds, window.frames, window.parts) == (1100.0, 220, 2)
+    assert increments.crossings == {("cam-a", T0, "l1", 1, 1): 8, ("cam-a", T0, "l2", 2, 3): 1}
+    occupancy = increments.occupancy[("cam-a", T0, "z1", 1)]
+    assert (occupancy.object_seconds, occupancy.max_objects) == (150.0, 4)  # sum, and max
+    assert increments.dwell == {("cam-a", T0, "z1", 1, "0-60"): 3}
+    assert {(kind, m) for _, _, kind, m in increments.members} == {
+        ("line", "l1"),
+        ("line", "l2"),
+        ("zone", "z1"),
+        ("geom", "g1"),
+        ("geom", "g2"),
+    }

@@ -1,0 +1,103 @@
+"""The audit service's body: storage, the AUDIT consumer, the audit API, tree heads and retention."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from vigie_audit.api import AuditApi
+from vigie_audit.consumer import JournalConsumer, JournalMetrics, sleep_or_stop
+from vigie_audit.settings import AuditSettings
+from vigie_audit.signer import RetentionPolicy, TreeHeadSigner, apply_retention
+from vigie_audit.store import JournalStore
+from vigie_audit.tree_head import TreeHeadSigningKey
+from vigie_core.audit import AuditPublisher, AuditUnavailableError, start_audit_publisher
+from vigie_core.auth import TokenVerifier, install_authentication
+from vigie_core.lifecycle import ServiceRuntime
+from vigie_core.messaging import connect, ensure_stream
+
+logger = logging.getLogger("vigie.audit")
+
+
+def signing_key(settings: AuditSettings) -> TreeHeadSigningKey:
+    if settings.signing_key is not None:
+        key = TreeHeadSigningKey.load(settings.signing_key.get_secret_value())
+        logger.info("signing tree heads with key %s", key.key_id)
+        return key
+    key = TreeHeadSigningKey.generate()
+    logger.warning(
+        "no signing_key configured: generated one for this run. Key id %s, public key (base64) %s. "
+        "Heads signed now verify only with this key: set VIGIE_AUDIT_SIGNING_KEY to keep one across restarts",
+        key.key_id,
+        base64.b64encode(key.public_key).decode(),
+    )
+    return key
+
+
+async def _every(
+    stop: asyncio.Event, seconds: float, what: str, work: Callable[[], Awaitable[object]]
+) -> None:
+    """Run ``work`` now and then every ``seconds`` until stopped; a failure is logged and retried."""
+    while not stop.is_set():
+        try:
+            await work()
+        except (SQLAlchemyError, OSError, AuditUnavailableError) as error:
+            logger.error("%s failed, retrying in %.0fs: %s", what, seconds, error)
+        await sleep_or_stop(stop, seconds)
+
+
+async def serve(runtime: ServiceRuntime) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, AuditSettings)
+    store = await JournalStore.open(
+        settings.database_url.get_secret_value(), schema_name=settings.database_schema
+    )
+    runtime.exit_stack.push_async_callback(store.close)
+    signer = TreeHeadSigner(store, signing_key(settings), settings.log_id)
+    metrics = JournalMetrics(runtime)
+    metrics.tree_size.set(await store.tree_size())
+
+    nc = await connect(settings.nats, "vigie-audit")
+    runtime.exit_stack.push_async_callback(nc.drain)
+    js = nc.jetstream()
+    # The audit service owns AUDIT: publishers only publish (and buffer until it exists).
+    await ensure_stream(js, settings.stream.stream().config())
+    publisher: AuditPublisher = await start_audit_publisher(runtime, nc, settings.audit)
+
+    install_authentication(runtime.app, TokenVerifier.from_settings(settings.auth))
+    runtime.app.include_router(AuditApi(store, signer, publisher, settings.read_scope).router())
+
+    consumer = JournalConsumer(runtime, settings, store, metrics)
+    runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
+    runtime.readiness.add("storage", lambda: consumer.storage_problem)
+
+    async def sign() -> None:
+        if await signer.sign_if_grown() is not None:
+            metrics.tree_heads.inc()
+            metrics.last_tree_head.set_to_current_time()
+
+    policy = RetentionPolicy(settings.retention_days, settings.retention_justification)
+
+    async def retain() -> None:
+        metrics.pruned.inc((await apply_retention(store, publisher, policy)).pruned)
+
+    stop = runtime.stop_requested
+    background = [
+        asyncio.create_task(_every(stop, settings.tree_head_interval_s, "signing a tree head", sign)),
+        asyncio.create_task(_every(stop, settings.retention_check_interval_s, "retention", retain)),
+    ]
+    logger.info("journal of %d entries; consuming AUDIT", await store.tree_size())
+    runtime.readiness.mark_started()
+    try:
+        await consumer.run(nc)
+    finally:
+        stop.set()
+        await asyncio.gather(*background, return_exceptions=True)
+        try:
+            await sign()  # a last head covering everything appended
+        except SQLAlchemyError as error:
+            logger.error("could not sign the last tree head: %s", error)
