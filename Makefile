@@ -109,6 +109,14 @@ demo: install models videos ## run the platform on its embedded defaults on the 
 bench: install models videos ## pipeline throughput against a single-process loop
 	$(PY) bench/pipeline.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)
 
+.PHONY: bench-aggregation
+bench-aggregation: install ## aggregation: reports/s NATS->DB, release time, API latency
+	$(PY) bench/aggregation.py
+
+.PHONY: bench-audit
+bench-audit: install ## audit: appends/s NATS->DB, proof time as the journal grows
+	$(PY) bench/audit.py
+
 .PHONY: clean
 clean: ## remove downloads, models and the virtualenv
 	rm -rf $(VAR) $(VENV)
