@@ -43,8 +43,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from vigie_audit import schema
 from vigie_audit.journal import IndexedColumns, LeafEncoder
 from vigie_audit.merkle import MerkleFrontier, inclusion_proof_plan, leaf_hash
-from vigie_audit.store import ENTRY_COLUMNS, JournalStore, make_engine, prepare_bulk_insert
+from vigie_audit.store import ENTRY_COLUMNS, JournalStore, prepare_bulk_insert
 from vigie_core.audit import AuditAction, AuditEvent, new_audit_event
+from vigie_core.database import make_engine
 from vigie_core.messaging import connect, ensure_stream
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import AuditStream, audit_subject

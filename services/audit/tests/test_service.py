@@ -15,10 +15,11 @@ from sqlalchemy.exc import OperationalError
 from vigie_audit.commands import verify_store
 from vigie_audit.service import serve
 from vigie_audit.settings import AuditSettings
-from vigie_audit.store import JournalStore, make_engine
+from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import TreeHeadSigningKey
 from vigie_core.audit import AuditEvent, AuditPublishSettings, action_name
 from vigie_core.auth import AuthSettings, LocalTokenIssuer
+from vigie_core.database import make_engine
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect, ensure_stream
 from vigie_core.settings import NatsSettings

@@ -20,9 +20,10 @@ import pytest
 from vigie_audit.commands import export_journal, main, verify_export, verify_store
 from vigie_audit.journal import decode_leaf, encode_leaf, to_datetime
 from vigie_audit.merkle import MerkleTree, leaf_hash
-from vigie_audit.store import JournalStore, make_engine
+from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import TreeHead, TreeHeadSigningKey
 from vigie_core.audit import AuditEvent
+from vigie_core.database import make_engine
 
 EventFactory = Callable[..., list[AuditEvent]]
 ENTRIES = 250

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -33,7 +32,6 @@ from sqlalchemy import (
     Row,
     Table,
     and_,
-    event,
     func,
     insert,
     or_,
@@ -42,9 +40,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vigie_audit import schema
 from vigie_audit.journal import IndexedColumns, LeafEncoder
@@ -62,6 +59,7 @@ from vigie_audit.merkle import (
     root_plan,
 )
 from vigie_audit.tree_head import SignedTreeHead, TreeHead
+from vigie_core.database import WRITE_OPTION, make_engine
 from vigie_proto.v1.audit_pb2 import AuditEvent
 
 logger = logging.getLogger("vigie.audit.store")
@@ -69,7 +67,6 @@ logger = logging.getLogger("vigie.audit.store")
 # pg_advisory_xact_lock key ("VIGIEAUD"): one appender at a time across replicas.
 _APPEND_LOCK_KEY = 0x564947494541554
 _MAX_REJECTED_PAYLOAD = 64 * 1024
-_WRITE_OPTION = "vigie_audit_write"
 # Rows per IN (...) list, well under SQLite's and PostgreSQL's parameter limits.
 _IN_CHUNK = 400
 
@@ -143,51 +140,6 @@ class PruneResult:
     rejected_deleted: int
 
 
-def make_engine(url: str, *, schema_name: str | None = None) -> AsyncEngine:
-    """An async engine for ``url``; SQLite gets WAL, full sync and real transactions."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
-        _configure_sqlite(engine)
-        return engine
-    if parsed.get_backend_name() != "postgresql":
-        raise ValueError(f"database_url: {parsed.get_backend_name()} is not supported (sqlite or postgresql)")
-    connect_args: dict[str, Any] = {}
-    if schema_name:
-        if parsed.get_driver_name() == "asyncpg":
-            connect_args["server_settings"] = {"search_path": schema_name}
-        else:
-            connect_args["options"] = f"-csearch_path={schema_name}"
-    return create_async_engine(url, connect_args=connect_args, pool_pre_ping=True)
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # The driver's implicit transactions start late and never around DDL; SQLAlchemy's "begin" event
-        # below starts them explicitly instead (the recipe of SQLAlchemy's SQLite documentation).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        # First, so that even switching a new file to WAL waits for another connection's lock.
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit the journal acknowledged to NATS survives a power cut, not only a crash.
-        cursor.execute("PRAGMA synchronous=FULL")
-        # 64 MiB of pages: the unique index on random event ids has no locality, keep it in memory.
-        cursor.execute("PRAGMA cache_size=-65536")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def on_begin(connection: Connection) -> None:
-        # A write takes the write lock first (IMMEDIATE), so it waits for another writer (busy_timeout)
-        # instead of failing when its read snapshot cannot be upgraded.
-        write = connection.get_execution_options().get(_WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
 # Alembic installs its ``op`` and ``context`` proxies as module globals for the length of a migration,
 # so two migrations in one process (two stores, e.g. a test and a service) must not overlap.
 _ALEMBIC_GLOBALS = threading.Lock()
@@ -203,7 +155,7 @@ def _upgrade(connection: Connection) -> None:
 
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the tables to the latest migration (idempotent)."""
-    async with engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
+    async with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
         await connection.run_sync(_upgrade)
 
 
@@ -275,7 +227,7 @@ class JournalStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._postgres = engine.dialect.name == "postgresql"
         # One writer at a time in this process (appends, tree heads, pruning, rejections).
         self._write_lock = asyncio.Lock()
