@@ -110,53 +110,55 @@ class AuditUnavailableError(RuntimeError):
     """The event could not be buffered (or confirmed) in time: do not perform the action unaudited."""
 
 
-_ACTION_NAMES = {v: AuditAction.Name(v).removeprefix(_ACTION_PREFIX).lower() for v in AuditAction.values()}
-_OUTCOME_NAMES = {
-    v: AuditOutcome.Name(v).removeprefix(_OUTCOME_PREFIX).lower() for v in AuditOutcome.values()
-}
+class _EnumNames:
+    """The API names of a protobuf enum's values: lower case, without the enum's prefix."""
+
+    def __init__(self, names: Mapping[int, str], prefix: str, kind: str) -> None:
+        self._kind = kind
+        self._by_value = {v: name.removeprefix(prefix).lower() for v, name in names.items()}
+        # UNSPECIFIED (0) has a name for display but is never a valid choice.
+        self._by_name = {name: v for v, name in self._by_value.items() if v != 0}
+
+    def name(self, value: int) -> str:
+        try:
+            return self._by_value[value]
+        except KeyError:
+            raise ValueError(f"{value} is not a known {self._kind}") from None
+
+    def value(self, name: str) -> int:
+        try:
+            return self._by_name[name.lower()]
+        except KeyError:
+            raise ValueError(f"unknown {self._kind} {name!r}; known: {', '.join(self.names())}") from None
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+
+_ACTIONS = _EnumNames({v: AuditAction.Name(v) for v in AuditAction.values()}, _ACTION_PREFIX, "action")
+_OUTCOMES = _EnumNames({v: AuditOutcome.Name(v) for v in AuditOutcome.values()}, _OUTCOME_PREFIX, "outcome")
 
 
 def action_name(action: AuditAction.ValueType) -> str:
     """``AUDIT_ACTION_DATA_READ`` -> ``"data_read"``, the name the audit API uses."""
-    try:
-        return _ACTION_NAMES[action]
-    except KeyError:
-        raise ValueError(f"{action} is not a known action") from None
+    return _ACTIONS.name(action)
 
 
 def action_from_name(name: str) -> AuditAction.ValueType:
     """``"data_read"`` -> ``AUDIT_ACTION_DATA_READ``; an unknown name raises ValueError listing the known."""
-    try:
-        value = AuditAction.Value(_ACTION_PREFIX + name.upper())
-    except ValueError:
-        value = AuditAction.AUDIT_ACTION_UNSPECIFIED
-    if value == AuditAction.AUDIT_ACTION_UNSPECIFIED:
-        raise ValueError(f"unknown action {name!r}; known: {', '.join(action_names())}")
-    return value
+    return AuditAction.ValueType(_ACTIONS.value(name))
 
 
 def action_names() -> list[str]:
-    return [action_name(v) for v in AuditAction.values() if v != AuditAction.AUDIT_ACTION_UNSPECIFIED]
+    return _ACTIONS.names()
 
 
 def outcome_name(outcome: AuditOutcome.ValueType) -> str:
-    try:
-        return _OUTCOME_NAMES[outcome]
-    except KeyError:
-        raise ValueError(f"{outcome} is not a known outcome") from None
+    return _OUTCOMES.name(outcome)
 
 
 def outcome_from_name(name: str) -> AuditOutcome.ValueType:
-    try:
-        value = AuditOutcome.Value(_OUTCOME_PREFIX + name.upper())
-    except ValueError:
-        value = AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED
-    if value == AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED:
-        known = [
-            outcome_name(v) for v in AuditOutcome.values() if v != AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED
-        ]
-        raise ValueError(f"unknown outcome {name!r}; known: {', '.join(known)}")
-    return value
+    return AuditOutcome.ValueType(_OUTCOMES.value(name))
 
 
 def _timestamp(value: datetime, field: str) -> Timestamp:
