@@ -34,6 +34,8 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
+from vigie_core.messaging import ensure_stream
+from vigie_core.streams import AuditStream
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.processes import ProcessSet, free_port
 from vigie_embedded.triton import EmbeddedTriton
@@ -151,6 +153,8 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
         processes = ProcessSet(Path(logs))
         completions: list[float] = []
         observer = await nats.connect(nats_server.url)
+        # The audit service's stream: the services record their start-up there (not measured).
+        await ensure_stream(observer.jetstream(), AuditStream().config())
 
         async def on_tracks(msg) -> None:  # type: ignore[no-untyped-def]
             completions.append(time.perf_counter())

@@ -36,7 +36,7 @@ MARKET_STREET = CameraGeometryConfig(
 
 
 async def test_the_sample_video_gives_line_crossings(
-    nats_server: EmbeddedNats, triton_server: EmbeddedTriton, sample_video: Path
+    nats_server: EmbeddedNats, audit_stream: EmbeddedNats, triton_server: EmbeddedTriton, sample_video: Path
 ) -> None:
     camera = CameraConfig(id="market-street", url=str(sample_video), sample_fps=2, realtime=False)
     ingest = IngestSettings(nats={"url": nats_server.url}, cameras=[camera], frames_max_age_s=300)

@@ -21,21 +21,32 @@ def _demo(sample_video: Path, model_repository: Path, *extra: str) -> subprocess
 
 def test_the_demo_analyses_the_sample_video(sample_video: Path, model_repository: Path) -> None:
     demo = _demo(sample_video, model_repository, "--sample-fps", "1", "--json")
-    out, err = demo.communicate(timeout=240)
+    out, err = demo.communicate(timeout=400)
     assert demo.returncode == 0, err[-3000:]
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["camera_state"] == "finished"
-    assert result["frames_analysed"] == result["frames_published"] >= 55
-    assert result["tracks_by_class"].get("person", 0) >= 3
-    assert result["analysed_per_second"] > 0
+    progress = result["progress"]
+    assert progress["camera_state"] == "finished"
+    assert progress["frames_counted"] == progress["frames_analysed"] == progress["frames_published"] >= 55
+    assert progress["tracks_by_class"].get("person", 0) >= 3
+    # It ends with what the statistics API published: the film's windows, with coverage.
+    assert result["windows"]
+    assert sum(window["coverage"] for window in result["windows"]) > 0.5
+    assert all(window["suppressed"] == (window["crossings"] is None) for window in result["windows"])
+    assert result["crossings"]
+    assert result["audit_entries"] > 0
 
 
 def test_ctrl_c_stops_every_process(sample_video: Path, model_repository: Path) -> None:
     demo = _demo(sample_video, model_repository, "--serve")
     parent = psutil.Process(demo.pid)
-    wanted = {"nats-server", "tritonserver", "vigie_ingest", "vigie_inference"}
+    wanted = {
+        "nats-server",
+        "tritonserver",
+        *(f"vigie_{service}" for service in ("ingest", "inference", "anonymiser", "aggregation", "audit")),
+    }
     seen: set[str] = set()
-    deadline = time.monotonic() + 90
+    # The camera starts with the next one-minute reporting window.
+    deadline = time.monotonic() + 150
     while time.monotonic() < deadline and not wanted <= seen:
         time.sleep(0.5)
         children = parent.children(recursive=True)

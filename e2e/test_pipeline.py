@@ -49,7 +49,7 @@ async def _wait_for(condition: Callable[[], Awaitable[bool]], within_s: float, w
 
 
 async def test_a_video_yields_tracks_of_people(
-    nats_server: EmbeddedNats, triton_server: EmbeddedTriton, sample_video: Path
+    nats_server: EmbeddedNats, audit_stream: EmbeddedNats, triton_server: EmbeddedTriton, sample_video: Path
 ) -> None:
     inference_settings = InferenceSettings(nats={"url": nats_server.url}, triton_url=triton_server.grpc_url)
     ingest_settings = IngestSettings(
@@ -108,6 +108,7 @@ async def test_a_video_yields_tracks_of_people(
 
 async def test_garbage_and_corrupt_input_give_clear_errors_and_no_crash(
     nats_server: EmbeddedNats,
+    audit_stream: EmbeddedNats,
     triton_server: EmbeddedTriton,
     sample_video: Path,
     tmp_path: Path,

@@ -283,7 +283,7 @@ def test_service_monitors_follow_the_cluster_capabilities(render: Callable[[str]
         m["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
         for m in with_operator.of_kind("ServiceMonitor")
     }
-    assert monitored == {"ingest", "inference", "anonymiser", "audit", "triton"}
+    assert monitored == {"ingest", "inference", "anonymiser", "aggregation", "audit", "triton"}
     assert len(with_operator.of_kind("PodMonitor")) == 1
 
 

@@ -98,7 +98,7 @@ def test_the_pipeline_dashboard_covers_the_issue(dashboards: ModuleType) -> None
     for metric in (
         "vigie_ingest_frames_published_total",
         "vigie_inference_frames_total",
-        "nats_consumer_num_pending",
+        "vigie_consumer_pending_messages",
         "vigie_inference_frames_dropped_total",
         "vigie_inference_model_seconds_bucket",
         "vigie_inference_capture_to_tracks_seconds_bucket",

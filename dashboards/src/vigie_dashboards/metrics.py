@@ -37,9 +37,9 @@ AUDIT_FAILED_ATTEMPTS = "vigie_audit_publisher_failed_attempts_total"
 AUDIT_EVENTS_LOST = "vigie_audit_publisher_lost_events_total"  # {reason}
 AUDIT_EVENTS_BUFFERED = "vigie_audit_publisher_buffered_events"
 
-# the NATS server, through the NATS chart's prometheus-nats-exporter (-jsz=all, -prefix=nats)
-NATS_CONSUMER_PENDING = "nats_consumer_num_pending"  # {stream_name, consumer_name}
-NATS_CONSUMER_ACK_PENDING = "nats_consumer_num_ack_pending"  # {stream_name, consumer_name}
+# each consuming service's own durable consumer, read from the NATS server (vigie_core.lag)
+CONSUMER_PENDING = "vigie_consumer_pending_messages"  # {stream, consumer}
+CONSUMER_ACK_PENDING = "vigie_consumer_ack_pending_messages"  # {stream, consumer}
 
 # The aggregation service names its metrics once, for these dashboards: vigie_aggregation.metric_names.
 # Published figures are gauges of each site's latest released window; "all" label values are totals.
@@ -86,5 +86,7 @@ EXISTING = (
     AUDIT_FAILED_ATTEMPTS,
     AUDIT_EVENTS_LOST,
     AUDIT_EVENTS_BUFFERED,
+    CONSUMER_PENDING,
+    CONSUMER_ACK_PENDING,
 )
 """Metrics a Vigie service already exposes (a test finds each one's name in the services' code)."""

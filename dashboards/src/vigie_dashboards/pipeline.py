@@ -8,7 +8,7 @@ from . import metrics as m
 from .panels import CAMERA, camera_variable, datasource_variable, graph, query, row, single
 
 RATE = "[$__rate_interval]"
-STREAMS = 'stream_name=~"FRAMES|TRACKS|EVENTS|AUDIT"'
+STREAMS = 'stream=~"FRAMES|TRACKS|EVENTS|AUDIT"'
 
 
 def _per_second(metric: str, by: str = "camera") -> str:
@@ -29,7 +29,7 @@ def _quantiles(histogram: str, legend: str) -> list[prometheus.Dataquery]:
 
 
 def _lag(metric: str) -> str:
-    return f"sum by (stream_name, consumer_name) ({metric}{{{STREAMS}}})"
+    return f"sum by (stream, consumer) ({metric}{{{STREAMS}}})"
 
 
 def pipeline_dashboard() -> dashboard.Dashboard:
@@ -77,13 +77,13 @@ def pipeline_dashboard() -> dashboard.Dashboard:
             graph(
                 "Consumer lag (messages waiting)",
                 "short",
-                query(_lag(m.NATS_CONSUMER_PENDING), "{{stream_name}} / {{consumer_name}}"),
+                query(_lag(m.CONSUMER_PENDING), "{{stream}} / {{consumer}}"),
                 query(
-                    _lag(m.NATS_CONSUMER_ACK_PENDING),
-                    "{{stream_name}} / {{consumer_name}} (in progress)",
+                    _lag(m.CONSUMER_ACK_PENDING),
+                    "{{stream}} / {{consumer}} (in progress)",
                     "B",
                 ),
-            ).description("From the NATS server's JetStream metrics (prometheus-nats-exporter).")
+            ).description("Each consuming service's durable consumer, read from the NATS server every 5 s.")
         )
         .with_panel(
             graph(

@@ -8,7 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from vigie_anonymiser import CameraGeometryConfig, LineConfig, ZoneConfig
+from vigie_anonymiser.geometry_source import GeometryChange, geometry_change
 from vigie_anonymiser.settings import AnonymiserSettings
+from vigie_core.audit import AuditAction
 
 LINE = {"id": "l", "start": (0.1, 0.5), "end": (0.9, 0.5)}
 
@@ -121,3 +123,21 @@ def test_the_command_line_has_help() -> None:
     )
     assert result.returncode == 0
     assert "--config" in result.stdout
+
+
+def test_a_geometry_update_is_a_configuration_created_updated_or_deleted() -> None:
+    camera = CameraGeometryConfig(id="cam", lines=[LineConfig(id="h", start=(0, 0.5), end=(1, 0.5))])
+    moved = camera.model_copy(update={"lines": [LineConfig(id="h", start=(0, 0.6), end=(1, 0.6))]})
+    before, after = camera.to_geometry(), moved.to_geometry()
+    assert geometry_change("cam", before, camera.to_geometry()) is None, "same version: no change"
+    created = geometry_change("cam", None, before)
+    updated = geometry_change("cam", before, after)
+    deleted = geometry_change("cam", after, None)
+    assert created == GeometryChange("cam", "", camera.version())
+    assert updated == GeometryChange("cam", camera.version(), moved.version())
+    assert deleted == GeometryChange("cam", moved.version(), "")
+    assert [c.action for c in (created, updated, deleted)] == [
+        AuditAction.AUDIT_ACTION_CONFIG_CREATE,
+        AuditAction.AUDIT_ACTION_CONFIG_UPDATE,
+        AuditAction.AUDIT_ACTION_CONFIG_DELETE,
+    ]

@@ -3,6 +3,8 @@
 import pytest
 
 from vigie_anonymiser import InvalidTrackFrameError, parse_track_frame
+from vigie_anonymiser.observations import TracksBoundaryFaultError
+from vigie_proto.v1.frames_pb2 import Frame
 from vigie_proto.v1.tracks_pb2 import OBJECT_CLASS_PERSON, Box, TrackedObject, TrackFrame
 
 
@@ -97,3 +99,22 @@ def test_an_implausible_capture_time_is_refused() -> None:
     message.captured_at.FromSeconds(5)
     with pytest.raises(InvalidTrackFrameError, match="captured_at"):
         parse_track_frame(message.SerializeToString())
+
+
+def test_data_a_track_frame_has_no_field_for_is_a_boundary_fault() -> None:
+    # A Frame (pixels) published on TRACKS would otherwise parse as an empty TrackFrame of camera "cam".
+    picture = Frame(camera_id="cam", run_id="run", sequence=3, width=4, height=2, pixel_format=1)
+    picture.pixels = bytes(range(24))
+    picture.captured_at.FromSeconds(1_700_000_000)
+    with pytest.raises(TracksBoundaryFaultError, match="data TRACKS must not carry") as raised:
+        parse_track_frame(picture.SerializeToString(), "cam")
+    assert raised.value.field_numbers == (7, 8, 9, 10)
+    assert raised.value.unknown_bytes >= 24
+    assert isinstance(raised.value, InvalidTrackFrameError)
+
+    # An unknown field deep inside a box counts too: field 5, length-delimited, 3 bytes.
+    person = TrackedObject(track_id=b"\x01" * 16, object_class=OBJECT_CLASS_PERSON, score=0.9)
+    person.box.ParseFromString(Box(x1=0.1, y1=0.2, x2=0.3, y2=0.6).SerializeToString() + b"\x2a\x03abc")
+    with pytest.raises(TracksBoundaryFaultError) as raised:
+        parse_track_frame(frame(objects=[person]).SerializeToString(), "cam")
+    assert (raised.value.field_numbers, raised.value.unknown_bytes) == ((), 5)

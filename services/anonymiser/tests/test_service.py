@@ -23,7 +23,7 @@ from vigie_anonymiser.settings import AnonymiserSettings
 from vigie_anonymiser.synthetic import T0, FrameBuilder, to_track_frame
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import ensure_stream
-from vigie_core.streams import TracksStream, tracks_subject
+from vigie_core.streams import AuditStream, TracksStream, tracks_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_proto.v1.events_pb2 import CROSSING_DIRECTION_LEFT_TO_RIGHT, WindowReport
@@ -106,6 +106,7 @@ async def test_tracks_become_anonymous_window_reports_exactly_once(nats_server: 
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
     await ensure_stream(js, TracksStream().config())
+    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
     half = len(wire) // 2
     # Every message twice: a redelivery or a republication must not count twice.
     await publish(js, [m for m in wire[:half] for _ in range(2)])
@@ -176,6 +177,7 @@ async def test_garbage_goes_to_the_dead_letter_subject_and_counting_goes_on(
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
     await ensure_stream(js, TracksStream().config())
+    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
     bad_box = TrackFrame(
         camera_id="cam",
         run_id="r",
@@ -211,6 +213,7 @@ async def test_geometry_changes_apply_without_a_restart(nats_server: EmbeddedNat
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
     await ensure_stream(js, TracksStream().config())
+    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
     source = ConfigGeometrySource([CAMERA])
     frames = FrameBuilder()
 

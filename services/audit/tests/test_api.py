@@ -73,21 +73,21 @@ async def test_no_token_or_a_bad_one_gets_401(api: Harness) -> None:
         {"Authorization": f"Bearer {expired}"},
         {"Authorization": "Basic ZHBvOnNlY3JldA=="},
     ):
-        response = await api.client.get("/audit/v1/entries", headers=headers)
+        response = await api.client.get("/api/audit/v1/entries", headers=headers)
         assert response.status_code == 401, headers
         assert response.headers["www-authenticate"].startswith("Bearer")
     assert api.sink.messages == [], "nothing was read, nothing is recorded"
 
 
 async def test_a_token_without_the_scope_gets_403(api: Harness) -> None:
-    response = await api.client.get("/audit/v1/entries", headers=api.headers(scopes=("stats:read",)))
+    response = await api.client.get("/api/audit/v1/entries", headers=api.headers(scopes=("stats:read",)))
     assert response.status_code == 403
     assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
     assert "audit:read" in response.json()["detail"]
 
 
 async def test_entries_are_filtered_paginated_and_each_read_is_audited(api: Harness) -> None:
-    response = await api.get("/audit/v1/entries", actor="op-3", limit=2, motive="inquiry 2026-17")
+    response = await api.get("/api/audit/v1/entries", actor="op-3", limit=2, motive="inquiry 2026-17")
     assert response.status_code == 200
     body = response.json()
     assert [e["index"] for e in body["entries"]] == [3, 10]
@@ -99,9 +99,9 @@ async def test_entries_are_filtered_paginated_and_each_read_is_audited(api: Harn
     assert not entry["pruned"]
     assert base64.b64decode(entry["leaf"])
     assert len(entry["leaf_hash"]) == 64
-    following = (await api.get("/audit/v1/entries", actor="op-3", limit=2, from_index=17)).json()
+    following = (await api.get("/api/audit/v1/entries", actor="op-3", limit=2, from_index=17)).json()
     assert [e["index"] for e in following["entries"]] == [17, 24]
-    camera = (await api.get("/audit/v1/entries", camera="cam-2", action="data_read")).json()["entries"]
+    camera = (await api.get("/api/audit/v1/entries", camera="cam-2", action="data_read")).json()["entries"]
     assert camera
     assert all("cam-2" in e["camera_ids"] and e["action"] == "data_read" for e in camera)
 
@@ -111,7 +111,7 @@ async def test_entries_are_filtered_paginated_and_each_read_is_audited(api: Harn
     assert reads[0].actor == "dpo-7"
     assert reads[0].motive == "inquiry 2026-17"
     assert dict(reads[0].details) == {
-        "request": "GET /audit/v1/entries",
+        "request": "GET /api/audit/v1/entries",
         "filter.actor": "op-3",
         "returned": "2",
     }
@@ -135,7 +135,7 @@ async def test_entries_are_filtered_paginated_and_each_read_is_audited(api: Harn
 async def test_malformed_parameters_get_422_naming_them(
     api: Harness, params: dict[str, object], field: str
 ) -> None:
-    response = await api.get("/audit/v1/entries", **params)
+    response = await api.get("/api/audit/v1/entries", **params)
     assert response.status_code == 422
     assert detail_field(response) == field
     assert api.sink.messages == []
@@ -144,35 +144,37 @@ async def test_malformed_parameters_get_422_naming_them(
 async def test_time_range_filter(api: Harness) -> None:
     t0 = api.events[0].occurred_at.ToDatetime(tzinfo=UTC)
     since, until = (t0 + timedelta(seconds=s) for s in (5, 8))
-    body = (await api.get("/audit/v1/entries", since=since.isoformat(), until=until.isoformat())).json()
+    body = (await api.get("/api/audit/v1/entries", since=since.isoformat(), until=until.isoformat())).json()
     assert [e["index"] for e in body["entries"]] == [5, 6, 7]
 
 
 async def test_inclusion_and_consistency_proofs_verify_against_a_signed_head(api: Harness) -> None:
-    assert (await api.get("/audit/v1/tree-heads/latest")).status_code == 404
-    no_head = await api.get("/audit/v1/proofs/inclusion", index=3)
+    assert (await api.get("/api/audit/v1/tree-heads/latest")).status_code == 404
+    no_head = await api.get("/api/audit/v1/proofs/inclusion", index=3)
     assert no_head.status_code == 422
     assert detail_field(no_head) == "tree_size"
 
-    created = await api.client.post("/audit/v1/tree-heads", headers=api.headers())
+    created = await api.client.post("/api/audit/v1/tree-heads", headers=api.headers())
     assert created.status_code == 201
     head = SignedTreeHead.from_json(created.json())
-    key = (await api.get("/audit/v1/public-key")).json()
+    key = (await api.get("/api/audit/v1/public-key")).json()
     head.verify(base64.b64decode(key["public_key"]))
     assert head.head.tree_size == 30
 
-    by_index = InclusionProof.from_json((await api.get("/audit/v1/proofs/inclusion", index=12)).json())
+    by_index = InclusionProof.from_json((await api.get("/api/audit/v1/proofs/inclusion", index=12)).json())
     by_index.verify(head.head.root_hash)
-    by_event = (await api.get("/audit/v1/proofs/inclusion", event_id=api.events[12].event_id)).json()
+    by_event = (await api.get("/api/audit/v1/proofs/inclusion", event_id=api.events[12].event_id)).json()
     assert InclusionProof.from_json(by_event) == by_index
     smaller = InclusionProof.from_json(
-        (await api.get("/audit/v1/proofs/inclusion", index=3, tree_size=7)).json()
+        (await api.get("/api/audit/v1/proofs/inclusion", index=3, tree_size=7)).json()
     )
     assert smaller.tree_size == 7
     assert smaller.root_hash == await api.store.root(7)
     smaller.verify()
 
-    consistency = ConsistencyProof.from_json((await api.get("/audit/v1/proofs/consistency", first=7)).json())
+    consistency = ConsistencyProof.from_json(
+        (await api.get("/api/audit/v1/proofs/consistency", first=7)).json()
+    )
     assert consistency.second == 30
     assert consistency.second_root == head.head.root_hash
     consistency.verify(smaller.root_hash, head.head.root_hash)
@@ -181,22 +183,22 @@ async def test_inclusion_and_consistency_proofs_verify_against_a_signed_head(api
 @pytest.mark.parametrize(
     ("path", "params", "status", "field"),
     [
-        ("/audit/v1/proofs/inclusion", {"index": 30, "tree_size": 30}, 422, "tree_size"),
-        ("/audit/v1/proofs/inclusion", {"index": 1, "tree_size": 31}, 422, "tree_size"),
-        ("/audit/v1/proofs/inclusion", {"tree_size": 5}, 422, "index"),
+        ("/api/audit/v1/proofs/inclusion", {"index": 30, "tree_size": 30}, 422, "tree_size"),
+        ("/api/audit/v1/proofs/inclusion", {"index": 1, "tree_size": 31}, 422, "tree_size"),
+        ("/api/audit/v1/proofs/inclusion", {"tree_size": 5}, 422, "index"),
         (
-            "/audit/v1/proofs/inclusion",
+            "/api/audit/v1/proofs/inclusion",
             {"index": 1, "event_id": "0f7c0d52-6a36-4bd4-a10b-3b1f8c1f4d2e"},
             422,
             "index",
         ),
-        ("/audit/v1/proofs/inclusion", {"event_id": "not-a-uuid"}, 422, "event_id"),
-        ("/audit/v1/proofs/inclusion", {"event_id": "0f7c0d52-6a36-4bd4-a10b-3b1f8c1f4d2e"}, 404, None),
-        ("/audit/v1/proofs/consistency", {"first": 9, "second": 4}, 422, "first"),
-        ("/audit/v1/proofs/consistency", {"first": 1, "second": 31}, 422, "second"),
-        ("/audit/v1/proofs/consistency", {}, 422, "first"),
-        ("/audit/v1/entries/999", {}, 404, None),
-        ("/audit/v1/entries/-1", {}, 422, "index"),
+        ("/api/audit/v1/proofs/inclusion", {"event_id": "not-a-uuid"}, 422, "event_id"),
+        ("/api/audit/v1/proofs/inclusion", {"event_id": "0f7c0d52-6a36-4bd4-a10b-3b1f8c1f4d2e"}, 404, None),
+        ("/api/audit/v1/proofs/consistency", {"first": 9, "second": 4}, 422, "first"),
+        ("/api/audit/v1/proofs/consistency", {"first": 1, "second": 31}, 422, "second"),
+        ("/api/audit/v1/proofs/consistency", {}, 422, "first"),
+        ("/api/audit/v1/entries/999", {}, 404, None),
+        ("/api/audit/v1/entries/-1", {}, 422, "index"),
     ],
 )
 async def test_impossible_proof_requests_are_refused_clearly(
@@ -209,11 +211,11 @@ async def test_impossible_proof_requests_are_refused_clearly(
 
 
 async def test_single_entries_and_pruned_ones(api: Harness) -> None:
-    entry = (await api.get("/audit/v1/entries/4")).json()
+    entry = (await api.get("/api/audit/v1/entries/4")).json()
     assert entry["event_id"] == api.events[4].event_id
-    assert (await api.get(f"/audit/v1/entries/by-event-id/{api.events[4].event_id}")).json() == entry
+    assert (await api.get(f"/api/audit/v1/entries/by-event-id/{api.events[4].event_id}")).json() == entry
     await api.store.prune(datetime.now(UTC) + timedelta(days=1))
-    pruned = (await api.get("/audit/v1/entries/4")).json()
+    pruned = (await api.get("/api/audit/v1/entries/4")).json()
     assert pruned["pruned"] is True
     assert pruned["leaf"] is None
     assert "actor" not in pruned
@@ -222,12 +224,14 @@ async def test_single_entries_and_pruned_ones(api: Harness) -> None:
 
 async def test_a_read_that_cannot_be_audited_returns_nothing(api: Harness) -> None:
     await api.publisher.close()
-    response = await api.get("/audit/v1/entries")
+    response = await api.get("/api/audit/v1/entries")
     assert response.status_code == 503
     assert "entries" not in response.text
 
 
 async def test_an_e_mail_as_subject_is_not_recorded_and_gets_403(api: Harness) -> None:
-    response = await api.client.get("/audit/v1/entries", headers=api.headers(subject="jane.doe@city.example"))
+    response = await api.client.get(
+        "/api/audit/v1/entries", headers=api.headers(subject="jane.doe@city.example")
+    )
     assert response.status_code == 403
     assert "pseudonymous" in response.json()["detail"]

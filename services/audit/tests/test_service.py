@@ -232,7 +232,7 @@ async def test_api_reads_are_journaled_through_the_stream(
     token = LocalTokenIssuer.from_settings(settings.auth).mint("dpo-1", ["audit:read"])
     async with running_service("audit", settings, serve) as runtime, httpx.AsyncClient() as client:
         await wait_until(lambda: _at_least(settings, 3))
-        url = f"{runtime.http_url}/audit/v1/entries"
+        url = f"{runtime.http_url}/api/audit/v1/entries"
         assert (await client.get(url)).status_code == 401
         response = await client.get(
             url, params={"motive": "yearly review"}, headers={"Authorization": f"Bearer {token}"}
@@ -347,7 +347,7 @@ async def test_the_journal_works_within_its_nats_permissions(
             token = LocalTokenIssuer.from_settings(journal.auth).mint("dpo-1", ["audit:read"])
             headers = {"Authorization": f"Bearer {token}"}
             assert (
-                await client.get(f"{runtime.http_url}/audit/v1/entries", headers=headers)
+                await client.get(f"{runtime.http_url}/api/audit/v1/entries", headers=headers)
             ).status_code == 200
             await wait_until(lambda: _at_least(journal, 6))  # the read, journaled as the audit user
     stored = await journaled(journal)

@@ -9,10 +9,10 @@ import pytest
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect, ensure_stream
 from vigie_core.settings import NatsSettings
-from vigie_core.streams import FramesStream, frames_subject
+from vigie_core.streams import AuditStream, FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
-from vigie_inference.detector import DetectorError, FloatArray, ImageBatch
+from vigie_inference.detector import DetectorError, DetectorOutput, ImageBatch, ModelIdentity
 from vigie_inference.service import serve
 from vigie_inference.settings import InferenceSettings
 from vigie_models import DETECTION_COUNT
@@ -33,11 +33,16 @@ class FlakyDetector:
     async def ready(self) -> str | None:
         return "Triton unreachable" if self.failing else None
 
-    async def detect(self, images: ImageBatch) -> tuple[FloatArray, FloatArray]:
+    async def model(self) -> ModelIdentity:
+        if self.failing:
+            raise DetectorError("Triton unreachable")
+        return ModelIdentity("flaky", "1")
+
+    async def detect(self, images: ImageBatch) -> DetectorOutput:
         if self.failing:
             raise DetectorError("Triton inference failed: connection refused")
         boxes = np.zeros((len(images), DETECTION_COUNT, 4), dtype=np.float32)
-        return boxes, np.zeros((len(images), DETECTION_COUNT, 80), dtype=np.float32)
+        return DetectorOutput(boxes, np.zeros((len(images), DETECTION_COUNT, 80), dtype=np.float32), "1")
 
     async def close(self) -> None:
         return None
@@ -55,6 +60,7 @@ async def test_the_service_waits_for_the_detector_and_then_analyses(nats_server:
     nc = await connect(NatsSettings(url=nats_server.url), "test")
     js = nc.jetstream()
     await ensure_stream(js, FramesStream(max_age_s=60).config())
+    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
     analysed: list[int] = []
 
     async def on_tracks(msg) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,12 @@
 import pytest
 
-from vigie_inference.frames import InvalidFrameError, parse_frame
+from vigie_inference.frames import (
+    InvalidFrameError,
+    MislabelledFrameError,
+    camera_of_subject,
+    is_camera_id,
+    parse_frame,
+)
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, PIXEL_FORMAT_UNSPECIFIED, Frame
 
 
@@ -40,3 +46,16 @@ def test_a_valid_frame_gives_its_pixels_without_copy() -> None:
 def test_bad_frames_are_refused_naming_the_field(data: bytes, message: str) -> None:
     with pytest.raises(InvalidFrameError, match=message):
         parse_frame(data, 416)
+
+
+def test_a_frame_naming_another_camera_than_its_subject_is_a_boundary_fault() -> None:
+    data = _frame(camera_id="north-gate").SerializeToString()
+    assert camera_of_subject("vigie.frames.3.north-gate") == "north-gate"
+    parse_frame(data, 416, subject_camera="north-gate")
+    with pytest.raises(MislabelledFrameError, match="differs from the camera of the subject") as raised:
+        parse_frame(data, 416, subject_camera="south-gate")
+    assert (raised.value.frame_camera, raised.value.subject_camera) == ("north-gate", "south-gate")
+    assert isinstance(raised.value, InvalidFrameError)
+    assert is_camera_id("south-gate")
+    assert not is_camera_id("a.b")
+    assert not is_camera_id("")

@@ -9,10 +9,10 @@ import pytest
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect, ensure_stream
 from vigie_core.settings import NatsSettings
-from vigie_core.streams import FramesStream, frames_subject
+from vigie_core.streams import AuditStream, FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
-from vigie_inference.detector import FloatArray, ImageBatch
+from vigie_inference.detector import DetectorOutput, ImageBatch, ModelIdentity
 from vigie_inference.service import serve
 from vigie_inference.settings import InferenceSettings
 from vigie_models import DETECTION_COUNT
@@ -31,12 +31,15 @@ class OnePersonDetector:
     async def ready(self) -> str | None:
         return None
 
-    async def detect(self, images: ImageBatch) -> tuple[FloatArray, FloatArray]:
+    async def model(self) -> ModelIdentity:
+        return ModelIdentity(self.name, "1")
+
+    async def detect(self, images: ImageBatch) -> DetectorOutput:
         boxes = np.zeros((len(images), DETECTION_COUNT, 4), dtype=np.float32)
         scores = np.zeros((len(images), DETECTION_COUNT, 80), dtype=np.float32)
         boxes[:, 0] = [180, 120, 240, 300]
         scores[:, 0, 0] = 0.9
-        return boxes, scores
+        return DetectorOutput(boxes, scores, "1")
 
     async def close(self) -> None:
         return None
@@ -53,6 +56,7 @@ async def test_each_camera_is_tracked_by_one_replica_in_order(nats_server: Embed
     nc = await connect(NatsSettings(url=nats_server.url), "test")
     js = nc.jetstream()
     await ensure_stream(js, FramesStream(partitions=2, max_age_s=60).config())
+    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
     cameras = [f"camera-{i}" for i in range(6)]
     frames_per_camera = 15
     received: dict[str, list[TrackFrame]] = defaultdict(list)
@@ -102,6 +106,7 @@ async def test_each_camera_is_tracked_by_one_replica_in_order(nats_server: Embed
 async def test_a_replica_expecting_other_partitions_refuses_to_start(nats_server: EmbeddedNats) -> None:
     nc = await connect(NatsSettings(url=nats_server.url), "test")
     await ensure_stream(nc.jetstream(), FramesStream(partitions=2).config())
+    await ensure_stream(nc.jetstream(), AuditStream().config())
     await nc.close()
     settings = InferenceSettings(nats={"url": nats_server.url}, partition=0, partitions=3)
     with pytest.raises(RuntimeError, match="FRAMES is split into 2 partitions but inference expects 3"):

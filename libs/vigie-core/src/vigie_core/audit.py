@@ -25,20 +25,34 @@ are retried until ``drain_timeout_s`` and then counted in ``vigie_audit_publishe
 
 Events hold no personal data of citizens: ids of operators are pseudonymous, and validation refuses
 what looks like an e-mail address, unknown actions and oversized details.
+
+What every service records the same way, through this module:
+
+- its connection: :func:`connect_with_audit` connects to NATS and starts the publisher on it; every
+  operation the NATS server refuses to that connection (a subject outside the service's permissions,
+  ``vigie_core.permissions``) becomes a ``permission_violation`` event, outcome ``denied``;
+- its configuration at start-up: :func:`record_configuration`, a ``config_update`` carrying the SHA-256
+  of the settings without their secrets (:func:`settings_digest`);
+- automatic events that can repeat fast (a violation in a loop, a fault on every message):
+  :meth:`AuditPublisher.record_throttled` records each distinct one at most once per
+  ``repeat_interval_s`` and counts the repeats in between, so a fault cannot flood the journal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -52,6 +66,8 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
     from vigie_core.lifecycle import ServiceRuntime
+    from vigie_core.messaging import PermissionViolation
+    from vigie_core.settings import NatsSettings
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -62,6 +78,7 @@ __all__ = [
     "AuditPublisher",
     "AuditSink",
     "AuditUnavailableError",
+    "AuditedConnection",
     "InvalidAuditEventError",
     "JetStreamAuditSink",
     "MemoryAuditSink",
@@ -69,9 +86,15 @@ __all__ = [
     "action_from_name",
     "action_name",
     "action_names",
+    "connect_with_audit",
     "new_audit_event",
     "outcome_from_name",
     "outcome_name",
+    "record_configuration",
+    "record_permission_violation",
+    "redact_url",
+    "service_actor",
+    "settings_digest",
     "start_audit_publisher",
     "validate_audit_event",
 ]
@@ -92,6 +115,7 @@ _MAX_LIST = 1000
 _MAX_RECORD_ID = 256
 _MAX_DETAILS = 64
 _MAX_DETAIL_VALUE = 1024
+_MAX_THROTTLED_KEYS = 4096
 _ACTION_PREFIX = "AUDIT_ACTION_"
 _OUTCOME_PREFIX = "AUDIT_OUTCOME_"
 _KNOWN_ACTIONS = frozenset(AuditAction.values()) - {AuditAction.AUDIT_ACTION_UNSPECIFIED}
@@ -330,6 +354,14 @@ class AuditPublishSettings(BaseModel):
     drain_timeout_s: float = Field(
         10.0, ge=0, description="at shutdown, how long buffered events are retried"
     )
+    repeat_interval_s: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "an automatic event that repeats (the same permission violation, the same boundary fault) is "
+            "recorded at most once per this; the repeats in between are counted in the next one"
+        ),
+    )
 
 
 @dataclass(slots=True)
@@ -358,9 +390,23 @@ class _PublisherMetrics:
             ["reason"],
             registry=registry,
         )
+        for reason in ("buffer_full", "shutdown"):  # known reasons show as 0 until they happen
+            self.lost.labels(reason)
         self.buffered = Gauge(
             "vigie_audit_publisher_buffered_events", "Audit events waiting to be published", registry=registry
         )
+        self.repeats = Counter(
+            "vigie_audit_publisher_repeats",
+            "Repeats of an automatic event within repeat_interval_s, counted in the next event of its kind",
+            ["action"],
+            registry=registry,
+        )
+
+
+@dataclass(slots=True)
+class _LastRecorded:
+    at: float
+    repeats: int = 0
 
 
 class AuditPublisher:
@@ -373,6 +419,7 @@ class AuditPublisher:
         *,
         settings: AuditPublishSettings | None = None,
         registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Imported here, not with the module: the events' validation and names above are used by code
         # that must not depend on NATS (the journal's verifier).
@@ -391,6 +438,8 @@ class AuditPublisher:
         self._sender: asyncio.Task[None] | None = None
         self._closing = False
         self._give_up_at: float | None = None
+        self._clock = clock
+        self._last_recorded: dict[Hashable, _LastRecorded] = {}
         initial = self._settings.retry_initial_s
         # Built once, so a mistake here fails at start-up rather than passing for an outage.
         self._retrying = AsyncRetrying(
@@ -404,6 +453,11 @@ class AuditPublisher:
     @property
     def buffered(self) -> int:
         return self._buffer.qsize()
+
+    @property
+    def actor(self) -> str:
+        """The actor of this service's automatic actions: ``service:<name>``."""
+        return service_actor(self.service)
 
     async def start(self) -> None:
         if self._sender is None:
@@ -443,6 +497,58 @@ class AuditPublisher:
             occurred_at=occurred_at,
         )
         await self.publish(event, confirm=confirm)
+        return event
+
+    async def record_throttled(
+        self,
+        key: Hashable,
+        action: AuditAction.ValueType,
+        *,
+        motive: str,
+        camera_ids: Iterable[str] = (),
+        records: Iterable[RecordRef | tuple[str, str]] = (),
+        outcome: AuditOutcome.ValueType = AuditOutcome.AUDIT_OUTCOME_SUCCESS,
+        details: Mapping[str, str] | None = None,
+    ) -> AuditEvent | None:
+        """Record an automatic action of this service, at most once per ``key`` and ``repeat_interval_s``.
+
+        For what can repeat on every message or every retry (a permission violation in a loop, a boundary
+        fault on each message of a broken publisher): each distinct ``key`` reaches the journal at once,
+        its repeats within the interval are counted (``vigie_audit_publisher_repeats_total``) and given in
+        the next event for that key as ``details["repeats"]``. Returns None for a repeat. An event that
+        could not be buffered does not count as recorded: the next occurrence tries again.
+        """
+        now = self._clock()
+        last = self._last_recorded.get(key)
+        if last is not None and now - last.at < self._settings.repeat_interval_s:
+            last.repeats += 1
+            self._metrics.repeats.labels(action_name(action)).inc()
+            return None
+        repeats = last.repeats if last is not None else 0
+        # Claimed before waiting for room in the buffer, so that the same event arriving meanwhile counts
+        # as a repeat; re-inserted last, so that the dict stays ordered by time.
+        claim = _LastRecorded(now)
+        self._last_recorded.pop(key, None)
+        self._last_recorded[key] = claim
+        try:
+            event = await self.record(
+                action,
+                actor=self.actor,
+                motive=motive,
+                camera_ids=camera_ids,
+                records=records,
+                outcome=outcome,
+                details={**(details or {}), **({"repeats": str(repeats)} if repeats else {})},
+            )
+        except BaseException:
+            # Not recorded: the next occurrence is tried at once and reports every repeat so far.
+            if self._last_recorded.get(key) is claim:
+                self._last_recorded[key] = _LastRecorded(float("-inf"), repeats + claim.repeats)
+            raise
+        if len(self._last_recorded) > _MAX_THROTTLED_KEYS:
+            # Forget the oldest keys (bounded memory); a forgotten key is recorded again at once.
+            for stale in list(self._last_recorded)[: len(self._last_recorded) - _MAX_THROTTLED_KEYS]:
+                del self._last_recorded[stale]
         return event
 
     async def publish(self, event: AuditEvent, *, confirm: bool = False) -> None:
@@ -563,3 +669,157 @@ async def start_audit_publisher(
     await publisher.start()
     runtime.exit_stack.push_async_callback(publisher.close)
     return publisher
+
+
+def service_actor(service: str) -> str:
+    """The actor of a service's automatic actions (PRIVACY.md rule 20: who)."""
+    return f"service:{service}"
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of a URL's user info, e.g. rtsp://admin:***@cam1/stream.
+
+    The only form of a URL that may appear in logs, errors and audit events.
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _without_secrets(value: object) -> object:
+    if isinstance(value, str):
+        # Each of a comma-separated list, as NATS server URLs are given.
+        return ",".join(redact_url(part) for part in value.split(",")) if "://" in value else value
+    if isinstance(value, Mapping):
+        return {key: _without_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_secrets(item) for item in value]
+    return value
+
+
+def settings_digest(settings: BaseModel) -> str:
+    """The SHA-256 (hex) of a service's settings without their secrets: what the journal keeps of a
+    configuration, so that an auditor can tell two starts with the same configuration from a change.
+
+    Secrets (``SecretStr``) count as their mask only, and URLs (cameras, NATS servers) without their
+    password: changing a password alone leaves the digest as it was; changing anything else changes it.
+    """
+    document = _without_secrets(settings.model_dump(mode="json"))
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def record_configuration(
+    publisher: AuditPublisher,
+    settings: BaseModel,
+    *,
+    camera_ids: Iterable[str] = (),
+    records: Iterable[RecordRef | tuple[str, str]] = (),
+    details: Mapping[str, str] | None = None,
+) -> AuditEvent:
+    """Record the configuration a service starts with: a ``config_update`` by ``service:<name>`` whose
+    details hold the digest of its settings (``config_sha256``, :func:`settings_digest`) and whose
+    ``records`` name it (``service_configuration`` ``<service>:<first 16 hex digits>``).
+
+    Never the settings themselves: they may hold camera URLs and credentials. ``camera_ids`` are the
+    cameras the configuration concerns; ``details`` adds a few non-secret facts (partitions, counts).
+    """
+    digest = settings_digest(settings)
+    return await publisher.record(
+        AuditAction.AUDIT_ACTION_CONFIG_UPDATE,
+        actor=publisher.actor,
+        motive="configuration in force at the start of the service (settings digest, secrets left out)",
+        camera_ids=camera_ids,
+        records=[("service_configuration", f"{publisher.service}:{digest[:16]}"), *records],
+        details={**(details or {}), "change": "service_started", "config_sha256": digest},
+    )
+
+
+async def record_permission_violation(
+    publisher: AuditPublisher, violation: PermissionViolation, *, nats_user: str | None = None
+) -> AuditEvent | None:
+    """Record an operation the NATS server refused to this service (outcome ``denied``), at most once per
+    operation and subject and ``repeat_interval_s`` (:meth:`AuditPublisher.record_throttled`)."""
+    details = {
+        "operation": violation.operation,
+        "subject": violation.subject[:_MAX_DETAIL_VALUE],
+        "nats_user": nats_user or "(anonymous)",
+    }
+    if violation.queue:
+        details["queue"] = violation.queue[:_MAX_DETAIL_VALUE]
+    return await publisher.record_throttled(
+        ("permission_violation", violation.operation, violation.subject, violation.queue),
+        AuditAction.AUDIT_ACTION_PERMISSION_VIOLATION,
+        motive=(
+            "the NATS server refused an operation outside this service's permissions "
+            "(vigie_core.permissions): a bug or a compromised service"
+        ),
+        outcome=AuditOutcome.AUDIT_OUTCOME_DENIED,
+        details=details,
+    )
+
+
+class _PermissionViolationRecorder:
+    """The connection's violation handler; violations before the publisher exists wait for it.
+
+    The client calls it from its reading loop, so recording runs in a task of its own: a full audit buffer
+    (``record`` waits up to ``enqueue_timeout_s``) must not hold up the connection.
+    """
+
+    def __init__(self, nats_user: str | None) -> None:
+        self._nats_user = nats_user
+        self._publisher: AuditPublisher | None = None
+        self._early: list[PermissionViolation] = []
+        self._recording: set[asyncio.Task[None]] = set()
+
+    async def attach(self, publisher: AuditPublisher) -> None:
+        self._publisher = publisher
+        early, self._early = self._early, []
+        for violation in early:
+            await self._record(publisher, violation)
+
+    async def __call__(self, violation: PermissionViolation) -> None:
+        if self._publisher is None:
+            if len(self._early) < _MAX_THROTTLED_KEYS:
+                self._early.append(violation)
+            return
+        task = asyncio.create_task(self._record(self._publisher, violation))
+        self._recording.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._recording.discard)
+
+    async def _record(self, publisher: AuditPublisher, violation: PermissionViolation) -> None:
+        try:
+            await record_permission_violation(publisher, violation, nats_user=self._nats_user)
+        except (AuditUnavailableError, InvalidAuditEventError) as error:
+            logger.error("permission violation on %r not audited: %s", violation.subject, error)
+
+
+class AuditedConnection(NamedTuple):
+    nc: Client
+    audit: AuditPublisher
+
+
+async def connect_with_audit(
+    runtime: ServiceRuntime, nats: NatsSettings, settings: AuditPublishSettings, client_name: str
+) -> AuditedConnection:
+    """Connect to NATS as this service and start its audit publisher on that connection.
+
+    Both are closed with the runtime, the publisher first (it drains its buffer over the connection).
+    Every operation the NATS server refuses to the connection is recorded as a ``permission_violation``
+    (:func:`record_permission_violation`): the service's permissions are the inference boundary, and a
+    service that tries to step over it is either broken or compromised.
+    """
+    from vigie_core.messaging import connect
+
+    recorder = _PermissionViolationRecorder(nats.user)
+    nc = await connect(nats, client_name, on_permission_violation=recorder)
+    runtime.exit_stack.push_async_callback(nc.drain)
+    publisher = await start_audit_publisher(runtime, nc, settings)
+    await recorder.attach(publisher)
+    return AuditedConnection(nc, publisher)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
@@ -31,15 +33,70 @@ _MANAGED_FIELDS = (
 )
 
 
+# How nats-server words a refused operation ("-ERR 'Permissions Violation for Publish to "x"'"), as
+# nats-py hands it to the error callback: lower-cased, so the subject is too.
+_PERMISSION_VIOLATION = re.compile(
+    r'permissions violation for (?P<operation>[a-z]+(?: with reply)?) (?:to|of) "(?P<subject>[^"]*)"'
+    r'(?: using queue "(?P<queue>[^"]*)")?',
+    re.IGNORECASE,
+)
+
+
 class StreamConfigConflictError(RuntimeError):
     """A stream exists with a configuration that cannot be changed in place (e.g. its storage)."""
 
 
-async def connect(settings: NatsSettings, name: str) -> Client:
-    """Connect to NATS as this service, logging disconnections instead of raising them."""
+@dataclass(frozen=True, slots=True)
+class PermissionViolation:
+    """An operation the NATS server refused to this connection because the user's permissions do not
+    allow it (``vigie_core.permissions``). The server refuses it and keeps the connection open.
+
+    ``subject`` is as nats-py reports it: lower-cased (a camera id "Gare-Nord" reads "gare-nord").
+    """
+
+    operation: str  # "publish", "subscription" (or "publish with reply")
+    subject: str
+    queue: str = ""
+
+
+def permission_violation(error: BaseException | str) -> PermissionViolation | None:
+    """The violation an error from the NATS client reports, or None for any other error."""
+    match = _PERMISSION_VIOLATION.search(str(error))
+    if match is None:
+        return None
+    return PermissionViolation(
+        operation=match["operation"].lower(), subject=match["subject"], queue=match["queue"] or ""
+    )
+
+
+PermissionViolationHandler = Callable[[PermissionViolation], Awaitable[None]]
+
+
+async def connect(
+    settings: NatsSettings, name: str, *, on_permission_violation: PermissionViolationHandler | None = None
+) -> Client:
+    """Connect to NATS as this service, logging disconnections instead of raising them.
+
+    ``on_permission_violation`` is awaited for every operation the server refuses to this connection;
+    services get it through ``vigie_core.audit.connect_with_audit``, which records them in the journal.
+    """
 
     async def on_error(error: Exception) -> None:
-        logger.warning("NATS error: %s", error)
+        violation = permission_violation(error)
+        if violation is None:
+            logger.warning("NATS error: %s", error)
+            return
+        logger.error(
+            "NATS refused a %s on %r: not allowed to user %s",
+            violation.operation,
+            violation.subject,
+            settings.user or "(anonymous)",
+        )
+        if on_permission_violation is not None:
+            try:
+                await on_permission_violation(violation)
+            except Exception:  # the client's reading loop calls this: it must not fail there
+                logger.exception("handling a NATS permission violation failed")
 
     async def on_disconnected() -> None:
         logger.warning("disconnected from NATS")

@@ -1,6 +1,10 @@
-"""The embedded platform on one machine: a local nats-server and tritonserver, the services as local
-processes, one video as a camera. Shows what the platform produced, read from the services' own
-/metrics (the demo never reads FRAMES or TRACKS: it stays outside the inference boundary)."""
+"""The embedded demo: the whole platform on one machine analyses one video as a camera, then shows the
+anonymous statistics it published, read from the statistics API as a municipal application would, and the
+size of the audit journal that recorded it all.
+
+Progress is read from the services' own /metrics; the demo never reads FRAMES or TRACKS, it stays outside
+the inference boundary like any client.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,23 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
-from vigie_core.permissions import SERVICES
-from vigie_embedded.nats import EmbeddedNats
-from vigie_embedded.processes import ProcessSet, free_port
-from vigie_embedded.triton import EmbeddedTriton
+from vigie_embedded.platform import (
+    CAMERA_ID,
+    SITE_ID,
+    EmbeddedPlatform,
+    FilmProgress,
+    PlatformFailedError,
+    PlatformOptions,
+)
 
-CAMERA_ID = "sample"
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+__all__ = ["DemoOptions", "DemoResult", "run_demo"]
+MOTIVE = "embedded demo: figures of the sample film"
 
 
 @dataclass(frozen=True)
@@ -35,41 +44,25 @@ class DemoOptions:
 
 @dataclass
 class DemoResult:
-    camera_state: str = "starting"
-    frames_decoded: int = 0
-    frames_published: int = 0
-    frames_analysed: int = 0
-    analysed_per_second: float = 0.0
-    tracks_by_class: dict[str, int] = field(default_factory=dict)
+    progress: FilmProgress = field(default_factory=FilmProgress)
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    crossings: list[dict[str, Any]] = field(default_factory=list)
+    occupancy: list[dict[str, Any]] = field(default_factory=list)
+    audit_entries: int = 0
     endpoints: dict[str, str] = field(default_factory=dict)
 
 
-def scrape(client: httpx.Client, url: str) -> Samples:
-    """Every sample a service's /metrics shows, by name and labels (empty when it does not answer)."""
-    try:
-        text = client.get(f"{url}/metrics", timeout=2).text
-    except httpx.HTTPError:
-        return {}
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(value for (metric, have), value in samples.items() if metric == name and wanted <= have)
+def _clock(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M")
 
 
 class Demo:
     def __init__(self, options: DemoOptions) -> None:
         self.options = options
         self.result = DemoResult()
-        self.ingest_url = f"http://127.0.0.1:{free_port()}"
-        self.inference_url = f"http://127.0.0.1:{free_port()}"
+        self.started = time.monotonic()
 
-    def say(self, line: str) -> None:
+    def say(self, line: str = "") -> None:
         if not self.options.as_json:
             print(line, flush=True)
 
@@ -79,125 +72,189 @@ class Demo:
             if not path.exists():
                 print(f"{path} not found: run 'make {target}'", file=sys.stderr)
                 return 2
-        self.say("starting nats-server and tritonserver ...")
-        with tempfile.TemporaryDirectory(prefix="vigie-demo-") as logs_dir:
-            logs = Path(logs_dir)
-            processes = ProcessSet(logs)
+        self.say(
+            "starting nats-server, tritonserver and the services; the camera starts with the next "
+            "reporting window ..."
+        )
+        with tempfile.TemporaryDirectory(prefix="vigie-demo-") as state:
+            platform_options = PlatformOptions(
+                video=options.video,
+                model_repository=options.model_repository,
+                state_dir=Path(state),
+                sample_fps=options.sample_fps,
+                align_to_window=True,
+            )
+            platform = EmbeddedPlatform(platform_options)
             try:
-                with (
-                    # One NATS user per service, each allowed only its subjects (vigie_core.permissions).
-                    EmbeddedNats(services=SERVICES) as nats,
-                    EmbeddedTriton(options.model_repository, log_path=logs / "tritonserver.log") as triton,
-                ):
-                    self._start_services(processes, nats, triton)
-                    code = self._watch(processes, logs)
+                with platform, httpx.Client(timeout=10) as client:
+                    self._endpoints(platform)
+                    self._counted_and_published(platform, client)
+                    self._read_statistics(platform, client)
+                    if not options.as_json:
+                        self._summary(platform)
+                    if options.serve:
+                        self._serve(platform)
+                code = 0
+            except PlatformFailedError as error:
+                print(error, file=sys.stderr)
+                code = 1
             except KeyboardInterrupt:
                 self.say("\nstopping ...")
                 code = 130
-            finally:
-                processes.stop_all()
         if options.as_json:
             print(json.dumps(asdict(self.result)))
-        else:
-            self._summary()
         return code
 
-    def _start_services(self, processes: ProcessSet, nats: EmbeddedNats, triton: EmbeddedTriton) -> None:
-        # Frames wait in FRAMES until analysed: a file is read faster than real time here.
-        common = {"LOG_LEVEL": "INFO"}
-        camera = {
-            "id": CAMERA_ID,
-            "url": str(self.options.video.resolve()),
-            "sample_fps": self.options.sample_fps,
-            "realtime": False,
-        }
-        inference = {
-            **common,
-            "HTTP__PORT": self.inference_url.rsplit(":", 1)[1],
-            "TRITON_URL": triton.grpc_url,
-        }
-        ingest = {
-            **common,
-            "HTTP__PORT": self.ingest_url.rsplit(":", 1)[1],
-            "CAMERAS": json.dumps([camera]),
-            "FRAMES_MAX_AGE_S": "600",
-        }
-        processes.start(
-            "inference",
-            "vigie_inference",
-            {**nats.service_env("inference"), **{f"VIGIE_INFERENCE_{k}": v for k, v in inference.items()}},
-        )
-        processes.start(
-            "ingest",
-            "vigie_ingest",
-            {**nats.service_env("ingest"), **{f"VIGIE_INGEST_{k}": v for k, v in ingest.items()}},
-        )
+    def _endpoints(self, platform: EmbeddedPlatform) -> None:
+        assert platform.nats is not None
+        assert platform.triton is not None
+        urls = platform.urls
         self.result.endpoints = {
-            "ingest: /metrics /healthz /readyz": self.ingest_url,
-            "inference: /metrics /healthz /readyz": self.inference_url,
-            "nats-server (client)": nats.url,
-            "nats-server (monitoring)": nats.monitoring_url,
-            "tritonserver (gRPC)": triton.grpc_url,
-            "tritonserver (HTTP)": triton.http_url,
+            "statistics API (aggregation)": f"{urls['aggregation']}/api/statistics/v1/docs",
+            "audit API": f"{urls['audit']}/api/audit/v1",
+            **{f"{name}: /metrics /healthz /readyz": url for name, url in urls.items()},
+            "nats-server (client)": platform.nats.url,
+            "nats-server (monitoring)": platform.nats.monitoring_url,
+            "tritonserver (gRPC)": platform.triton.grpc_url,
         }
         for name, url in self.result.endpoints.items():
             self.say(f"  {name:38s} {url}")
 
-    def _read(self, client: httpx.Client) -> None:
-        ingest, inference = scrape(client, self.ingest_url), scrape(client, self.inference_url)
-        result = self.result
-        result.frames_decoded = int(total(ingest, "vigie_ingest_frames_decoded_total"))
-        result.frames_published = int(total(ingest, "vigie_ingest_frames_published_total"))
-        result.frames_analysed = int(total(inference, "vigie_inference_frames_total"))
-        result.tracks_by_class = {
-            dict(labels)["object_class"]: int(value)
-            for (metric, labels), value in inference.items()
-            if metric == "vigie_inference_tracks_started_total"
-        }
-        for (metric, labels), value in ingest.items():
-            if metric == "vigie_ingest_camera_state" and value == 1:
-                result.camera_state = dict(labels)["state"]
-
-    def _watch(self, processes: ProcessSet, logs: Path) -> int:
-        result, started, first_analysed_at = self.result, time.monotonic(), 0.0
-        with httpx.Client() as client:
-            while True:
-                time.sleep(1.0)
-                for name in processes.crashed():
-                    log = (logs / f"{name}.log").read_text()[-3000:]
-                    print(f"{name} stopped unexpectedly; its log ends with:\n{log}", file=sys.stderr)
-                    return 1
-                self._read(client)
-                now = time.monotonic()
-                if result.frames_analysed and not first_analysed_at:
-                    first_analysed_at = now
-                if first_analysed_at and now > first_analysed_at:
-                    result.analysed_per_second = round(result.frames_analysed / (now - first_analysed_at), 1)
-                tracked = ", ".join(f"{n} {c}" for c, n in sorted(result.tracks_by_class.items()))
-                self.say(
-                    f"[{now - started:4.0f} s] {result.camera_state}: {result.frames_decoded} decoded, "
-                    f"{result.frames_published} sent, {result.frames_analysed} analysed "
-                    f"({result.analysed_per_second}/s); tracked: {tracked or 'none yet'}"
-                )
-                ended = result.camera_state in ("finished", "failed")
-                if ended and result.frames_analysed >= result.frames_published and not self.options.serve:
-                    return 0 if result.camera_state == "finished" else 1
-                if now - started > self.options.timeout_s and not self.options.serve:
-                    print(f"gave up after {self.options.timeout_s:.0f} s", file=sys.stderr)
-                    return 1
-
-    def _summary(self) -> None:
-        result = self.result
-        print(f"\nVigie analysed {self.options.video.name}:")
-        print(f"  frames decoded:   {result.frames_decoded}")
-        print(
-            f"  frames analysed:  {result.frames_analysed} ({result.analysed_per_second} frames/s end to end)"
+    def _show(self, progress: FilmProgress) -> None:
+        tracked = ", ".join(f"{n} {c}" for c, n in sorted(progress.tracks_by_class.items()))
+        self.say(
+            f"[{time.monotonic() - self.started:4.0f} s] {progress.camera_state}: "
+            f"{progress.frames_decoded} decoded, {progress.frames_published} sent, "
+            f"{progress.frames_analysed} analysed ({progress.analysed_per_second}/s), "
+            f"{progress.frames_counted} counted; tracked: {tracked or 'none yet'}"
         )
-        for object_class, count in sorted(result.tracks_by_class.items()):
+
+    def _counted_and_published(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
+        self.started = time.monotonic()
+        self.result.progress = progress = platform.wait_until_counted(
+            client, self.options.timeout_s, self._show
+        )
+        _, end = platform.film_period(progress)
+        self.say(
+            f"waiting for the reporting window ending at {datetime.fromtimestamp(end, UTC):%H:%M:%S} UTC "
+            "to close and be published ..."
+        )
+        platform.wait_until_published(client, progress)
+
+    def _read_statistics(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
+        """Read the figures through the statistics API, as a municipal application would."""
+        start, end = platform.film_period(self.result.progress)
+        api = f"{platform.urls['aggregation']}/api/statistics/v1"
+        headers = {"Authorization": f"Bearer {platform.token('stats:read')}", "X-Vigie-Motive": MOTIVE}
+        period: dict[str, str | int] = {
+            "site": SITE_ID,
+            "from": datetime.fromtimestamp(start, UTC).isoformat(),
+            "to": datetime.fromtimestamp(end, UTC).isoformat(),
+            "limit": 1000,
+        }
+        cameras = client.get(f"{api}/crossings", params={**period, "level": "camera"}, headers=headers)
+        lines = client.get(
+            f"{api}/crossings",
+            params={**period, "level": "line", "direction": "each", "object_class": "each"},
+            headers=headers,
+        )
+        occupancy = client.get(f"{api}/occupancy", params=period, headers=headers)
+        for response in (cameras, lines, occupancy):
+            response.raise_for_status()
+        result = self.result
+        result.windows = [
+            {
+                "period_start": item["period_start"],
+                "period_end": item["period_end"],
+                "crossings": item["count"],
+                "suppressed": item["suppressed"],
+                "coverage": item["coverage"]["ratio"],
+            }
+            for item in cameras.json()["items"]
+            if item["camera"] == CAMERA_ID
+        ]
+        result.crossings = [
+            {
+                key: item[key]
+                for key in ("period_start", "line", "direction", "object_class", "count", "suppressed")
+            }
+            for item in lines.json()["items"]
+        ]
+        result.occupancy = [
+            {key: item[key] for key in ("period_start", "zone", "object_class", "mean_objects", "suppressed")}
+            for item in occupancy.json()["items"]
+        ]
+        # A tree head signed now: the journal's size, and what an auditor would keep to check it later.
+        audit = client.post(
+            f"{platform.urls['audit']}/api/audit/v1/tree-heads",
+            params={"motive": MOTIVE},
+            headers={"Authorization": f"Bearer {platform.token('audit:read')}"},
+        )
+        audit.raise_for_status()
+        result.audit_entries = int(audit.json()["tree_size"])
+
+    def _summary(self, platform: EmbeddedPlatform) -> None:
+        result, progress = self.result, self.result.progress
+        print(f"\nVigie analysed {self.options.video.name}:")
+        print(f"  frames decoded:   {progress.frames_decoded}")
+        print(
+            f"  frames analysed:  {progress.frames_analysed} "
+            f"({progress.analysed_per_second} frames/s end to end)"
+        )
+        for object_class, count in sorted(progress.tracks_by_class.items()):
             print(f"  {object_class + ' tracks:':17s} {count}")
-        if self.options.serve:
+        if not result.windows:
             return
-        print("The endpoints above stay up with --serve (make demo ARGS=--serve), until Ctrl-C.")
+        threshold = platform.options.threshold
+        print(
+            f"\nPublished statistics of site {SITE_ID!r}, read from the statistics API "
+            f"({platform.options.window_s} s windows for this demo):"
+        )
+        for window in result.windows:
+            begins = window["period_start"]
+            figure = "suppressed" if window["suppressed"] else window["crossings"]
+            print(
+                f"  {_clock(begins)}-{_clock(window['period_end'])} UTC, camera analysed "
+                f"{window['coverage']:.0%} of the window"
+            )
+            print(f"      crossings, all lines and classes: {figure}")
+            cells = [item for item in result.crossings if item["period_start"] == begins]
+            shown = [item for item in cells if not item["suppressed"] and item["count"]]
+            for item in shown:
+                print(
+                    f"      line {item['line']}, {item['direction']}, {item['object_class']}: {item['count']}"
+                )
+            suppressed = sum(item["suppressed"] for item in cells)
+            if suppressed:
+                print(
+                    f"      {suppressed} of {len(cells)} figures by line, direction and class suppressed "
+                    f"(from 1 to {threshold - 1}, or revealing one that is)"
+                )
+            for item in result.occupancy:
+                if item["period_start"] == begins and item["object_class"] == "all":
+                    mean = "suppressed" if item["suppressed"] else f"{item['mean_objects']:.1f} on average"
+                    print(f"      zone {item['zone']}, occupancy: {mean}")
+        print(
+            f"\nAudit journal: a tree head signed now covers {result.audit_entries} entries "
+            "(configurations, model versions, exports and reads of statistics)."
+        )
+        if not self.options.serve:
+            print("Keep the platform up to query it yourself: make demo ARGS=--serve")
+
+    def _serve(self, platform: EmbeddedPlatform) -> None:
+        token = platform.token("stats:read", "audit:read")
+        api = platform.urls["aggregation"]
+        print(
+            "\nThe platform stays up until Ctrl-C. Try:\n"
+            f"  curl -H 'Authorization: Bearer {token}' \\\n"
+            f"    '{api}/api/statistics/v1/crossings?site={SITE_ID}"
+            "&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&motive=trying+the+API'\n"
+            "(use today's date; the token is valid 12 hours).",
+            flush=True,
+        )
+        while True:
+            time.sleep(1.0)
+            platform.check_running()
 
 
 def run_demo(options: DemoOptions) -> int:

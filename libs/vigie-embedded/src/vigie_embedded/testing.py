@@ -7,11 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import pytest
 
 from vigie_core.lifecycle import ServiceBody, ServiceRuntime, service_runtime
+from vigie_core.messaging import ensure_stream
 from vigie_core.permissions import SERVICES
 from vigie_core.settings import ServiceSettings
+from vigie_core.streams import AuditStream
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.triton import EmbeddedTriton
 
@@ -21,6 +24,18 @@ def nats_server() -> Iterator[EmbeddedNats]:
     """A private nats-server with JetStream on a free port, for one test."""
     with EmbeddedNats() as server:
         yield server
+
+
+@pytest.fixture
+async def audit_stream(nats_server: EmbeddedNats) -> EmbeddedNats:
+    """``nats_server`` with the AUDIT stream the audit service would create: services record their audit
+    events there instead of buffering them and retrying until they give up at shutdown."""
+    client = await nats.connect(nats_server.url)
+    try:
+        await ensure_stream(client.jetstream(), AuditStream().config())
+    finally:
+        await client.close()
+    return nats_server
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from vigie_aggregation.publication import PublishedCell
 from vigie_aggregation.storage.cells import row_key
 from vigie_aggregation.storage.store import CoverageRow
 from vigie_aggregation.vocabulary import ALL, DIRECTION_NAMES, OBJECT_CLASS_NAMES
+from vigie_proto.v1.events_pb2 import WindowReport
 
 __all__ = ["AggregationMetrics", "PublishedFigures", "SiteWindow"]
 
@@ -47,6 +48,9 @@ class AggregationMetrics:
             ["field"],
             registry=registry,
         )
+        # The fields a report can be refused for show as 0 until it happens ("message": not a report).
+        for field in ("message", *WindowReport.DESCRIPTOR.fields_by_name):
+            self.deadlettered.labels(field)
         self.storage_errors = Counter(
             names.STORAGE_ERRORS, "Failed storage transactions (retried)", registry=registry
         )
@@ -90,6 +94,9 @@ class AggregationMetrics:
         self.reads = Counter(
             names.STATISTICS_READS, "Statistics API reads", ["family", "format"], registry=registry
         )
+        for family in FAMILIES.values():  # every kind of read shows as 0 until it happens
+            for output in ("json", "csv"):
+                self.reads.labels(family.name, output)
         self.release_lag = Gauge(
             names.RELEASE_LAG_SECONDS,
             "Seconds between now and the end of the site's latest released window",

@@ -19,7 +19,13 @@ from datetime import UTC, datetime
 from nats.js import JetStreamContext
 
 from vigie_aggregation.api.app import statistics_app
-from vigie_aggregation.consumer import ReportConsumer, deadletter_stream, sleep_or_stop
+from vigie_aggregation.consumer import (
+    DURABLE,
+    EVENTS_STREAM,
+    ReportConsumer,
+    deadletter_stream,
+    sleep_or_stop,
+)
 from vigie_aggregation.disclosure.noise import NoiseSource, SystemNoise
 from vigie_aggregation.metrics import AggregationMetrics, PublishedFigures, SiteWindow
 from vigie_aggregation.release import ReleaseJob
@@ -28,16 +34,17 @@ from vigie_aggregation.settings import AggregationSettings
 from vigie_aggregation.sites import ConfigSiteDirectory, SiteDirectory
 from vigie_aggregation.storage.cells import Granularity
 from vigie_aggregation.storage.store import StatisticsStore
-from vigie_core.audit import AuditAction, AuditUnavailableError, start_audit_publisher
+from vigie_core.audit import AuditAction, AuditUnavailableError, connect_with_audit
 from vigie_core.auth import TokenVerifier
+from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect, ensure_stream
+from vigie_core.messaging import ensure_stream
 
 __all__ = ["API_PREFIX", "serve"]
 
 logger = logging.getLogger("vigie.aggregation")
 
-API_PREFIX = "/v1"
+API_PREFIX = "/api/statistics/v1"  # the path the chart's Ingress routes to the service
 ACTOR = "service:aggregation"
 
 
@@ -86,10 +93,8 @@ async def serve(
     runtime.registry.register(published)
     await restore_published(store, sites, published, settings.disclosure.window_s)
 
-    nc = await connect(settings.nats, "vigie-aggregation")
-    runtime.exit_stack.push_async_callback(nc.drain)
+    nc, audit = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-aggregation")
     js: JetStreamContext = nc.jetstream()
-    audit = await start_audit_publisher(runtime, nc, settings.audit)
     runtime.app.mount(
         API_PREFIX,
         statistics_app(
@@ -120,6 +125,7 @@ async def serve(
     runtime.readiness.add("storage", lambda: consumer.storage_problem)
     if not await consumer.wait_for_stream():
         return
+    start_consumer_lag(runtime, js, EVENTS_STREAM, DURABLE)
 
     async def expose(window: SiteWindow) -> None:
         """Put a released window on /metrics: an export of statistics to the monitoring, audited first."""

@@ -2,6 +2,10 @@
 
 This is the only module that reads track ids from the wire; they go no further than the per-camera state
 in :mod:`vigie_anonymiser.camera`.
+
+A TRACKS message carrying fields a TrackFrame does not have is a boundary fault, not merely a malformed
+message: TRACKS may hold boxes and track ids only, and protobuf would otherwise parse, say, a Frame
+published on TRACKS into a harmless-looking empty TrackFrame, its pixels kept aside as unknown fields.
 """
 
 from __future__ import annotations
@@ -11,11 +15,19 @@ import re
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from vigie_anonymiser.geometry import BoxTuple
 from vigie_proto.v1.tracks_pb2 import ObjectClass, TrackedObject, TrackFrame
 
-__all__ = ["InvalidTrackFrameError", "ObservedObject", "TrackObservation", "parse_track_frame"]
+__all__ = [
+    "InvalidTrackFrameError",
+    "ObservedObject",
+    "TrackObservation",
+    "TracksBoundaryFaultError",
+    "is_camera_id",
+    "parse_track_frame",
+]
 
 TRACK_ID_BYTES = 16
 _CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -32,6 +44,25 @@ class InvalidTrackFrameError(ValueError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
+
+
+class TracksBoundaryFaultError(InvalidTrackFrameError):
+    """A TRACKS message with data a TrackFrame has no field for (pixels, another message's fields).
+
+    It must be kept nowhere, not even on the dead-letter subject: what it carries is unknown.
+    ``field_numbers`` are the unknown fields of the TrackFrame itself (0 when only a nested message had
+    some), ``unknown_bytes`` how many bytes they take.
+    """
+
+    def __init__(self, field_numbers: tuple[int, ...], unknown_bytes: int) -> None:
+        numbers = ", ".join(str(n) for n in field_numbers) or "in nested messages"
+        super().__init__(
+            "message",
+            f"{unknown_bytes} bytes in fields a TrackFrame does not have ({numbers}): "
+            "data TRACKS must not carry",
+        )
+        self.field_numbers = field_numbers
+        self.unknown_bytes = unknown_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +87,18 @@ class TrackObservation:
     fingerprint: int
 
 
+def is_camera_id(value: str) -> bool:
+    """Whether ``value`` is a valid camera id (one NATS subject token of [A-Za-z0-9_-])."""
+    return bool(_CAMERA_ID.fullmatch(value))
+
+
 def parse_track_frame(data: bytes, subject_camera: str | None = None) -> TrackObservation:
     """Decode and check a TrackFrame; `subject_camera` is the camera its subject names, if known."""
     try:
         frame = TrackFrame.FromString(data)
     except DecodeError as error:
         raise InvalidTrackFrameError("message", f"not a vigie.v1.TrackFrame ({error})") from error
+    _refuse_unknown_fields(frame)
     if not _CAMERA_ID.fullmatch(frame.camera_id):
         raise InvalidTrackFrameError(
             "camera_id", f"{frame.camera_id[:80]!r} is not 1 to 64 letters, digits, '-' or '_'"
@@ -95,6 +132,17 @@ def parse_track_frame(data: bytes, subject_camera: str | None = None) -> TrackOb
         model=frame.model,
         fingerprint=hash(data),
     )
+
+
+def _refuse_unknown_fields(frame: TrackFrame) -> None:
+    known = TrackFrame()
+    known.CopyFrom(frame)
+    known.DiscardUnknownFields()  # recursive: nested objects and boxes too
+    unknown_bytes = frame.ByteSize() - known.ByteSize()
+    if unknown_bytes:
+        fields = UnknownFieldSet(frame)
+        numbers = tuple(sorted({int(fields[i].field_number) for i in range(len(fields))}))
+        raise TracksBoundaryFaultError(numbers, unknown_bytes)
 
 
 def _object(index: int, obj: TrackedObject) -> ObservedObject:

@@ -16,6 +16,11 @@ EVENTS.
 
 Malformed messages are logged with the field at fault, counted, kept on ``vigie.deadletter.anonymiser``
 (a memory stream: they may hold track ids) and terminated; the service carries on.
+
+Audit (``vigie_core.audit``): the configuration in force at start-up (a digest, each camera's geometry
+version); each change of a camera's geometry version (created, updated, deleted); a TRACKS message with
+data a TrackFrame has no field for (a boundary fault: terminated and kept nowhere); every operation the
+NATS server refuses to the service (a permission violation).
 """
 
 from __future__ import annotations
@@ -46,13 +51,34 @@ from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from vigie_anonymiser.camera import Anonymiser, Dropped
+from vigie_anonymiser.config import CameraGeometry
 from vigie_anonymiser.events import report_message
-from vigie_anonymiser.geometry_source import CameraGeometrySource, ConfigGeometrySource, GeometryUpdate
-from vigie_anonymiser.observations import InvalidTrackFrameError, parse_track_frame
+from vigie_anonymiser.geometry_source import (
+    CameraGeometrySource,
+    ConfigGeometrySource,
+    GeometryChange,
+    GeometryUpdate,
+    geometry_change,
+)
+from vigie_anonymiser.observations import (
+    InvalidTrackFrameError,
+    TracksBoundaryFaultError,
+    is_camera_id,
+    parse_track_frame,
+)
 from vigie_anonymiser.settings import AnonymiserSettings
 from vigie_anonymiser.windows import WindowReport
+from vigie_core.audit import (
+    AuditAction,
+    AuditOutcome,
+    AuditPublisher,
+    AuditUnavailableError,
+    connect_with_audit,
+    record_configuration,
+)
+from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect, context_from_headers, ensure_stream, trace_headers
+from vigie_core.messaging import context_from_headers, ensure_stream, trace_headers
 from vigie_core.streams import (
     TRACKS_PREFIX,
     EventsStream,
@@ -106,6 +132,11 @@ class AnonymiserMetrics:
             ["field"],
             registry=registry,
         )
+        self.boundary_faults = Counter(
+            "vigie_anonymiser_boundary_faults",
+            "TRACKS messages with data a TrackFrame has no field for: terminated, kept nowhere, audited",
+            registry=registry,
+        )
         self.reports = Counter(
             "vigie_anonymiser_reports_published",
             "Window reports published to EVENTS",
@@ -135,11 +166,18 @@ class AnonymiserMetrics:
 
 class AnonymiserPipeline:
     def __init__(
-        self, runtime: ServiceRuntime, settings: AnonymiserSettings, source: CameraGeometrySource
+        self,
+        runtime: ServiceRuntime,
+        settings: AnonymiserSettings,
+        source: CameraGeometrySource,
+        nc: Client,
+        audit: AuditPublisher,
     ) -> None:
         self._runtime = runtime
         self._settings = settings
         self._source = source
+        self._nc = nc
+        self._audit = audit
         self._metrics = AnonymiserMetrics(runtime)
         self._anonymiser = Anonymiser(source.current(), settings.counting)
         self._outbox: collections.deque[WindowReport] = collections.deque()
@@ -151,8 +189,7 @@ class AnonymiserPipeline:
     async def run(self) -> None:
         settings = self._settings
         stop = self._runtime.stop_requested
-        nc = await connect(settings.nats, f"vigie-anonymiser-{settings.partition}")
-        self._runtime.exit_stack.push_async_callback(nc.drain)
+        nc = self._nc
         js = nc.jetstream()
         # The anonymiser owns EVENTS (it publishes there); inference owns TRACKS.
         await ensure_stream(
@@ -178,6 +215,7 @@ class AnonymiserPipeline:
                 max_ack_pending=max(256, 4 * settings.fetch_batch),
             ),
         )
+        start_consumer_lag(self._runtime, js, "TRACKS", durable)
         watcher = asyncio.create_task(self._watch_geometry(), name="anonymiser-geometry")
         self._runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
         logger.info(
@@ -190,7 +228,7 @@ class AnonymiserPipeline:
         self._runtime.readiness.mark_started()
         try:
             while not stop.is_set():
-                self._apply_geometry_updates()
+                await self._apply_geometry_updates()
                 try:
                     messages = await subscription.fetch(settings.fetch_batch, timeout=0.25)
                 except (NatsTimeoutError, TimeoutError):  # a batch fetch raises the latter
@@ -207,7 +245,7 @@ class AnonymiserPipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await self._source.close()
-            self._apply_geometry_updates()
+            await self._apply_geometry_updates()
             self._outbox.extend(self._anonymiser.stop())
             await subscription.unsubscribe()
             await self._publish_before_exit(nc, js)
@@ -223,6 +261,12 @@ class AnonymiserPipeline:
         ):
             try:
                 observation = parse_track_frame(message.data, camera_hint)
+            except TracksBoundaryFaultError as error:
+                logger.error("terminated a TRACKS message on %s, kept nowhere: %s", message.subject, error)
+                self._metrics.boundary_faults.inc()
+                await message.term()
+                await self._record_boundary_fault(message.subject, camera_hint, error)
+                return
             except InvalidTrackFrameError as error:
                 logger.error(
                     "rejected a TRACKS message on %s: %s (kept on %s)",
@@ -272,13 +316,42 @@ class AnonymiserPipeline:
         self._metrics.rejected.labels(label).inc()
         await message.term()
 
+    async def _record_boundary_fault(
+        self, subject: str, camera: str, error: TracksBoundaryFaultError
+    ) -> None:
+        try:
+            await self._audit.record_throttled(
+                ("tracks_unknown_fields", camera),
+                AuditAction.AUDIT_ACTION_BOUNDARY_FAULT,
+                motive=(
+                    "a TRACKS message carried data a TrackFrame has no field for (TRACKS holds boxes and "
+                    "track ids only): terminated, kept nowhere"
+                ),
+                camera_ids=[camera] if is_camera_id(camera) else [],
+                outcome=AuditOutcome.AUDIT_OUTCOME_DENIED,
+                details={
+                    "stream": "TRACKS",
+                    "subject": subject[:256],
+                    "unknown_fields": ",".join(str(n) for n in error.field_numbers) or "nested",
+                    "unknown_bytes": str(error.unknown_bytes),
+                },
+            )
+        except AuditUnavailableError as audit_error:
+            logger.error("boundary fault on %s not audited: %s", subject, audit_error)
+
     async def _watch_geometry(self) -> None:
         async for update in self._source.updates():
             await self._geometry_updates.put(update)
 
-    def _apply_geometry_updates(self) -> None:
+    async def _apply_geometry_updates(self) -> None:
         while not self._geometry_updates.empty():
             update = self._geometry_updates.get_nowait()
+            camera = self._anonymiser.cameras.get(update.camera_id)
+            change = geometry_change(
+                update.camera_id, camera.geometry if camera is not None else None, update.geometry
+            )
+            if change is not None:
+                await self._record_geometry_change(change)
             reports = self._anonymiser.set_geometry(update.camera_id, update.geometry)
             self._unknown_cameras.discard(update.camera_id)
             if update.geometry is None:
@@ -286,6 +359,27 @@ class AnonymiserPipeline:
             else:
                 logger.info("camera %s: geometry %s in force", update.camera_id, update.geometry.version)
             self._outbox.extend(reports)
+
+    async def _record_geometry_change(self, change: GeometryChange) -> None:
+        # The change applies even if it cannot be audited now: counting with a geometry that was withdrawn
+        # or replaced (an objection, a moved line) would be worse than a late audit event. The change
+        # itself is the registry's to audit, with the operator who made it; this records it in force here.
+        try:
+            await self._audit.record(
+                change.action,
+                actor=self._audit.actor,
+                motive="the counting geometry (lines, zones, reporting window) of a camera changed version",
+                camera_ids=[change.camera_id],
+                records=[("geometry", f"{change.camera_id}:{change.current or change.previous}")],
+                details={
+                    "field": "geometry",
+                    "from": change.previous,
+                    "to": change.current,
+                    "partition": str(self._settings.partition),
+                },
+            )
+        except AuditUnavailableError as error:
+            logger.error("camera %s: geometry change not audited: %s", change.camera_id, error)
 
     async def _publish(self, js: JetStreamContext) -> bool:
         """Publish the waiting reports in order; False (and retry later) when EVENTS does not take one."""
@@ -356,9 +450,34 @@ async def wait_for_tracks_stream(
     return None
 
 
+async def record_start(
+    audit: AuditPublisher, settings: AnonymiserSettings, geometries: list[CameraGeometry]
+) -> None:
+    """The configuration the replica starts with, in the journal: a digest of the settings, and the
+    cameras counted with the version of each one's geometry."""
+    try:
+        await record_configuration(
+            audit,
+            settings,
+            camera_ids=[g.camera_id for g in geometries],
+            records=[("geometry", f"{g.camera_id}:{g.version}") for g in geometries],
+            details={
+                "partition": str(settings.partition),
+                "partitions": str(settings.partitions),
+                "cameras": str(len(geometries)),
+            },
+        )
+    except AuditUnavailableError as error:  # cannot happen with an empty buffer; said, not hidden
+        logger.error("the configuration in force could not be audited: %s", error)
+
+
 async def serve(runtime: ServiceRuntime, geometry_source: CameraGeometrySource | None = None) -> None:
     """The service's body: count until asked to stop."""
     settings = runtime.settings
     assert isinstance(settings, AnonymiserSettings)
     source = geometry_source if geometry_source is not None else ConfigGeometrySource(settings.cameras)
-    await AnonymiserPipeline(runtime, settings, source).run()
+    nc, audit = await connect_with_audit(
+        runtime, settings.nats, settings.audit, f"vigie-anonymiser-{settings.partition}"
+    )
+    await record_start(audit, settings, source.current())
+    await AnonymiserPipeline(runtime, settings, source, nc, audit).run()

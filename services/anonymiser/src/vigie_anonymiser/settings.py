@@ -7,6 +7,7 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from vigie_anonymiser.config import CameraGeometryConfig, CountingParams
+from vigie_core.audit import AuditPublishSettings
 from vigie_core.settings import ServiceSettings
 
 __all__ = ["AnonymiserSettings"]
@@ -43,6 +44,8 @@ class AnonymiserSettings(ServiceSettings, env_prefix="VIGIE_ANONYMISER_"):
             "ids; PRIVACY.md rule 14 allows pseudonymous data 24 hours at worst)"
         ),
     )
+
+    audit: AuditPublishSettings = AuditPublishSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -1,13 +1,13 @@
 """The audit API, for the DPO, an auditor or a court (OAuth2 scope ``audit:read`` by default).
 
-    GET  /audit/v1/entries                    filter by camera, actor, action, service, time; paginated
-    GET  /audit/v1/entries/{index}
-    GET  /audit/v1/entries/by-event-id/{id}
-    GET  /audit/v1/proofs/inclusion           ?index= or ?event_id=, &tree_size= (default: latest head)
-    GET  /audit/v1/proofs/consistency         ?first=&second= (default: latest head)
-    GET  /audit/v1/tree-heads/latest          the latest signed tree head and its public key
-    POST /audit/v1/tree-heads                 sign a tree head now
-    GET  /audit/v1/public-key
+    GET  /api/audit/v1/entries                    filter by camera, actor, action, service, time; paginated
+    GET  /api/audit/v1/entries/{index}
+    GET  /api/audit/v1/entries/by-event-id/{id}
+    GET  /api/audit/v1/proofs/inclusion           ?index= or ?event_id=, &tree_size= (default: latest head)
+    GET  /api/audit/v1/proofs/consistency         ?first=&second= (default: latest head)
+    GET  /api/audit/v1/tree-heads/latest          the latest signed tree head and its public key
+    POST /api/audit/v1/tree-heads                 sign a tree head now
+    GET  /api/audit/v1/public-key
 
 Every call is itself recorded as an ``audit_read`` event through the same path as any service's events
 (the AUDIT stream), with the caller's pseudonymous id and the optional ``motive`` parameter; if it
@@ -121,13 +121,13 @@ class AuditApi:
     async def _signed_size(self, field: str) -> int:
         head = await self.store.latest_tree_head()
         if head is None:
-            raise _invalid(field, "no tree head is signed yet: give it, or POST /audit/v1/tree-heads")
+            raise _invalid(field, "no tree head is signed yet: give it, or POST /api/audit/v1/tree-heads")
         return head.head.tree_size
 
     def router(self) -> APIRouter:
         reader = require_scopes(self.read_scope)
         Reader = Annotated[Principal, Depends(reader)]  # noqa: N806 - a type alias, FastAPI style
-        router = APIRouter(prefix="/audit/v1", tags=["audit"], dependencies=[Depends(reader)])
+        router = APIRouter(prefix="/api/audit/v1", tags=["audit"], dependencies=[Depends(reader)])
 
         @router.get(
             "/entries",

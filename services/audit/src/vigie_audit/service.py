@@ -10,15 +10,16 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from vigie_audit.api import AuditApi
-from vigie_audit.consumer import JournalConsumer, JournalMetrics, sleep_or_stop
+from vigie_audit.consumer import DURABLE, JournalConsumer, JournalMetrics, sleep_or_stop
 from vigie_audit.settings import AuditSettings
 from vigie_audit.signer import RetentionPolicy, TreeHeadSigner, apply_retention
 from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import TreeHeadSigningKey
-from vigie_core.audit import AuditPublisher, AuditUnavailableError, start_audit_publisher
+from vigie_core.audit import AuditUnavailableError, connect_with_audit
 from vigie_core.auth import TokenVerifier, install_authentication
+from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect, ensure_stream
+from vigie_core.messaging import ensure_stream
 
 logger = logging.getLogger("vigie.audit")
 
@@ -61,17 +62,16 @@ async def serve(runtime: ServiceRuntime) -> None:
     metrics = JournalMetrics(runtime)
     metrics.tree_size.set(await store.tree_size())
 
-    nc = await connect(settings.nats, "vigie-audit")
-    runtime.exit_stack.push_async_callback(nc.drain)
+    nc, publisher = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-audit")
     js = nc.jetstream()
     # The audit service owns AUDIT: publishers only publish (and buffer until it exists).
     await ensure_stream(js, settings.stream.stream().config())
-    publisher: AuditPublisher = await start_audit_publisher(runtime, nc, settings.audit)
 
     install_authentication(runtime.app, TokenVerifier.from_settings(settings.auth))
     runtime.app.include_router(AuditApi(store, signer, publisher, settings.read_scope).router())
 
     consumer = JournalConsumer(runtime, settings, store, metrics)
+    start_consumer_lag(runtime, js, "AUDIT", DURABLE)
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
     runtime.readiness.add("storage", lambda: consumer.storage_problem)
 

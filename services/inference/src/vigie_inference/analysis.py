@@ -82,6 +82,11 @@ class CameraTrackers:
         self._runs.clear()
         return ended
 
+    @property
+    def camera_ids(self) -> list[str]:
+        """The cameras with a tracker now."""
+        return sorted(self._runs)
+
     def live_tracks(self) -> int:
         return sum(run.tracker.live_tracks for run in self._runs.values())
 

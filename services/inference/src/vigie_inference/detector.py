@@ -4,8 +4,9 @@ in-process for the single-process baseline and tests."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,14 +24,39 @@ class DetectorError(RuntimeError):
     """The detector could not analyse a batch (server down, model not loaded...)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ModelIdentity:
+    """Which model answers: its name, the version that serves requests, and how it runs."""
+
+    name: str
+    version: str
+    platform: str = ""
+
+    @property
+    def label(self) -> str:
+        """``<name>/<version>``: what TrackFrame.model carries to the anonymiser's reports."""
+        return f"{self.name}/{self.version}"
+
+
+class DetectorOutput(NamedTuple):
+    """Raw boxes [N, A, 4] (model pixels) and scores [N, A, classes], and the model version that
+    computed them ("" when the detector cannot say)."""
+
+    boxes: FloatArray
+    scores: FloatArray
+    model_version: str = ""
+
+
 class Detector(Protocol):
     name: str
 
     async def ready(self) -> str | None:
         """None when ready, else why not."""
 
-    async def detect(self, images: ImageBatch) -> tuple[FloatArray, FloatArray]:
-        """Raw boxes [N, A, 4] (model pixels) and scores [N, A, classes]."""
+    async def model(self) -> ModelIdentity:
+        """The model and the version that answers requests now (raises DetectorError if unknown)."""
+
+    async def detect(self, images: ImageBatch) -> DetectorOutput: ...
 
     async def close(self) -> None: ...
 
@@ -51,7 +77,23 @@ class TritonDetector:
         except Exception as error:  # tritonclient raises its own and gRPC errors
             return f"Triton unreachable: {error}"
 
-    async def detect(self, images: ImageBatch) -> tuple[FloatArray, FloatArray]:
+    async def model(self) -> ModelIdentity:
+        """From Triton's model metadata: the version asked for, or else the highest version loaded, which
+        is the one Triton routes requests without a version to."""
+        try:
+            metadata = await self._client.get_model_metadata(self._model, self._version)
+        except Exception as error:
+            raise DetectorError(f"Triton has no metadata for model {self._model}: {error}") from error
+        versions = [str(v) for v in metadata.versions]
+        if self._version:
+            version = self._version
+        elif versions:
+            version = max(versions, key=lambda v: (len(v), v))  # numeric order of digit strings
+        else:
+            raise DetectorError(f"Triton reports no loaded version of model {self._model}")
+        return ModelIdentity(name=metadata.name or self._model, version=version, platform=metadata.platform)
+
+    async def detect(self, images: ImageBatch) -> DetectorOutput:
         request = InferInput(INPUT_NAME, list(images.shape), "UINT8")
         request.set_data_from_numpy(images)
         try:
@@ -61,7 +103,8 @@ class TritonDetector:
         boxes, scores = result.as_numpy(BOXES_OUTPUT), result.as_numpy(SCORES_OUTPUT)
         if boxes is None or scores is None:
             raise DetectorError("Triton response lacks the boxes or scores output")
-        return boxes, scores
+        # The version that actually answered: it changes when Triton loads a new one.
+        return DetectorOutput(boxes, scores, str(result.get_response().model_version))
 
     async def close(self) -> None:
         await self._client.close()
@@ -79,16 +122,22 @@ class OnnxRuntimeDetector:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.name = f"{model_path.parent.parent.name}/onnxruntime"
+        # A Triton repository layout: <model>/<version>/model.onnx.
+        self._identity = ModelIdentity(model_path.parent.parent.name, model_path.parent.name, "onnxruntime")
 
     async def ready(self) -> str | None:
         return None
+
+    async def model(self) -> ModelIdentity:
+        return self._identity
 
     def detect_sync(self, images: ImageBatch) -> tuple[FloatArray, FloatArray]:
         boxes, scores = self._session.run([BOXES_OUTPUT, SCORES_OUTPUT], {INPUT_NAME: images})
         return boxes, scores
 
-    async def detect(self, images: ImageBatch) -> tuple[FloatArray, FloatArray]:
-        return await asyncio.to_thread(self.detect_sync, images)
+    async def detect(self, images: ImageBatch) -> DetectorOutput:
+        boxes, scores = await asyncio.to_thread(self.detect_sync, images)
+        return DetectorOutput(boxes, scores, self._identity.version)
 
     async def close(self) -> None:
         return None

@@ -15,14 +15,39 @@ class InvalidFrameError(ValueError):
     """A message on FRAMES that is not a frame Vigie can analyse."""
 
 
-def parse_frame(data: bytes, max_side: int) -> tuple[Frame, npt.NDArray[np.uint8]]:
-    """The frame and a read-only view of its pixels (HxWx3, no copy)."""
+class MislabelledFrameError(InvalidFrameError):
+    """A frame that names another camera than the subject it was published on.
+
+    Partitions, permissions and objections act on the subject's camera: such a frame's pixels reached a
+    replica, and would reach a tracker, that were not set up for the camera they show. A boundary fault.
+    """
+
+    def __init__(self, frame_camera: str, subject_camera: str) -> None:
+        super().__init__(
+            f"camera_id {frame_camera!r} differs from the camera of the subject, {subject_camera!r}"
+        )
+        self.frame_camera = frame_camera
+        self.subject_camera = subject_camera
+
+
+def camera_of_subject(subject: str) -> str:
+    """The camera a FRAMES subject names: its last token (``vigie.frames.<partition>.<camera>``)."""
+    return subject.rsplit(".", 1)[-1]
+
+
+def parse_frame(
+    data: bytes, max_side: int, subject_camera: str | None = None
+) -> tuple[Frame, npt.NDArray[np.uint8]]:
+    """The frame and a read-only view of its pixels (HxWx3, no copy). ``subject_camera``, when given, is
+    the camera of the subject the frame came on; a frame naming another raises MislabelledFrameError."""
     frame = Frame()
     try:
         frame.ParseFromString(data)
     except DecodeError as error:
         raise InvalidFrameError(f"not a vigie.v1.Frame message ({len(data)} bytes): {error}") from error
     _check_camera(frame.camera_id)
+    if subject_camera is not None and frame.camera_id != subject_camera:
+        raise MislabelledFrameError(frame.camera_id, subject_camera)
     if frame.pixel_format != PIXEL_FORMAT_RGB24:
         raise InvalidFrameError(f"camera {frame.camera_id!r}: pixel_format must be RGB24")
     if not (0 < frame.width <= max_side and 0 < frame.height <= max_side):
@@ -43,6 +68,15 @@ def parse_frame(data: bytes, max_side: int) -> tuple[Frame, npt.NDArray[np.uint8
 
 
 _CAMERA_ID: TypeAdapter[str] = TypeAdapter(CameraId)
+
+
+def is_camera_id(value: str) -> bool:
+    """Whether ``value`` is a valid camera id (one NATS subject token of [A-Za-z0-9_-])."""
+    try:
+        _CAMERA_ID.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _check_camera(camera_id: str) -> None:

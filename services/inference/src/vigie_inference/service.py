@@ -7,6 +7,11 @@ the camera id), and each partition is consumed by exactly one replica through it
 ``max_in_flight`` Triton requests overlap so the model never idles, but their results are applied to the
 trackers strictly in the order the frames were fetched (a FIFO of pending requests). Frames that arrive
 out of order anyway (a redelivery after a Triton failure) are dropped by the tracker's sequence check.
+
+Audit (``vigie_core.audit``): the configuration in force at start-up (a digest, the partition); the model
+and version that answer, at start-up and whenever another version answers (:mod:`.model_audit`); a frame
+naming another camera than its subject (a boundary fault: dropped, never analysed); every operation the
+NATS server refuses to the replica (a permission violation).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -25,8 +31,17 @@ from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
+from vigie_core.audit import (
+    AuditAction,
+    AuditOutcome,
+    AuditPublisher,
+    AuditUnavailableError,
+    connect_with_audit,
+    record_configuration,
+)
+from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect, context_from_headers, ensure_stream, trace_headers
+from vigie_core.messaging import context_from_headers, ensure_stream, trace_headers
 from vigie_core.streams import (
     FRAMES_PREFIX,
     TracksStream,
@@ -36,14 +51,29 @@ from vigie_core.streams import (
 )
 from vigie_inference.analysis import CameraTrackers
 from vigie_inference.detections import decode_detections
-from vigie_inference.detector import Detector, DetectorError, FloatArray, ImageBatch
-from vigie_inference.frames import InvalidFrameError, parse_frame
+from vigie_inference.detector import Detector, DetectorError, DetectorOutput, ImageBatch
+from vigie_inference.frames import (
+    InvalidFrameError,
+    MislabelledFrameError,
+    camera_of_subject,
+    is_camera_id,
+    parse_frame,
+)
 from vigie_inference.letterbox import LetterboxTransform, letterbox
+from vigie_inference.model_audit import ServedModel
 from vigie_inference.settings import InferenceSettings
 from vigie_models import INPUT_SIZE
 from vigie_proto.v1.frames_pb2 import Frame
 
+# Why a frame is not analysed: another camera's than its subject says (a boundary fault), not a frame,
+# older than the last one analysed of its camera, or lost with a failed request to Triton.
+DROP_REASONS = ("mislabelled", "invalid", "out_of_order", "detector_error")
+
 logger = logging.getLogger("vigie.inference")
+
+# How often to ask the detector which model version it serves while that is not known (an answer's
+# version, recorded as it comes, may tell first).
+_IDENTIFY_RETRY_S = 5.0
 
 
 class InferenceMetrics:
@@ -56,6 +86,8 @@ class InferenceMetrics:
             ["reason"],
             registry=registry,
         )
+        for reason in DROP_REASONS:  # known reasons show as 0 until they happen
+            self.dropped.labels(reason)
         self.model_seconds = Histogram(
             "vigie_inference_model_seconds",
             "Time of one detector request",
@@ -86,26 +118,38 @@ class PendingBatch:
     messages: list[Msg]
     frames: list[Frame]
     transforms: list[LetterboxTransform]
-    result: asyncio.Task[tuple[FloatArray, FloatArray]]
+    result: asyncio.Task[DetectorOutput]
 
 
 class InferencePipeline:
-    def __init__(self, runtime: ServiceRuntime, settings: InferenceSettings, detector: Detector) -> None:
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        settings: InferenceSettings,
+        detector: Detector,
+        nc: Client,
+        audit: AuditPublisher,
+    ) -> None:
         self._runtime = runtime
         self._settings = settings
         self._detector = detector
+        self._nc = nc
+        self._audit = audit
         self._metrics = InferenceMetrics(runtime)
         self._trackers = CameraTrackers(settings, model=detector.name)
+        self._served = ServedModel(
+            audit, partition=settings.partition, cameras=lambda: self._trackers.camera_ids
+        )
         self._pending: asyncio.Queue[PendingBatch | None] = asyncio.Queue()
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._tracer = runtime.tracer
         # Why the detector cannot analyse now (None when it can): gates fetching and readiness.
         self._detector_problem: str | None = None
+        self._identify_again_at = 0.0
 
     async def run(self) -> None:
         settings = self._settings
-        nc = await connect(settings.nats, f"vigie-inference-{settings.partition}")
-        self._runtime.exit_stack.push_async_callback(nc.drain)
+        nc = self._nc
         js = nc.jetstream()
         # Ingest owns FRAMES (it publishes there); inference owns TRACKS.
         await ensure_stream(js, TracksStream(settings.tracks_partitions, settings.tracks_max_age_s).config())
@@ -124,7 +168,10 @@ class InferencePipeline:
                 max_ack_pending=max(64, settings.max_batch * settings.max_in_flight * 4),
             ),
         )
+        start_consumer_lag(self._runtime, js, "FRAMES", durable)
         self._detector_problem = await self._detector.ready()
+        if self._detector_problem is None:
+            await self._identify_model()
         self._runtime.readiness.add("detector", lambda: self._detector_problem)
         self._runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
         logger.info("consuming FRAMES partition %d of %d", settings.partition, settings.partitions)
@@ -139,6 +186,8 @@ class InferencePipeline:
                         logger.warning("waiting for the detector: %s", self._detector_problem)
                         await _sleep_or_stop(self._runtime.stop_requested, 1.0)
                         continue
+                if self._served.current is None and time.monotonic() >= self._identify_again_at:
+                    await self._identify_model()
                 try:
                     messages = await subscription.fetch(settings.max_batch, timeout=0.25)
                 except TimeoutError:  # nats-py raises its own or asyncio's
@@ -157,6 +206,16 @@ class InferencePipeline:
             )  # frames fetched by no one stay in the stream for the next replica
             await self._detector.close()
 
+    async def _identify_model(self) -> None:
+        """Record the model and version Triton serves (at start-up, or once Triton first answers)."""
+        self._identify_again_at = time.monotonic() + _IDENTIFY_RETRY_S
+        try:
+            identity = await self._detector.model()
+        except DetectorError as error:
+            logger.warning("cannot tell which model version answers yet: %s", error)
+            return
+        await self._served.identified(identity)
+
     async def _submit(self, messages: list[Msg]) -> None:
         batch = np.empty((len(messages), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
         kept: list[Msg] = []
@@ -164,7 +223,13 @@ class InferencePipeline:
         transforms: list[LetterboxTransform] = []
         for message in messages:
             try:
-                frame, pixels = parse_frame(message.data, INPUT_SIZE)
+                frame, pixels = parse_frame(message.data, INPUT_SIZE, camera_of_subject(message.subject))
+            except MislabelledFrameError as error:
+                logger.error("dropped a frame on %s, not analysed: %s", message.subject, error)
+                self._metrics.dropped.labels("mislabelled").inc()
+                await message.term()
+                await self._record_mislabelled(message.subject, error)
+                continue
             except InvalidFrameError as error:
                 logger.error("dropped a message on %s: %s", message.subject, error)
                 self._metrics.dropped.labels("invalid").inc()
@@ -185,7 +250,30 @@ class InferencePipeline:
         result = asyncio.create_task(self._timed_detect(images))
         await self._pending.put(PendingBatch(kept, frames, transforms, result))
 
-    async def _timed_detect(self, images: ImageBatch) -> tuple[FloatArray, FloatArray]:
+    async def _record_mislabelled(self, subject: str, error: MislabelledFrameError) -> None:
+        cameras = dict.fromkeys(c for c in (error.subject_camera, error.frame_camera) if is_camera_id(c))
+        try:
+            await self._audit.record_throttled(
+                ("mislabelled_frame", error.subject_camera, error.frame_camera),
+                AuditAction.AUDIT_ACTION_BOUNDARY_FAULT,
+                motive=(
+                    "a frame naming another camera than its subject: its pixels reached a replica not set "
+                    "up for the camera they show; dropped, not analysed"
+                ),
+                camera_ids=list(cameras),
+                outcome=AuditOutcome.AUDIT_OUTCOME_DENIED,
+                details={
+                    "stream": "FRAMES",
+                    "subject": subject[:256],
+                    "field": "camera_id",
+                    "frame_camera": error.frame_camera,
+                    "subject_camera": error.subject_camera[:256],
+                },
+            )
+        except AuditUnavailableError as audit_error:
+            logger.error("boundary fault on %s not audited: %s", subject, audit_error)
+
+    async def _timed_detect(self, images: ImageBatch) -> DetectorOutput:
         started = time.perf_counter()
         try:
             return await self._detector.detect(images)
@@ -202,7 +290,7 @@ class InferencePipeline:
     async def _apply(self, js: JetStreamContext, pending: PendingBatch) -> None:
         settings = self._settings
         try:
-            boxes, scores = await pending.result
+            boxes, scores, model_version = await pending.result
         except DetectorError as error:
             logger.error("detector failed on %d frame(s), to be redelivered: %s", len(pending.frames), error)
             self._metrics.dropped.labels("detector_error").inc(len(pending.frames))
@@ -210,6 +298,7 @@ class InferencePipeline:
             for message in pending.messages:
                 await message.nak(delay=1.0)
             return
+        await self._served.answered_by(model_version, settings.model_name)
         for i, (message, frame) in enumerate(zip(pending.messages, pending.frames, strict=True)):
             with self._tracer.start_as_current_span(
                 "inference.track",
@@ -259,6 +348,23 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+async def record_start(audit: AuditPublisher, settings: InferenceSettings) -> None:
+    """The configuration the replica starts with, in the journal (a digest; the model asked for)."""
+    try:
+        await record_configuration(
+            audit,
+            settings,
+            details={
+                "partition": str(settings.partition),
+                "partitions": str(settings.partitions),
+                "model_name": settings.model_name,
+                "model_version": settings.model_version or "latest",
+            },
+        )
+    except AuditUnavailableError as error:  # cannot happen with an empty buffer; said, not hidden
+        logger.error("the configuration in force could not be audited: %s", error)
+
+
 async def serve(runtime: ServiceRuntime, detector: Detector | None = None) -> None:
     """The service's body: run the pipeline until asked to stop."""
     settings = runtime.settings
@@ -267,4 +373,8 @@ async def serve(runtime: ServiceRuntime, detector: Detector | None = None) -> No
         from vigie_inference.detector import TritonDetector
 
         detector = TritonDetector(settings.triton_url, settings.model_name, settings.model_version)
-    await InferencePipeline(runtime, settings, detector).run()
+    nc, audit = await connect_with_audit(
+        runtime, settings.nats, settings.audit, f"vigie-inference-{settings.partition}"
+    )
+    await record_start(audit, settings)
+    await InferencePipeline(runtime, settings, detector, nc, audit).run()

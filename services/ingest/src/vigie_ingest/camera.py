@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vigie_core.audit import redact_url
 from vigie_core.settings import CameraId
 
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
@@ -91,19 +92,6 @@ class CameraConfig(BaseModel):
     def display_url(self) -> str:
         """The URL without its password: the only form that may appear in logs and errors."""
         return redact_url(self.url)
-
-
-def redact_url(url: str) -> str:
-    """Replace the password of a URL's user info, e.g. rtsp://admin:***@cam1/stream."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 class LiveConnectionPolicy(BaseModel):

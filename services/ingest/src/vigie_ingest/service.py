@@ -1,4 +1,8 @@
-"""The ingest service's edge: cameras in, frames published to the FRAMES stream."""
+"""The ingest service's edge: cameras in, frames published to the FRAMES stream.
+
+Audit: at start-up the configuration in force (its digest without credentials, the cameras read); every
+operation the NATS server refuses to the service (``vigie_core.audit.connect_with_audit``).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,14 @@ from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vigie_core.audit import (
+    AuditPublisher,
+    AuditUnavailableError,
+    connect_with_audit,
+    record_configuration,
+)
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect, ensure_stream, trace_headers
+from vigie_core.messaging import ensure_stream, trace_headers
 from vigie_core.streams import FramesStream, frames_subject
 from vigie_ingest.camera_set import CameraSet
 from vigie_ingest.frame import CapturedFrame
@@ -90,6 +100,24 @@ class FramePublisher:
         self._published.labels(captured.camera_id).inc()
 
 
+async def record_start(audit: AuditPublisher, settings: IngestSettings) -> None:
+    """The configuration the service starts with, in the journal: the cameras read, the digest of the
+    settings with every URL's password masked, never a URL itself."""
+    try:
+        await record_configuration(
+            audit,
+            settings,
+            camera_ids=[camera.id for camera in settings.cameras],
+            details={
+                "cameras": str(len(settings.cameras)),
+                "frames_partitions": str(settings.frames_partitions),
+                "target_size": str(settings.target_size),
+            },
+        )
+    except AuditUnavailableError as error:  # cannot happen with an empty buffer; said, not hidden
+        logger.error("the configuration in force could not be audited: %s", error)
+
+
 async def serve(runtime: ServiceRuntime) -> None:
     """The service's body: read every camera until asked to stop."""
     settings = runtime.settings
@@ -98,8 +126,8 @@ async def serve(runtime: ServiceRuntime) -> None:
         settings.cameras, target_size=settings.target_size, live_policy=settings.live
     )
     runtime.registry.register(CameraStatusCollector(cameras))
-    nc = await connect(settings.nats, "vigie-ingest")
-    runtime.exit_stack.push_async_callback(nc.drain)
+    nc, audit = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-ingest")
+    await record_start(audit, settings)
     js = nc.jetstream()
     await ensure_stream(js, FramesStream(settings.frames_partitions, settings.frames_max_age_s).config())
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from vigie_core.audit import AuditPublishSettings
 from vigie_core.settings import ServiceSettings
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
 from vigie_ingest.resize import DEFAULT_TARGET_SIZE
@@ -19,3 +20,4 @@ class IngestSettings(ServiceSettings, env_prefix="VIGIE_INGEST_", hide_input_in_
         1, ge=1, le=64, description="partitions of FRAMES (one per inference replica)"
     )
     frames_max_age_s: float = Field(5.0, gt=0, description="retention of the FRAMES stream")
+    audit: AuditPublishSettings = AuditPublishSettings()

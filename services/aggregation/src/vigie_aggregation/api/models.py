@@ -158,9 +158,10 @@ class CrossingsPage(_Page):
                     ],
                     "next_cursor": "WzE3NzcsImNlbnRyZSJd",
                     "links": {
-                        "self": "/v1/crossings?site=centre&from=2026-05-01T08:00:00Z&to=2026-05-01T09:00:00Z",
-                        "next": "/v1/crossings?site=centre&from=2026-05-01T08:00:00Z&to=2026-05-01T09:00:00Z"
-                        "&cursor=WzE3NzcsImNlbnRyZSJd",
+                        "self": "/api/statistics/v1/crossings?site=centre"
+                        "&from=2026-05-01T08:00:00Z&to=2026-05-01T09:00:00Z",
+                        "next": "/api/statistics/v1/crossings?site=centre"
+                        "&from=2026-05-01T08:00:00Z&to=2026-05-01T09:00:00Z&cursor=WzE3NzcsImNlbnRyZSJd",
                     },
                 }
             ]
@@ -204,7 +205,7 @@ class OccupancyPage(_Page):
                     ],
                     "next_cursor": None,
                     "links": {
-                        "self": "/v1/occupancy?camera=north-gate&granularity=day&from=...",
+                        "self": "/api/statistics/v1/occupancy?camera=north-gate&granularity=day&from=...",
                         "next": None,
                     },
                 }
@@ -243,7 +244,10 @@ class DwellPage(_Page):
                         }
                     ],
                     "next_cursor": None,
-                    "links": {"self": "/v1/dwell?site=centre&dwell=each&from=...", "next": None},
+                    "links": {
+                        "self": "/api/statistics/v1/dwell?site=centre&dwell=each&from=...",
+                        "next": None,
+                    },
                 }
             ]
         },

@@ -1,0 +1,266 @@
+"""The whole embedded platform on the sample film, run once for this module, with a local Prometheus
+scraping it from the start when the ``prometheus`` binary is installed:
+
+- a video in, counts out through the statistics API (ingest → inference with a real tritonserver →
+  anonymiser → aggregation → API), in JSON and CSV, with disclosure control and clear 4xx;
+- every service's audit events in the journal;
+- every query of every committed Grafana dashboard returns data from that Prometheus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from vigie_embedded.platform import (
+    CAMERA_ID,
+    SITE_ID,
+    EmbeddedPlatform,
+    FilmProgress,
+    PlatformOptions,
+    Samples,
+    scrape,
+    total,
+)
+from vigie_embedded.prometheus import EmbeddedPrometheus, prometheus_binary
+
+pytestmark = pytest.mark.integration
+
+MOTIVE = "end-to-end test of the statistics API"
+
+
+@dataclass(frozen=True)
+class PublishedFilm:
+    """The platform after it counted the sample film and published every window of it."""
+
+    platform: EmbeddedPlatform
+    progress: FilmProgress
+    client: httpx.Client
+    prometheus: EmbeddedPrometheus | None
+    # Wall clock: before the services started, and once the film's last window was published.
+    began: float
+    published: float
+    # The aggregation's /metrics just then.
+    metrics_at_publication: Samples
+
+    @property
+    def period(self) -> tuple[int, int]:
+        return self.platform.film_period(self.progress)
+
+
+@pytest.fixture(scope="module")
+def published_film(
+    tmp_path_factory: pytest.TempPathFactory, sample_video: Path, model_repository: Path
+) -> Iterator[PublishedFilm]:
+    options = PlatformOptions(
+        video=sample_video,
+        model_repository=model_repository,
+        state_dir=tmp_path_factory.mktemp("platform"),
+        sample_fps=2,
+        # The general rule's threshold (PRIVACY.md rule 12), not the default 11 for persons: the film is
+        # split between two one-minute windows, and this test is about the pipeline, not about
+        # disclosure control (tested on its own in services/aggregation).
+        threshold=3,
+    )
+    began = time.time()
+    with contextlib.ExitStack() as stack:
+        platform = stack.enter_context(EmbeddedPlatform(options))
+        client = stack.enter_context(httpx.Client(timeout=10))
+        prometheus = None
+        if prometheus_binary() is not None:
+            prometheus = stack.enter_context(EmbeddedPrometheus(platform.urls))
+        progress = platform.wait_until_counted(client, timeout_s=300)
+        platform.wait_until_published(client, progress)
+        at_publication = scrape(client, platform.urls["aggregation"])
+        yield PublishedFilm(platform, progress, client, prometheus, began, time.time(), at_publication)
+
+
+def _get(film: PublishedFilm, path: str, scopes: tuple[str, ...] = ("stats:read",), **params: Any) -> Any:
+    start, end = film.period
+    query = {
+        "site": SITE_ID,
+        "from": datetime.fromtimestamp(start, UTC).isoformat(),
+        "to": datetime.fromtimestamp(end, UTC).isoformat(),
+        "motive": MOTIVE,
+    } | params
+    headers = {"Authorization": f"Bearer {film.platform.token(*scopes)}"}
+    return film.client.get(
+        f"{film.platform.urls['aggregation']}/api/statistics/v1/{path}", params=query, headers=headers
+    )
+
+
+def test_the_film_is_counted_and_published_through_the_api(published_film: PublishedFilm) -> None:
+    film = published_film
+    start, end = film.period
+    window_s = film.platform.options.window_s
+    response = _get(film, "crossings", level="camera")
+    assert response.status_code == 200, response.text
+    page = response.json()
+    assert page["disclosure"]["threshold"] == film.platform.options.threshold
+    assert page["disclosure"]["window_seconds"] == window_s
+    items = [item for item in page["items"] if item["camera"] == CAMERA_ID]
+    # The film's windows are published, once each, in order (the last one estimated for the film may
+    # hold none of its frames: ingest's opening time is known within a second).
+    periods = [int(datetime.fromisoformat(item["period_start"]).timestamp()) for item in items]
+    assert periods
+    assert periods == list(range(periods[0], periods[0] + window_s * len(periods), window_s))
+    assert start <= periods[0]
+    assert periods[-1] < end
+    # About a minute of film analysed at 2 frames/s, spread over those windows (gaps over 3 s excepted).
+    covered = sum(item["coverage"]["covered_seconds"] for item in items)
+    assert 40 <= covered <= 70, items
+    counts = [item["count"] for item in items if not item["suppressed"]]
+    assert sum(counts) >= 3, items  # people and vehicles crossed the three lines
+    threshold = film.platform.options.threshold
+    every = _get(film, "crossings", level="line", direction="each", object_class="each").json()["items"]
+    assert every
+    for item in every:
+        # Disclosure control: a published count is 0 or at least the threshold; a suppressed one is null.
+        assert (item["count"] is None) == item["suppressed"], item
+        assert item["suppressed"] or item["count"] == 0 or item["count"] >= threshold, item
+
+
+def test_csv_gives_the_same_figures(published_film: PublishedFilm) -> None:
+    as_json = _get(published_film, "crossings", level="camera").json()["items"]
+    response = _get(published_film, "crossings", level="camera", format="csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [row["count"] for row in rows] == ["" if i["count"] is None else str(i["count"]) for i in as_json]
+
+
+def test_the_metrics_show_the_latest_published_window(published_film: PublishedFilm) -> None:
+    """/metrics showed the film's last window when it was published, with exactly what the API serves."""
+    film = published_film
+    published = film.metrics_at_publication
+    start = int(total(published, "vigie_published_window_start_seconds", site=SITE_ID))
+    assert film.period[0] <= start < film.period[1]
+    window = {
+        "from": datetime.fromtimestamp(start, UTC).isoformat(),
+        "to": datetime.fromtimestamp(start + film.platform.options.window_s, UTC).isoformat(),
+    }
+    items = _get(film, "crossings", level="camera", **window).json()["items"]
+    camera_total = [
+        value
+        for (name, labels), value in published.items()
+        if name == "vigie_published_camera_crossings"
+        and dict(labels) == {"site": SITE_ID, "camera": CAMERA_ID, "object_class": "all"}
+    ]
+    assert camera_total == [item["count"] for item in items if not item["suppressed"]]
+
+
+def test_malformed_requests_name_the_field(published_film: PublishedFilm) -> None:
+    response = _get(published_film, "crossings", level="everything")
+    assert response.status_code == 422
+    assert "level" in response.text
+    unauthenticated = published_film.client.get(
+        f"{published_film.platform.urls['aggregation']}/api/statistics/v1/crossings"
+    )
+    assert unauthenticated.status_code == 401
+    assert _get(published_film, "crossings", scopes=("audit:read",)).status_code == 403
+
+
+def test_every_service_wrote_to_the_audit_journal(published_film: PublishedFilm) -> None:
+    film = published_film
+    assert _get(film, "occupancy").status_code == 200  # a read of statistics, audited
+    audit = f"{film.platform.urls['audit']}/api/audit/v1/entries"
+    headers = {"Authorization": f"Bearer {film.platform.token('audit:read', subject='e2e-dpo')}"}
+    wanted = {
+        ("ingest", "config_update"),
+        ("inference", "config_update"),
+        ("inference", "model_version_change"),
+        ("anonymiser", "config_update"),
+        ("aggregation", "data_export"),  # the published window, put on /metrics
+        ("aggregation", "data_read"),
+    }
+    seen: set[tuple[str, str]] = set()
+    deadline = time.monotonic() + 60
+    while not wanted <= seen and time.monotonic() < deadline:
+        entries = film.client.get(audit, params={"limit": 1000, "motive": MOTIVE}, headers=headers).json()
+        seen = {(entry["service"], entry["action"]) for entry in entries["entries"]}
+        time.sleep(1)
+    assert wanted <= seen, f"missing: {wanted - seen}"
+    # The read above is journaled with who read, why, and which camera.
+    entries = film.client.get(
+        audit, params={"action": "data_read", "motive": MOTIVE, "limit": 1000}, headers=headers
+    ).json()["entries"]
+    reads = [entry for entry in entries if entry["motive"] == MOTIVE]
+    assert reads
+    assert all(CAMERA_ID in entry["camera_ids"] for entry in reads)
+
+
+DASHBOARDS = Path(__file__).resolve().parents[1] / "charts" / "vigie" / "dashboards"
+# What Grafana would put in place of its variables for this run (1 s scrapes, one camera, one site).
+VARIABLES = {
+    "$__rate_interval": "10s",
+    "$__interval": "10s",
+    "$site": SITE_ID,
+    "$camera": CAMERA_ID,
+    "$object_class": ".*",
+}
+_LABEL_VALUES = re.compile(r"^label_values\((?P<match>.+),\s*(?P<label>[a-z_]+)\)$")
+
+
+def _dashboard_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel or variable, expression) of every committed dashboard."""
+    queries = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        document = json.loads(path.read_text())
+        for panel in document["panels"]:
+            for target in panel.get("targets", []):
+                queries.append((path.stem, panel["title"], target["expr"]))
+        for variable in document["templating"]["list"]:
+            if variable["type"] == "query":
+                queries.append((path.stem, f"${variable['name']}", variable["query"]))
+    return queries
+
+
+def _substitute(expression: str, range_s: int) -> str:
+    for name, value in sorted(VARIABLES.items(), key=lambda item: -len(item[0])):
+        expression = expression.replace(name, value)
+    return expression.replace("$__range", f"{range_s}s")
+
+
+def _has_data(prometheus: EmbeddedPrometheus, expression: str, start: float, end: float) -> bool:
+    """Whether the query gives at least one number (not NaN) at some step of the run."""
+    found = _LABEL_VALUES.match(expression)
+    if found:  # a Grafana variable's query: the label's values among the matching series
+        values = prometheus.api(f"label/{found['label']}/values", **{"match[]": found["match"]})
+        return bool(values)
+    data: dict[str, Any] = prometheus.api(
+        "query_range", query=expression, start=str(start), end=str(end), step="2s"
+    )
+    return any(value != "NaN" for series in data["result"] for _, value in series["values"])
+
+
+def test_every_dashboard_query_returns_data(published_film: PublishedFilm) -> None:
+    prometheus = published_film.prometheus
+    if prometheus is None:
+        message = "the prometheus binary is not installed (Debian package prometheus; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    time.sleep(3)  # a few scrapes after the last window's publication
+    start, end = published_film.began, time.time()
+    range_s = int(end - start) + 1
+    queries = _dashboard_queries()
+    assert len(queries) > 30
+    empty = [
+        f"{dashboard} / {title}: {expression}"
+        for dashboard, title, expression in queries
+        if not _has_data(prometheus, _substitute(expression, range_s), start, end)
+    ]
+    assert not empty, "queries without data:\n" + "\n".join(empty)

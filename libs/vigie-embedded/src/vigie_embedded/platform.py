@@ -1,0 +1,363 @@
+"""The whole platform on one machine: a local nats-server and tritonserver, every service as a local
+process with its own NATS user, SQLite databases in a state folder, and one video as a camera.
+
+The demo (``vigie_embedded.demo``), the end-to-end tests and the latency benchmark all run this, so what
+they show is what a city gets from the embedded defaults. Only two settings differ from a production
+camera, both written down where they are set: a one-minute reporting window (the sample film lasts a
+minute; PRIVACY.md rule 11 asks for a written justification, given below) and short idle and release
+delays, so that the figures of the film are published within a minute of its end.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import av
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client.parser import text_string_to_metric_families
+
+from vigie_core.auth import LocalTokenIssuer
+from vigie_core.permissions import SERVICES
+from vigie_embedded.nats import EmbeddedNats
+from vigie_embedded.processes import ProcessSet, free_port
+from vigie_embedded.triton import EmbeddedTriton
+
+__all__ = [
+    "CAMERA_ID",
+    "DEMO_GEOMETRY",
+    "SITE_ID",
+    "EmbeddedPlatform",
+    "FilmProgress",
+    "PlatformFailedError",
+    "PlatformOptions",
+    "Samples",
+    "scrape",
+    "total",
+]
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+CAMERA_ID = "sample"
+SITE_ID = "demo"
+
+# The sample film is shot from a tram driving down a street: people and vehicles drift outwards from
+# the middle of the picture, across these lines (normalised image coordinates, y downwards).
+DEMO_GEOMETRY: dict[str, Any] = {
+    "lines": [
+        {"id": "left", "start": [0.35, 0.3], "end": [0.35, 1.0]},
+        {"id": "right", "start": [0.65, 0.3], "end": [0.65, 1.0]},
+        {"id": "low", "start": [0.0, 0.8], "end": [1.0, 0.8]},
+    ],
+    "zones": [{"id": "street", "polygon": [[0.2, 0.4], [0.8, 0.4], [0.95, 1.0], [0.05, 1.0]]}],
+}
+WINDOW_JUSTIFICATION = (
+    "embedded demonstration on a one-minute sample film: a 20-minute window would publish nothing "
+    "until twenty minutes after the film; not for a camera in a public space"
+)
+
+# In start order: the audit service creates AUDIT before the others record anything (they would buffer
+# and retry otherwise); consumers start before producers; the ports are the services' /metrics and APIs.
+_ORDER = ("audit", "aggregation", "anonymiser", "inference", "ingest")
+
+
+@dataclass(frozen=True)
+class PlatformOptions:
+    video: Path
+    model_repository: Path
+    state_dir: Path = Path("var/embedded")
+    sample_fps: float = 5.0
+    # A file is read as fast as it is analysed (frames wait in FRAMES); a live source is paced.
+    realtime: bool = False
+    window_s: int = 60
+    # PRIVACY.md rule 12: counts from 1 to threshold-1 are suppressed (11 for persons, INSEE's rule).
+    threshold: int = 11
+    release_delay_s: float = 3.0
+    camera_idle_s: float = 8.0
+    # Start the camera when a reporting window begins, so that a film shorter than a window is not split
+    # between two windows (each half of its counts could then be too small to publish).
+    align_to_window: bool = False
+
+
+def _private_key_text(key: Ed25519PrivateKey) -> str:
+    raw = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return base64.b64encode(raw).decode()
+
+
+def film_duration_s(video: Path) -> float:
+    """How long the film lasts (its frames' capture times span this from when ingest opens it)."""
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        return float(container.duration or 0) / av.time_base
+
+
+def scrape(client: httpx.Client, url: str) -> Samples:
+    """Every sample a service's /metrics shows, by name and labels (empty when it does not answer)."""
+    try:
+        text = client.get(f"{url}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return {}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(value for (metric, have), value in samples.items() if metric == name and wanted <= have)
+
+
+class PlatformFailedError(RuntimeError):
+    """A service stopped, the camera failed, or the film was not counted in time."""
+
+
+@dataclass
+class FilmProgress:
+    """How far the film went, read from the services' /metrics (never from FRAMES or TRACKS)."""
+
+    camera_state: str = "starting"
+    frames_decoded: int = 0
+    frames_published: int = 0
+    frames_analysed: int = 0
+    frames_counted: int = 0
+    analysed_per_second: float = 0.0
+    tracks_by_class: dict[str, int] = field(default_factory=dict)
+    reports_stored: int = 0
+    # Wall clock by which ingest had opened the film: its frames' capture times start at the opening.
+    opened_by: float = 0.0
+    first_analysed_at: float = 0.0
+
+    @property
+    def counted(self) -> bool:
+        """Decoded to the end, and every frame sent was analysed and counted."""
+        return self.camera_state == "finished" and self.frames_counted >= self.frames_published > 0
+
+
+class EmbeddedPlatform:
+    """Starts everything on ``__enter__`` and stops it, in reverse order, on ``__exit__``."""
+
+    def __init__(self, options: PlatformOptions) -> None:
+        self.options = options
+        self.urls = {service: f"http://127.0.0.1:{free_port()}" for service in _ORDER}
+        self._auth_key = Ed25519PrivateKey.generate()
+        self.issuer = LocalTokenIssuer(self._auth_key, issuer="vigie-embedded", audience="vigie")
+        self._audit_key = Ed25519PrivateKey.generate()
+        self.logs = options.state_dir / "logs"
+        self.processes = ProcessSet(self.logs)
+        self.nats: EmbeddedNats | None = None
+        self.triton: EmbeddedTriton | None = None
+        # Before ingest starts: no frame's capture time is earlier.
+        self.launched_at = 0.0
+
+    # -- what the services are told ---------------------------------------------------------------------
+
+    def _database(self, name: str) -> str:
+        return f"sqlite+aiosqlite:///{(self.options.state_dir / f'{name}.sqlite3').resolve()}"
+
+    def _settings(self, service: str, triton_url: str) -> dict[str, Any]:
+        options = self.options
+        auth = {"local_key": _private_key_text(self._auth_key)}
+        window = {"reporting_window_s": options.window_s}
+        if options.window_s < 1200:
+            window["reporting_window_justification"] = WINDOW_JUSTIFICATION  # type: ignore[assignment]
+        disclosure: dict[str, Any] = {
+            "window_s": options.window_s,
+            "threshold": options.threshold,
+            "release_delay_s": options.release_delay_s,
+        }
+        if options.window_s < 1200:
+            disclosure["window_justification"] = WINDOW_JUSTIFICATION
+        camera = {
+            "id": CAMERA_ID,
+            "url": str(options.video.resolve()),
+            "sample_fps": options.sample_fps,
+            "realtime": options.realtime,
+        }
+        by_service: dict[str, dict[str, Any]] = {
+            "audit": {
+                "database_url": self._database("audit"),
+                "signing_key": _private_key_text(self._audit_key),
+                "tree_head_interval_s": 10,
+                "auth": auth,
+            },
+            "aggregation": {
+                "database_url": self._database("statistics"),
+                "cameras": [{"id": CAMERA_ID, "site": SITE_ID}],
+                "disclosure": disclosure,
+                "release_check_interval_s": 1,
+                "auth": auth,
+            },
+            "anonymiser": {
+                "cameras": [{"id": CAMERA_ID, **window, **DEMO_GEOMETRY}],
+                # Above inference's, so that its end-of-tracks message comes first.
+                "camera_idle_s": options.camera_idle_s + 2,
+            },
+            "inference": {"triton_url": triton_url, "camera_idle_s": options.camera_idle_s},
+            "ingest": {"cameras": [camera], "frames_max_age_s": 600},
+        }
+        return {"log_level": "INFO", "http": {"port": int(self.urls[service].rsplit(":", 1)[1])}} | (
+            by_service[service]
+        )
+
+    def _env(self, service: str, nats: EmbeddedNats, triton_url: str) -> dict[str, str]:
+        prefix = f"VIGIE_{service.upper()}_"
+        env = {
+            f"{prefix}{key.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for key, value in self._settings(service, triton_url).items()
+        }
+        return {**nats.service_env(service), **env}
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        options = self.options
+        for path, target in ((options.video, "videos"), (options.model_repository, "models")):
+            if not path.exists():
+                raise FileNotFoundError(f"{path} not found: run 'make {target}'")
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            # One NATS user per service, each allowed only its subjects (vigie_core.permissions).
+            self.nats = EmbeddedNats(services=SERVICES, admin=True)
+            self.nats.start()
+            self.triton = EmbeddedTriton(options.model_repository, log_path=self.logs / "tritonserver.log")
+            self.triton.start()
+            self.launched_at = time.time()
+            for service in _ORDER:
+                if service == "ingest" and options.align_to_window:
+                    self.launched_at = self._wait_for_next_window()
+                self.processes.start(
+                    service, f"vigie_{service}", self._env(service, self.nats, self.triton.grpc_url)
+                )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_for_next_window(self) -> float:
+        window_s = self.options.window_s
+        begins = math.ceil(time.time() / window_s) * window_s
+        # The camera opens the film a moment after its process starts.
+        time.sleep(max(0.0, begins - 0.5 - time.time()))
+        return time.time()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.processes.stop_all()
+        for component in (self.triton, self.nats):
+            if component is not None:
+                component.stop()
+
+    # -- for callers ------------------------------------------------------------------------------------
+
+    def token(self, *scopes: str, subject: str = "demo-operator", ttl_s: float = 12 * 3600.0) -> str:
+        """A bearer token for the platform's APIs, signed with the platform's local key."""
+        return self.issuer.mint(subject, scopes, ttl_s=ttl_s)
+
+    def check_running(self) -> None:
+        for name in self.processes.crashed():
+            raise PlatformFailedError(
+                f"{name} stopped unexpectedly; its log ends with:\n{self.log_tail(name)}"
+            )
+
+    def read_progress(self, client: httpx.Client, progress: FilmProgress) -> None:
+        """Update ``progress`` from the services' /metrics."""
+        ingest, inference = scrape(client, self.urls["ingest"]), scrape(client, self.urls["inference"])
+        anonymiser, aggregation = (
+            scrape(client, self.urls["anonymiser"]),
+            scrape(client, self.urls["aggregation"]),
+        )
+        now = time.time()
+        if not progress.opened_by and total(ingest, "vigie_ingest_connections_total"):
+            progress.opened_by = now
+        progress.frames_decoded = int(total(ingest, "vigie_ingest_frames_decoded_total"))
+        progress.frames_published = int(total(ingest, "vigie_ingest_frames_published_total"))
+        progress.frames_analysed = int(total(inference, "vigie_inference_frames_total"))
+        progress.frames_counted = int(total(anonymiser, "vigie_anonymiser_frames_total"))
+        progress.reports_stored = int(total(aggregation, "vigie_aggregation_reports_stored_total"))
+        progress.tracks_by_class = {
+            dict(labels)["object_class"]: int(value)
+            for (metric, labels), value in inference.items()
+            if metric == "vigie_inference_tracks_started_total"
+        }
+        for (metric, labels), value in ingest.items():
+            if metric == "vigie_ingest_camera_state" and value == 1:
+                progress.camera_state = dict(labels)["state"]
+        if progress.frames_analysed and not progress.first_analysed_at:
+            progress.first_analysed_at = now
+        if progress.first_analysed_at and now > progress.first_analysed_at:
+            progress.analysed_per_second = round(
+                progress.frames_analysed / (now - progress.first_analysed_at), 1
+            )
+
+    def wait_until_counted(
+        self,
+        client: httpx.Client,
+        timeout_s: float,
+        on_progress: Callable[[FilmProgress], None] = lambda _: None,
+    ) -> FilmProgress:
+        """Until the film is decoded, analysed and counted; raises :class:`PlatformFailedError` otherwise."""
+        progress, deadline = FilmProgress(), time.monotonic() + timeout_s
+        while not progress.counted:
+            time.sleep(1.0)
+            self.check_running()
+            self.read_progress(client, progress)
+            on_progress(progress)
+            if progress.camera_state == "failed":
+                raise PlatformFailedError(
+                    f"the camera failed; ingest's log ends with:\n{self.log_tail('ingest')}"
+                )
+            if time.monotonic() > deadline:
+                raise PlatformFailedError(f"the film was not counted within {timeout_s:.0f} s")
+        return progress
+
+    def wait_until_published(self, client: httpx.Client, progress: FilmProgress) -> None:
+        """Until the window holding the film's last frame is published (PRIVACY.md rule 11: nothing is
+        published before its reporting window has ended)."""
+        last = self.last_window_start(progress.opened_by)
+        deadline = time.monotonic() + self.options.window_s * 3 + 120
+        while time.monotonic() < deadline:
+            self.check_running()
+            published = scrape(client, self.urls["aggregation"])
+            if total(published, "vigie_published_window_start_seconds", site=SITE_ID) >= last:
+                return
+            time.sleep(1.0)
+        raise PlatformFailedError(
+            f"the film's last window was not published in time; aggregation's log ends with:\n"
+            f"{self.log_tail('aggregation')}"
+        )
+
+    def film_period(self, progress: FilmProgress) -> tuple[int, int]:
+        """The reporting windows the film's frames fall in: [start, end), Unix seconds."""
+        window_s = self.options.window_s
+        start = math.floor(self.launched_at / window_s) * window_s
+        return start, self.last_window_start(progress.opened_by) + window_s
+
+    def last_window_start(self, opened_by: float) -> int:
+        """The start of the reporting window holding the film's last frame (Unix seconds), for a film that
+        ingest opened by ``opened_by``: its frames' capture times are the opening time plus their own."""
+        last_capture = opened_by + film_duration_s(self.options.video)
+        window = self.options.window_s
+        return math.floor(last_capture / window) * window
+
+    def log_tail(self, service: str, chars: int = 3000) -> str:
+        path = self.logs / f"{service}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
