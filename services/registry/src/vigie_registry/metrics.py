@@ -1,0 +1,36 @@
+"""The registry's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+__all__ = ["RegistryMetrics"]
+
+
+class RegistryMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry or CollectorRegistry()
+        self.objections = Counter(
+            "vigie_registry_objections",
+            "Objections received, by outcome: paused, extended (a pause in progress was extended), refused "
+            "(the camera is not analysing, or objection is restricted by law)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "vigie_registry_objections_rate_limited",
+            "Objections refused by the per-client rate limit (a sustained rate is an abuse: alert on it)",
+            registry=registry,
+        )
+        self.changes = Counter(
+            "vigie_registry_changes",
+            "Changes of the cameras' declarations, by action (create, update, status, delete, expiry)",
+            ["action"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "vigie_registry_declarations_refused",
+            "Declarations refused by a privacy rule, by rule",
+            ["rule"],
+            registry=registry,
+        )

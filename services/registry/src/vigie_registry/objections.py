@@ -1,0 +1,114 @@
+"""The right to object without identifying anyone (PRIVACY.md rules 15 and 16): receipts and abuse limits.
+
+**Receipt.** An objection gets a random receipt id and an HMAC-SHA256 signature, by the registry's
+receipt key, over the receipt id, the camera, when it was recorded and until when the camera is paused.
+Whoever holds the receipt can show it was recorded (``POST /v1/public/receipts/verify``, and the
+``objection_honoured`` event of the audit journal carries the receipt id); nothing in it or in the
+registry says who objected.
+
+**Abuse limits.** Per client, a moving-window rate limit (the ``limits`` library, in memory). The client
+is its address, used only as a key of that in-memory limiter and only as a keyed hash (a random key drawn
+at start): it is never stored, logged or audited. A camera's pause is extended, never stacked, and never
+longer than the maximum pause; the metrics ``vigie_registry_objections_total`` and
+``vigie_registry_objections_rate_limited_total`` feed an alert.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+__all__ = ["ClientRateLimiter", "RateDecision", "Receipt", "ReceiptSigner", "new_receipt_id"]
+
+_RECEIPT_FORMAT = "vigie-objection-receipt/1"
+
+
+def new_receipt_id() -> str:
+    """128 random bits, hexadecimal: unguessable, and about no one."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    receipt_id: str
+    camera_id: str
+    recorded_at: int
+    paused_until: int
+    signature: str
+
+
+class ReceiptSigner:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("a receipt key has at least 32 bytes")
+        self._key = key
+
+    @classmethod
+    def generate(cls) -> ReceiptSigner:
+        return cls(secrets.token_bytes(32))
+
+    def _mac(self, receipt_id: str, camera_id: str, recorded_at: int, paused_until: int) -> str:
+        message = f"{_RECEIPT_FORMAT}|{receipt_id}|{camera_id}|{recorded_at}|{paused_until}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def sign(self, receipt_id: str, camera_id: str, recorded_at: int, paused_until: int) -> Receipt:
+        return Receipt(
+            receipt_id,
+            camera_id,
+            recorded_at,
+            paused_until,
+            self._mac(receipt_id, camera_id, recorded_at, paused_until),
+        )
+
+    def verify(self, receipt: Receipt) -> bool:
+        expected = self._mac(receipt.receipt_id, receipt.camera_id, receipt.recorded_at, receipt.paused_until)
+        # Bytes: compare_digest refuses non-ASCII strings, and a forged signature may hold anything.
+        return hmac.compare_digest(expected.encode(), receipt.signature.encode("utf-8", "replace"))
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    allowed: bool
+    retry_after_s: int = 0
+
+
+class ClientRateLimiter:
+    """A per-client moving-window limit; the client's address never leaves this object, and only hashed."""
+
+    def __init__(self, limits: str) -> None:
+        self._items: list[RateLimitItem] = parse_many(limits)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._salt = secrets.token_bytes(32)
+
+    def _key(self, address: str) -> str:
+        return hmac.new(self._salt, address.encode(), hashlib.sha256).hexdigest()
+
+    def hit(self, address: str) -> RateDecision:
+        key = self._key(address)
+        for item in self._items:
+            if not self._limiter.test(item, "objection", key):
+                reset = self._limiter.get_window_stats(item, "objection", key).reset_time
+                return RateDecision(False, max(1, int(reset - time.time()) + 1))
+        for item in self._items:
+            self._limiter.hit(item, "objection", key)
+        return RateDecision(True)
+
+
+def client_address(peer: str | None, forwarded_for: str | None, hops: int) -> str:
+    """The client's address: the TCP peer, or the one ``hops`` trusted proxies saw (X-Forwarded-For)."""
+    if hops > 0 and forwarded_for:
+        chain = [part.strip() for part in forwarded_for.split(",") if part.strip()]
+        if len(chain) >= hops:
+            return chain[-hops]
+        if chain:
+            return chain[0]
+    return peer or "unknown"

@@ -1,0 +1,130 @@
+"""Settings of the registry service, built once at start-up (env prefix ``VIGIE_REGISTRY_``)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from limits import parse_many
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from vigie_core.audit import AuditPublishSettings
+from vigie_core.auth import AuthSettings
+from vigie_core.settings import ServiceSettings
+
+__all__ = ["ObjectionSettings", "PolicyPublishSettings", "RegistrySettings"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObjectionSettings(_Section):
+    """The public objection endpoint (PRIVACY.md rules 15 and 16) and its abuse limits."""
+
+    default_pause_s: int = Field(900, ge=60, le=86_400, description="how long one objection pauses a camera")
+    max_pause_s: int = Field(
+        3600,
+        ge=60,
+        le=86_400,
+        description="the longest pause: objections extend a pause in progress up to this, never stack",
+    )
+    rate_limit: str = Field(
+        "5/minute;20/hour",
+        description=(
+            "objections one client may make, over all cameras ('limits' syntax: N/second|minute|hour|day)"
+        ),
+    )
+    forwarded_hops: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description=(
+            "proxies in front of the registry that append to X-Forwarded-For: the client is the address they "
+            "saw (0: the TCP peer; behind one ingress, 1)"
+        ),
+    )
+    retention_days: int = Field(
+        365,
+        ge=1,
+        le=3 * 366,
+        description="objection records (receipt id, camera, times) are deleted after this",
+    )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as error:
+            raise ValueError(f"not a rate limit such as '5/minute;20/hour': {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.default_pause_s > self.max_pause_s:
+            raise ValueError("objection.default_pause_s cannot exceed objection.max_pause_s")
+        return self
+
+
+class PolicyPublishSettings(_Section):
+    """How the registry keeps the NATS KV bucket ``vigie-policy`` equal to its database."""
+
+    reconcile_interval_s: float = Field(
+        10.0, gt=0, description="how often policies not yet in the bucket are published again"
+    )
+    history: int = Field(5, ge=1, le=64, description="revisions the bucket keeps per camera")
+    publish_timeout_s: float = Field(2.0, gt=0)
+
+
+class RegistrySettings(ServiceSettings, env_prefix="VIGIE_REGISTRY_", hide_input_in_errors=True):
+    database_url: SecretStr = Field(
+        SecretStr("sqlite+aiosqlite:///var/registry/registry.sqlite3"),
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://...",
+    )
+    database_schema: str | None = Field(
+        None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema (search_path); none: the default",
+    )
+    source_key: SecretStr | None = Field(
+        None,
+        description="Fernet key sealing the cameras' source URLs at rest (python -m vigie_registry keygen); "
+        "none: stored as given",
+    )
+    receipt_key: SecretStr | None = Field(
+        None,
+        description="HMAC key (at least 32 characters) signing objection receipts; none: one is generated at "
+        "start (receipts of earlier runs then no longer verify)",
+    )
+    admin_scope: str = Field("registry:admin", min_length=1, description="declares and changes cameras")
+    read_scope: str = Field("registry:read", min_length=1, description="reads the declarations")
+    dpo_scope: str = Field(
+        "registry:dpo", min_length=1, description="exports the register and DPIA documents"
+    )
+    authorisation_check_interval_s: float = Field(
+        30.0, gt=0, description="how often ended security_events authorisations are looked for"
+    )
+    retention_check_interval_s: float = Field(3600.0, gt=0)
+    objection: ObjectionSettings = ObjectionSettings()
+    policy: PolicyPublishSettings = PolicyPublishSettings()
+    auth: AuthSettings = AuthSettings()
+    audit: AuditPublishSettings = AuditPublishSettings()
+
+    @field_validator("receipt_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("receipt_key: at least 32 characters")
+        return value
+
+    @field_validator("source_key")
+    @classmethod
+    def _fernet(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from cryptography.fernet import Fernet
+
+            try:
+                Fernet(value.get_secret_value().encode())
+            except ValueError:
+                raise ValueError("source_key: not a Fernet key (python -m vigie_registry keygen)") from None
+        return value

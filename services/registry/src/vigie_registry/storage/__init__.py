@@ -1,0 +1,1 @@
+"""The registry's tables (SQLite by default, PostgreSQL in production) and their migrations."""

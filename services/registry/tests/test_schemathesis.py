@@ -1,0 +1,132 @@
+"""Schemathesis against the OpenAPI document: generated requests (valid and not) never get a 5xx, and
+every response matches the document. 30 examples per operation keep it short; VIGIE_FUZZ_EXAMPLES=200
+searches harder."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error, response_schema_conformance
+
+from vigie_core.audit import AuditPublisher, MemoryAuditSink
+from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier
+from vigie_registry.api.app import registry_app
+from vigie_registry.declaration import CameraDeclaration, SourceDeclaration
+from vigie_registry.objections import ClientRateLimiter, ReceiptSigner
+from vigie_registry.publication import MemoryPolicyBucket, PolicyPublisher
+from vigie_registry.settings import RegistrySettings
+from vigie_registry.storage.store import RegistryStore
+
+from .conftest import declaration, security_declaration
+
+SETTINGS = RegistrySettings(objection={"rate_limit": "100000/minute"})  # type: ignore[arg-type]
+
+
+class LiveApi:
+    """The registry API on a free port, served by uvicorn in a thread with its own event loop."""
+
+    def __init__(self, database: Path) -> None:
+        self.issuer = LocalTokenIssuer.generate()
+        self.url = ""
+        self._database = database
+        self._ready = threading.Event()
+        self._server: uvicorn.Server | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        store = await RegistryStore.open(f"sqlite+aiosqlite:///{self._database}")
+        now = int(time.time())
+        for camera_id, body, status in (
+            ("north-gate", declaration(), "active"),
+            ("draft-cam", declaration(), "draft"),
+            ("station", security_declaration(), "draft"),
+        ):
+            source = SourceDeclaration.model_validate(body["source"])
+            parsed = CameraDeclaration.model_validate({k: v for k, v in body.items() if k != "source"})
+            await store.create(camera_id, parsed, status, source, now=now)
+        audit = AuditPublisher("registry", MemoryAuditSink())
+        await audit.start()
+        app = registry_app(
+            store=store,
+            publisher=PolicyPublisher(store, MemoryPolicyBucket()),
+            audit=audit,
+            verifier=TokenVerifier(AuthSettings(), local_issuer=self.issuer),
+            settings=SETTINGS,
+            signer=ReceiptSigner.generate(),
+            limiter=ClientRateLimiter(SETTINGS.objection.rate_limit),
+        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
+        self._server = uvicorn.Server(config)
+        task = asyncio.create_task(self._server.serve())
+        while not self._server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+            await asyncio.sleep(0.01)
+        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        self._ready.set()
+        await task
+        await audit.close()
+        await store.close()
+
+    def __enter__(self) -> LiveApi:
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the API did not start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.should_exit = True
+        self._thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    with LiveApi(tmp_path_factory.mktemp("schemathesis") / "registry.sqlite3") as api:
+        yield api
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
+def test_no_generated_request_gets_a_server_error(live_api: LiveApi, mode: GenerationMode) -> None:
+    # schemathesis' pytest plugin (from_fixture) reads a pytest internal that pytest 9 removed; its
+    # strategies are driven with Hypothesis directly instead.
+    schema = schemathesis.openapi.from_url(f"{live_api.url}/openapi.json")
+    token = live_api.issuer.mint(
+        "operator-fuzz", ["registry:admin", "registry:read", "registry:dpo"], ttl_s=3600
+    )
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {f"{o.method.upper()} {o.path}" for o in operations} >= {
+        "POST /cameras",
+        "PUT /cameras/{camera_id}",
+        "POST /public/cameras/{camera_id}/objections",
+        "GET /register",
+    }
+    for operation in operations:
+        raw = operation.definition.raw
+        if mode == GenerationMode.NEGATIVE and not raw.get("parameters") and "requestBody" not in raw:
+            continue  # nothing to make invalid (GET /purposes, GET /public/cameras)
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=int(os.environ.get("VIGIE_FUZZ_EXAMPLES", "30")),
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate],
+            database=None,
+        )
+        def call(case: schemathesis.Case) -> None:
+            case.call_and_validate(
+                headers={"Authorization": f"Bearer {token}", "X-Vigie-Motive": "fuzzing"},
+                checks=[not_a_server_error, response_schema_conformance],
+            )
+
+        call()

@@ -1,0 +1,51 @@
+"""The service's settings: the environment, the abuse limits, the keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from cryptography.fernet import Fernet
+from pydantic import ValidationError
+
+from vigie_registry.settings import ObjectionSettings, RegistrySettings
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIE_REGISTRY_OBJECTION__MAX_PAUSE_S", "1800")
+    monkeypatch.setenv("VIGIE_REGISTRY_ADMIN_SCOPE", "city:registry-admin")
+    settings = RegistrySettings.load()
+    assert settings.objection.max_pause_s == 1800
+    assert settings.objection.default_pause_s == 900
+    assert settings.admin_scope == "city:registry-admin"
+    monkeypatch.setenv("VIGIE_REGISTRY_OBJECTIONS__MAX_PAUSE_S", "10")
+    with pytest.raises(ValueError, match="VIGIE_REGISTRY_OBJECTIONS__MAX_PAUSE_S"):
+        RegistrySettings.load()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rate_limit": "lots"}, "not a rate limit"),
+        ({"default_pause_s": 3000, "max_pause_s": 600}, "cannot exceed"),
+        ({"max_pause_s": 10 * 86_400}, "less than or equal"),
+    ],
+)
+def test_objection_limits_are_checked(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ObjectionSettings.model_validate(changes)
+
+
+def test_keys_are_checked_and_never_echoed() -> None:
+    with pytest.raises(ValidationError, match="at least 32 characters") as short:
+        RegistrySettings(receipt_key="short-secret")  # type: ignore[arg-type]
+    assert "short-secret" not in str(short.value)
+    with pytest.raises(ValidationError, match="not a Fernet key") as bad:
+        RegistrySettings(source_key="not-a-key-secret")  # type: ignore[arg-type]
+    assert "not-a-key-secret" not in str(bad.value)
+    key = subprocess.run(
+        [sys.executable, "-m", "vigie_registry", "keygen"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    Fernet(key.encode())
+    assert RegistrySettings(source_key=key).source_key is not None  # type: ignore[arg-type]
