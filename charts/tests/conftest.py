@@ -22,6 +22,7 @@ CHART = REPOSITORY / "charts" / "vigie"
 HELM = REPOSITORY / "var" / "tools" / "helm"
 KUBE_VERSION = "1.32.0"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+PROMETHEUS_RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
 RELEASE = "vigie"
 NAMESPACE = "vigie"
 
@@ -106,7 +107,7 @@ def render(helm: Path, chart_dir: Path) -> Callable[[str], Rendering]:
         if name not in cache:
             _, files, operator = next(r for r in RENDERINGS if r[0] == name)
             copied = tuple(chart_dir / "ci" / f.name for f in files)
-            api = (SERVICE_MONITOR_API,) if operator else ()
+            api = (SERVICE_MONITOR_API, PROMETHEUS_RULE_API) if operator else ()
             result = template(helm, chart_dir, *copied, api_versions=api)
             assert result.returncode == 0, result.stderr
             manifests = tuple(m for m in yaml.safe_load_all(result.stdout) if m)

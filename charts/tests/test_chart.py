@@ -8,6 +8,9 @@ for the fields Vigie sets.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -98,7 +101,7 @@ def test_custom_resources_are_well_formed(rendering: Any) -> None:
         assert cluster["spec"]["instances"] >= 1
         assert cluster["spec"]["bootstrap"]["initdb"]["database"]
     kinds = {m["kind"] for m in rendering.manifests if _group(m) in CUSTOM_GROUPS}
-    assert kinds <= {"ServiceMonitor", "PodMonitor", "Cluster"}
+    assert kinds <= {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Cluster"}
 
 
 def test_every_pod_meets_the_restricted_pod_security_standard(rendering: Any) -> None:
@@ -283,7 +286,7 @@ def test_service_monitors_follow_the_cluster_capabilities(render: Callable[[str]
         m["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
         for m in with_operator.of_kind("ServiceMonitor")
     }
-    assert monitored == {"ingest", "inference", "anonymiser", "aggregation", "audit", "triton"}
+    assert monitored == {*VIGIE_SERVICES, "triton"}
     assert len(with_operator.of_kind("PodMonitor")) == 1
 
 
@@ -355,3 +358,33 @@ def test_invalid_values_are_refused_with_a_clear_message(
     result = helm_template(sets=sets)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+def test_the_alerts_are_valid_rules_on_known_metrics(render: Callable[[str], Any], tmp_path: Path) -> None:
+    """files/alerts.yaml: promtool accepts it, its metrics exist, and it is rendered only with the CRD."""
+    alerts = CHART / "files" / "alerts.yaml"
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        message = "promtool not found: apt-get install prometheus (.ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(alerts)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    groups = yaml.safe_load(alerts.read_text())["groups"]
+    sources = "".join(
+        path.read_text()
+        for pattern in ("services/*/src/**/*.py", "libs/*/src/**/*.py")
+        for path in REPOSITORY.glob(pattern)
+    )
+    for rule in (rule for group in groups for rule in group["rules"]):
+        assert set(rule["annotations"]) == {"summary", "description"}, rule["alert"]
+        for metric in re.findall(r"\b(vigie_[a-z0-9_]+)", rule["expr"]):
+            base = re.sub(r"_(total|bucket)$", "", metric)
+            built = base.startswith("vigie_ingest_") and '"vigie_ingest_{name}"' in sources
+            assert f'"{base}"' in sources or built, f"{rule['alert']}: no service defines {metric}"
+    [rules] = render("default+prometheus-operator").of_kind("PrometheusRule")
+    assert rules["spec"] == {"groups": groups}
+    assert not render("default").of_kind("PrometheusRule")
