@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sysconfig
 import tempfile
@@ -27,6 +26,7 @@ from types import TracebackType
 from typing import Self
 
 from vigie_core.permissions import inbox_prefix, nats_authorization, user_name
+from vigie_embedded.processes import stop_process_group
 
 ADMIN_USER = "admin"
 
@@ -174,13 +174,8 @@ class EmbeddedNats:
         return log.read_text()[-2000:] if log.is_file() else "(no log)"
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait()
+        if self._process is not None:
+            stop_process_group(self._process, grace_s=10)
         self._process = None
         if self._workdir is not None:
             self._workdir.cleanup()

@@ -21,6 +21,19 @@ def free_port() -> int:
         return port
 
 
+def stop_process_group(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM to the process's group (it was started with ``start_new_session``), SIGKILL after
+    ``grace_s``; returns once it has exited."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -49,14 +62,8 @@ class ServiceProcess:
         return None if self.process is None else self.process.poll()
 
     def stop(self, grace_s: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_process_group(self.process, grace_s)
 
 
 @dataclass

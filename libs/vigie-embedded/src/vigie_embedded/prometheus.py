@@ -8,9 +8,7 @@ run gives every rate and quantile of the dashboards enough samples.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -21,7 +19,7 @@ from typing import IO, Any, Self
 
 import httpx
 
-from vigie_embedded.processes import free_port
+from vigie_embedded.processes import free_port, stop_process_group
 
 __all__ = ["EmbeddedPrometheus", "prometheus_binary"]
 
@@ -100,13 +98,8 @@ class EmbeddedPrometheus:
         return body["data"]
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait()
+        if self._process is not None:
+            stop_process_group(self._process, grace_s=10)
         self._process = None
         if self._log is not None:
             self._log.close()
