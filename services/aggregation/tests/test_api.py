@@ -144,6 +144,32 @@ async def test_no_token_is_401_and_a_token_without_the_scope_is_403(api: Api) ->
     assert api.sink.messages == []  # nothing was read, nothing to audit
 
 
+async def test_a_site_scope_reads_only_its_site(api: Api) -> None:
+    """stats:read:site:<site> gives that site's figures only; another site is a permission violation."""
+    own = api.token("stats:read:site:centre")
+    response = await api.client.get("/crossings", params=day_params(), headers=own)
+    assert response.status_code == 200
+    assert {item["site"] for item in response.json()["items"]} == {"centre"}
+    sites = (await api.client.get("/sites", headers=own)).json()["sites"]
+    assert [site["site"] for site in sites] == ["centre"]
+    other = api.token("stats:read:site:north")
+    assert (await api.client.get("/sites", headers=other)).json()["sites"] == []
+    for params in (day_params(), {**day_params(site=None), "camera": "cam-a"}):
+        params = {k: v for k, v in params.items() if v is not None}
+        response = await api.client.get("/crossings", params=params, headers=other)
+        assert response.status_code == 403, response.text
+        assert "centre" in response.json()["detail"]
+    events = api.sink.events()
+    assert [action_name(e.action) for e in events] == [
+        "data_read",
+        "permission_violation",
+        "permission_violation",
+    ]
+    assert all(e.details["sites"] == "centre" for e in events[1:])
+    assert set(events[1].camera_ids) == set(CAMERAS)
+    assert list(events[2].camera_ids) == ["cam-a"]
+
+
 @pytest.mark.parametrize(
     ("params", "field", "words"),
     [

@@ -50,6 +50,7 @@ __all__ = [
     "Principal",
     "TokenVerifier",
     "install_authentication",
+    "require_authorization",
     "require_scopes",
 ]
 
@@ -302,6 +303,20 @@ def require_scopes(*scopes: str) -> Callable[..., Principal]:
     """A FastAPI dependency: the verified :class:`Principal`, which must hold every one of ``scopes``."""
     required = frozenset(scopes)
 
+    def lacking(granted: frozenset[str]) -> str | None:
+        missing = required - granted
+        return f"the token lacks the scope(s): {', '.join(sorted(missing))}" if missing else None
+
+    return require_authorization(lacking, " ".join(sorted(required)))
+
+
+def require_authorization(
+    lacking: Callable[[frozenset[str]], str | None], challenge_scope: str
+) -> Callable[..., Principal]:
+    """A FastAPI dependency: the verified :class:`Principal`, refused with 403 when ``lacking(scopes)``
+    says what its scopes lack (e.g. one of several scopes is enough); ``challenge_scope`` is the scope
+    named in the ``WWW-Authenticate`` header."""
+
     # A plain function: FastAPI runs it in its thread pool, where a JWKS fetch may block.
     def authenticated(
         request: Request,
@@ -325,14 +340,15 @@ def require_scopes(*scopes: str) -> Callable[..., Principal]:
         except AuthUnavailableError as error:
             logger.error("%s", error)
             raise HTTPException(503, "the identity provider's keys are unavailable") from None
-        missing = required - principal.scopes
-        if missing:
-            scope = " ".join(sorted(required))
+        refusal = lacking(principal.scopes)
+        if refusal:
             raise HTTPException(
                 403,
-                f"the token lacks the scope(s): {', '.join(sorted(missing))}",
+                refusal,
                 headers={
-                    "WWW-Authenticate": f'Bearer realm="vigie", error="insufficient_scope", scope="{scope}"'
+                    "WWW-Authenticate": (
+                        f'Bearer realm="vigie", error="insufficient_scope", scope="{challenge_scope}"'
+                    )
                 },
             )
         return principal

@@ -17,6 +17,7 @@ disclosure control hold for any combination of queries.
 
 # No "from __future__ import annotations": FastAPI must see the routes' annotations as objects, and they
 # refer to the factory's locals (the scope the token needs).
+import contextlib
 import csv
 import io
 import math
@@ -55,11 +56,12 @@ from vigie_aggregation.vocabulary import (
 )
 from vigie_core.audit import (
     AuditAction,
+    AuditOutcome,
     AuditPublisher,
     AuditUnavailableError,
     InvalidAuditEventError,
 )
-from vigie_core.auth import Principal, TokenVerifier, install_authentication, require_scopes
+from vigie_core.auth import Principal, TokenVerifier, install_authentication, require_authorization
 
 __all__ = ["statistics_app"]
 
@@ -148,7 +150,9 @@ computed from any totals, days or other queries. A suppressed figure has `suppre
 and a reason. Every figure carries the share of the period its cameras were actually analysed
 (`coverage.ratio`): a partly analysed period has partial counts.
 
-**Access.** OAuth2 bearer token with the `stats:read` scope. Every read is recorded in the audit journal
+**Access.** OAuth2 bearer token with the `stats:read` scope (every site), or one or more
+`stats:read:site:<site>` scopes (only those sites; another site gives 403, recorded as a permission
+violation). Every read is recorded in the audit journal
 with the operator, the cameras, the time range and the motive you give (`motive=` or the `X-Vigie-Motive`
 header; required).
 
@@ -237,7 +241,23 @@ def statistics_app(
         openapi_tags=[{"name": "statistics", "description": "released, disclosure-controlled figures"}],
     )
     install_authentication(app, verifier)
-    read = require_scopes(settings.read_scope)
+    # stats:read reads every site; stats:read:site:<site> (one or more) only those sites: a department
+    # sees its own sites' figures.
+    site_scope = f"{settings.read_scope}:site:"
+
+    def lacking(granted: frozenset[str]) -> str | None:
+        if settings.read_scope in granted or any(scope.startswith(site_scope) for scope in granted):
+            return None
+        return f"the token lacks the scope {settings.read_scope} (or {site_scope}<site>)"
+
+    read = require_authorization(lacking, settings.read_scope)
+
+    def readable_sites(principal: Principal) -> frozenset[str] | None:
+        """The sites the principal may read; None: every site."""
+        if settings.read_scope in principal.scopes:
+            return None
+        return frozenset(s.removeprefix(site_scope) for s in principal.scopes if s.startswith(site_scope))
+
     window_s = settings.disclosure.window_s
     max_page = settings.max_page_size
     disclosure = {
@@ -272,10 +292,31 @@ def statistics_app(
             raise _invalid("motive", "at most 1000 characters, no control characters")
         return text
 
-    def scope_of(
+    async def scope_of(
+        principal: Principal, site: str | None, cameras: list[str] | None
+    ) -> tuple[str | None, tuple[str, ...], list[str]]:
+        """The site or cameras asked for, and every camera the read concerns (for the audit); 403 (and a
+        permission violation in the audit journal) for a site the token may not read."""
+        site_id, camera_ids, concerned = requested(site, cameras)
+        allowed = readable_sites(principal)
+        wanted = {site_id} if site_id is not None else {sites.site_of(c) or "" for c in camera_ids}
+        if allowed is None or wanted <= allowed:
+            return site_id, camera_ids, concerned
+        refused = sorted(wanted - allowed)
+        with contextlib.suppress(AuditUnavailableError, InvalidAuditEventError):
+            await audit.record(
+                AuditAction.AUDIT_ACTION_PERMISSION_VIOLATION,
+                actor=principal.subject,
+                motive="statistics of a site the token may not read",
+                camera_ids=concerned,
+                outcome=AuditOutcome.AUDIT_OUTCOME_DENIED,
+                details={"sites": ",".join(refused)},
+            )
+        raise HTTPException(403, f"the token may not read site(s) {', '.join(refused)}")
+
+    def requested(
         site: str | None, cameras: list[str] | None
     ) -> tuple[str | None, tuple[str, ...], list[str]]:
-        """The site or cameras asked for, and every camera the read concerns (for the audit)."""
         if (site is None) == (not cameras):
             raise _invalid("site", "give either site= or one or more camera=, not both")
         if site is not None:
@@ -479,7 +520,7 @@ def statistics_app(
     ) -> Response:
         output = _choose_format(format_, request.headers.get("accept"))
         reason = motive_of(motive, x_vigie_motive)
-        site_id, camera_ids, cameras = scope_of(site, camera)
+        site_id, camera_ids, cameras = await scope_of(principal, site, camera)
         lines = items_of("line", line)
         if level != "line" and direction != "all":
             raise _invalid("direction", "directions exist per line only: use level=line", direction)
@@ -566,7 +607,7 @@ def statistics_app(
     ) -> Response:
         output = _choose_format(format_, request.headers.get("accept"))
         reason = motive_of(motive, x_vigie_motive)
-        site_id, camera_ids, cameras = scope_of(site, camera)
+        site_id, camera_ids, cameras = await scope_of(principal, site, camera)
         zones = items_of("zone", zone)
         begin, finish = period_of(start, end, granularity)
         query = CellQuery(
@@ -652,7 +693,7 @@ def statistics_app(
     ) -> Response:
         output = _choose_format(format_, request.headers.get("accept"))
         reason = motive_of(motive, x_vigie_motive)
-        site_id, camera_ids, cameras = scope_of(site, camera)
+        site_id, camera_ids, cameras = await scope_of(principal, site, camera)
         zones = items_of("zone", zone)
         if dwell not in (ALL, "each") and not _BUCKET.fullmatch(dwell):
             raise _invalid("dwell", "all, each, or a bucket like 60-300 or 300-", dwell)
@@ -715,10 +756,13 @@ def statistics_app(
         responses={k: v for k, v in _RESPONSES.items() if k in (401, 403)},
     )
     async def list_sites(principal: Authorized) -> SitesPage:
-        del principal  # configuration, not statistics: not an audited read
+        # Configuration, not statistics: not an audited read. Only the sites the token may read.
+        allowed = readable_sites(principal)
         return SitesPage(
             sites=[
-                Site(site=site, cameras=sorted(cameras)) for site, cameras in sorted(sites.sites().items())
+                Site(site=site, cameras=sorted(cameras))
+                for site, cameras in sorted(sites.sites().items())
+                if allowed is None or site in allowed
             ]
         )
 
