@@ -13,13 +13,16 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from vigie_core.audit import AuditPublisher, AuditPublishSettings, MemoryAuditSink
 from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier
 from vigie_registry.api.app import registry_app
+from vigie_registry.http import form_tokens_for, mount_registry
 from vigie_registry.metrics import RegistryMetrics
 from vigie_registry.objections import ClientRateLimiter, ReceiptSigner
+from vigie_registry.public.form_token import FormTokens
 from vigie_registry.publication import MemoryPolicyBucket, PolicyPublisher
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import RegistryStore, SourceCipher
@@ -204,6 +207,85 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client, sink, issuer, store, bucket, publisher, clock, registry, signer, audit)
+    finally:
+        await audit.close()
+        await store.close()
+
+
+# -- the whole HTTP surface in process: the API under /v1 and the transparency page at / -----------------
+
+
+@dataclass
+class Site:
+    client: httpx.AsyncClient
+    sink: MemoryAuditSink
+    issuer: LocalTokenIssuer
+    store: RegistryStore
+    bucket: MemoryPolicyBucket
+    clock: Clock
+    registry: CollectorRegistry
+    tokens: FormTokens
+    settings: RegistrySettings
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.issuer.mint('operator-7', ['registry:admin'])}",
+            "X-Vigie-Motive": "declaring a camera",
+        }
+
+    async def declare(self, camera_id: str = "north-gate", status: str = "active", **changes: Any) -> None:
+        body = {"id": camera_id, **declaration(**changes), "status": status}
+        response = await self.client.post("/v1/cameras", json=body, headers=self.admin)
+        assert response.status_code == 201, response.text
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        return self.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+SITE_URL = "https://cameras.ville.example"
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    settings = RegistrySettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/registry.sqlite3",  # type: ignore[arg-type]
+        receipt_key="r" * 32,  # type: ignore[arg-type]
+        # The client is the address in X-Forwarded-For (as behind the chart's ingress): tests vary it.
+        objection={"rate_limit": "3/minute", "forwarded_hops": 1},  # type: ignore[arg-type]
+        public={"base_url": SITE_URL, "form_token_ttl_s": 600},  # type: ignore[arg-type]
+    )
+    store = await RegistryStore.open(
+        settings.database_url.get_secret_value(), cipher=SourceCipher(CIPHER_KEY)
+    )
+    clock = Clock(datetime.now(UTC))
+    registry = CollectorRegistry()
+    bucket = MemoryPolicyBucket()
+    publisher = PolicyPublisher(store, bucket, registry=registry, clock=clock)
+    issuer = LocalTokenIssuer.generate()
+    sink = MemoryAuditSink()
+    audit = AuditPublisher("registry", sink, settings=QUICK_AUDIT)
+    await audit.start()
+    tokens = form_tokens_for(settings, clock)
+    root = FastAPI()
+    mount_registry(
+        root,
+        store=store,
+        publisher=publisher,
+        audit=audit,
+        verifier=TokenVerifier(AuthSettings(), local_issuer=issuer),
+        settings=settings,
+        signer=ReceiptSigner(b"r" * 32),
+        metrics=RegistryMetrics(registry),
+        clock=clock,
+        form_tokens=tokens,
+    )
+    transport = httpx.ASGITransport(app=root)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers={"X-Forwarded-For": "192.0.2.10"}
+        ) as client:
+            yield Site(client, sink, issuer, store, bucket, clock, registry, tokens, settings)
     finally:
         await audit.close()
         await store.close()

@@ -1,6 +1,7 @@
 """Schemathesis against the OpenAPI document: generated requests (valid and not) never get a 5xx, and
-every response matches the document. 30 examples per operation keep it short; VIGIE_FUZZ_EXAMPLES=200
-searches harder."""
+every response matches the document; the transparency page (not in the document: HTML) gets the same
+with Hypothesis-generated paths, languages, forms and headers. 30 examples per operation keep it short;
+VIGIE_FUZZ_EXAMPLES=200 searches harder."""
 
 from __future__ import annotations
 
@@ -10,19 +11,25 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 import schemathesis
 import uvicorn
+from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from vigie_core.audit import AuditPublisher, MemoryAuditSink
 from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier
-from vigie_registry.api.app import registry_app
 from vigie_registry.declaration import CameraDeclaration, SourceDeclaration
-from vigie_registry.objections import ClientRateLimiter, ReceiptSigner
+from vigie_registry.http import API_PREFIX, mount_registry
+from vigie_registry.metrics import RegistryMetrics
+from vigie_registry.objections import ReceiptSigner
 from vigie_registry.publication import MemoryPolicyBucket, PolicyPublisher
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import RegistryStore
@@ -38,6 +45,7 @@ class LiveApi:
     def __init__(self, database: Path) -> None:
         self.issuer = LocalTokenIssuer.generate()
         self.url = ""
+        self.site_url = ""
         self._database = database
         self._ready = threading.Event()
         self._server: uvicorn.Server | None = None
@@ -56,14 +64,17 @@ class LiveApi:
             await store.create(camera_id, parsed, status, source, now=now)
         audit = AuditPublisher("registry", MemoryAuditSink())
         await audit.start()
-        app = registry_app(
+        # The whole HTTP surface, as the service mounts it: the API under /v1, the page at /.
+        app = FastAPI()
+        mount_registry(
+            app,
             store=store,
             publisher=PolicyPublisher(store, MemoryPolicyBucket()),
             audit=audit,
             verifier=TokenVerifier(AuthSettings(), local_issuer=self.issuer),
             settings=SETTINGS,
             signer=ReceiptSigner.generate(),
-            limiter=ClientRateLimiter(SETTINGS.objection.rate_limit),
+            metrics=RegistryMetrics(CollectorRegistry()),
         )
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
         self._server = uvicorn.Server(config)
@@ -71,7 +82,8 @@ class LiveApi:
         while not self._server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
             await asyncio.sleep(0.01)
         host, port = self._server.servers[0].sockets[0].getsockname()[:2]
-        self.url = f"http://{host}:{port}"
+        self.site_url = f"http://{host}:{port}"
+        self.url = f"{self.site_url}{API_PREFIX}"
         self._ready.set()
         await task
         await audit.close()
@@ -128,5 +140,68 @@ def test_no_generated_request_gets_a_server_error(live_api: LiveApi, mode: Gener
                 headers={"Authorization": f"Bearer {token}", "X-Vigie-Motive": "fuzzing"},
                 checks=[not_a_server_error, response_schema_conformance],
             )
+
+        call()
+
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
+# Header values as clients send them: printable ASCII.
+_ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(str.strip)
+_CAMERA = st.one_of(
+    st.sampled_from(["north-gate", "draft-cam", "station", "nowhere"]), _TEXT.map(lambda c: quote(c, safe=""))
+)
+_HEADERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "Accept-Language": st.one_of(st.sampled_from(["fr", "en-GB,en;q=0.9", "*", "q=;;,"]), _ASCII),
+        "Sec-Fetch-Site": st.sampled_from(["same-origin", "cross-site", "none", ""]),
+        "Origin": st.one_of(st.just("null"), _ASCII),
+        "X-Forwarded-For": _ASCII,
+        "Content-Type": st.sampled_from(
+            ["application/x-www-form-urlencoded", "application/json", "multipart/form-data", "text/plain"]
+        ),
+    },
+)
+
+
+def test_the_transparency_page_never_gets_a_server_error(live_api: LiveApi) -> None:
+    paths = st.one_of(
+        st.sampled_from(["/", "/receipts/verify", "/static/site.css", "/cameras/"]),
+        _CAMERA.map(lambda c: f"/cameras/{c}"),
+        _CAMERA.map(lambda c: f"/cameras/{c}/sign.svg"),
+        _CAMERA.map(lambda c: f"/cameras/{c}/sign.pdf"),
+        _CAMERA.map(lambda c: f"/cameras/{c}/objection"),
+    )
+    forms = st.dictionaries(
+        st.sampled_from(
+            ["token", "lang", "receipt_id", "camera_id", "recorded_at", "paused_until", "signature"]
+        ),
+        _TEXT,
+    )
+
+    with httpx.Client(base_url=live_api.site_url, timeout=30) as client:
+
+        @given(
+            method=st.sampled_from(["GET", "POST", "PUT"]),
+            path=paths,
+            lang=st.one_of(st.none(), st.sampled_from(["fr", "en"]), _TEXT),
+            form=forms,
+            headers=_HEADERS,
+        )
+        @settings(
+            max_examples=int(os.environ.get("VIGIE_FUZZ_EXAMPLES", "30")) * 5,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        def call(
+            method: str, path: str, lang: str | None, form: dict[str, str], headers: dict[str, str]
+        ) -> None:
+            params = {} if lang is None else {"lang": lang}
+            response = client.request(method, path, params=params, data=form or None, headers=headers)
+            assert response.status_code < 500, (method, path, response.status_code, response.text[:300])
+            if response.status_code >= 400 or response.headers["content-type"].startswith("text/html"):
+                assert response.headers["content-type"].startswith("text/html"), (method, path, response.text)
+                assert "default-src 'none'" in response.headers["content-security-policy"]
 
         call()

@@ -9,7 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
-from vigie_registry.settings import ObjectionSettings, RegistrySettings
+from vigie_registry.settings import ObjectionSettings, PublicSiteSettings, RegistrySettings
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,3 +49,19 @@ def test_keys_are_checked_and_never_echoed() -> None:
     ).stdout.strip()
     Fernet(key.encode())
     assert RegistrySettings(source_key=key).source_key is not None  # type: ignore[arg-type]
+
+
+def test_the_public_page_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIE_REGISTRY_PUBLIC__BASE_URL", "https://cameras.ville.example/")
+    monkeypatch.setenv("VIGIE_REGISTRY_PUBLIC__DEFAULT_LANGUAGE", "en")
+    settings = RegistrySettings.load()
+    assert settings.public.base_url == "https://cameras.ville.example"
+    assert settings.public.default_language == "en"
+    assert settings.public.timezone == "Europe/Paris"
+    for bad in (
+        {"timezone": "Mars/Olympus"},
+        {"base_url": "cameras.ville.example"},
+        {"default_language": "de"},
+    ):
+        with pytest.raises(ValidationError):
+            PublicSiteSettings.model_validate(bad)

@@ -20,13 +20,23 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-__all__ = ["ClientRateLimiter", "RateDecision", "Receipt", "ReceiptSigner", "new_receipt_id"]
+__all__ = [
+    "ClientRateLimiter",
+    "RateDecision",
+    "Receipt",
+    "ReceiptSigner",
+    "client_address",
+    "cross_site",
+    "new_receipt_id",
+]
 
 _RECEIPT_FORMAT = "vigie-objection-receipt/1"
 
@@ -112,3 +122,22 @@ def client_address(peer: str | None, forwarded_for: str | None, hops: int) -> st
         if chain:
             return chain[0]
     return peer or "unknown"
+
+
+def cross_site(sec_fetch_site: str | None, origin: str | None, hosts: Iterable[str]) -> bool:
+    """Whether the browser says this post comes from another site than the page's ``hosts``.
+
+    A third-party page making its visitors' browsers object would spread objections over their addresses
+    and so around the per-client limit: both the page's button and the JSON endpoint refuse it.
+    Fetch metadata first (every current browser sends it); then the Origin header, compared by host and
+    port only, since TLS usually ends at the ingress. A client sending neither (an old browser, a script)
+    is let through: the form token, bound to its address, still applies.
+    """
+    if sec_fetch_site is not None:
+        return sec_fetch_site.strip().lower() != "same-origin"
+    if origin is None:
+        return False
+    if origin.strip().lower() == "null":
+        return True
+    netloc = urlsplit(origin.strip()).netloc.lower()
+    return netloc not in {h.lower() for h in hosts}

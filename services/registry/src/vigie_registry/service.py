@@ -27,10 +27,10 @@ from vigie_core.audit import AuditAction, AuditPublisher, start_audit_publisher
 from vigie_core.auth import TokenVerifier
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect
-from vigie_registry.api.app import registry_app
 from vigie_registry.camera import StoredCamera
+from vigie_registry.http import API_PREFIX, mount_registry
 from vigie_registry.metrics import RegistryMetrics
-from vigie_registry.objections import ClientRateLimiter, ReceiptSigner
+from vigie_registry.objections import ReceiptSigner
 from vigie_registry.publication import NatsPolicyBucket, PolicyBucket, PolicyPublisher
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import RegistryStore, SourceCipher
@@ -39,7 +39,6 @@ __all__ = ["ACTOR", "API_PREFIX", "end_authorisations", "remove_old_objections",
 
 logger = logging.getLogger("vigie.registry")
 
-API_PREFIX = "/v1"
 ACTOR = "service:registry"
 
 
@@ -178,25 +177,26 @@ async def serve(
         result.removed,
         result.failed,
     )
-    runtime.app.mount(
-        API_PREFIX,
-        registry_app(
-            store=store,
-            publisher=publisher,
-            audit=audit,
-            verifier=TokenVerifier.from_settings(settings.auth),
-            settings=settings,
-            signer=receipt_signer(settings),
-            limiter=ClientRateLimiter(settings.objection.rate_limit),
-            metrics=metrics,
-            clock=clock,
-        ),
+    mount_registry(
+        runtime.app,
+        store=store,
+        publisher=publisher,
+        audit=audit,
+        verifier=TokenVerifier.from_settings(settings.auth),
+        settings=settings,
+        signer=receipt_signer(settings),
+        metrics=metrics,
+        clock=clock,
     )
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
     runtime.readiness.add("policy", publisher.problem)
     runtime.readiness.mark_started()
     logger.info(
-        "registry of %d camera(s); API on %s%s", len(await store.cameras()), runtime.http_url, API_PREFIX
+        "registry of %d camera(s); API on %s%s, transparency page on %s/",
+        len(await store.cameras()),
+        runtime.http_url,
+        API_PREFIX,
+        runtime.http_url,
     )
 
     async def reconcile() -> None:

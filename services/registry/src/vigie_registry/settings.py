@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -11,7 +13,7 @@ from vigie_core.audit import AuditPublishSettings
 from vigie_core.auth import AuthSettings
 from vigie_core.settings import ServiceSettings
 
-__all__ = ["ObjectionSettings", "PolicyPublishSettings", "RegistrySettings"]
+__all__ = ["ObjectionSettings", "PolicyPublishSettings", "PublicSiteSettings", "RegistrySettings"]
 
 
 class _Section(BaseModel):
@@ -76,6 +78,46 @@ class PolicyPublishSettings(_Section):
     publish_timeout_s: float = Field(2.0, gt=0)
 
 
+class PublicSiteSettings(_Section):
+    """The public transparency page (``/``, ``/cameras/{id}``) and the cameras' signs."""
+
+    base_url: str | None = Field(
+        None,
+        max_length=200,
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="the page's public address (e.g. https://cameras.ville.example): the signs' QR codes "
+        "point to BASE/cameras/ID and form posts from it are accepted; none: taken from each request "
+        "(set it before printing signs)",
+    )
+    default_language: Literal["fr", "en"] = Field(
+        "fr", description="the page's language when neither ?lang= nor Accept-Language chooses one"
+    )
+    timezone: str = Field("Europe/Paris", description="times on the page and the signs (IANA name)")
+    form_token_ttl_s: int = Field(
+        3600,
+        ge=60,
+        le=86_400,
+        description="how long the object button's form stays valid after the page was loaded",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not a known IANA time zone: {value!r}") from None
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
 class RegistrySettings(ServiceSettings, env_prefix="VIGIE_REGISTRY_", hide_input_in_errors=True):
     database_url: SecretStr = Field(
         SecretStr("sqlite+aiosqlite:///var/registry/registry.sqlite3"),
@@ -107,6 +149,7 @@ class RegistrySettings(ServiceSettings, env_prefix="VIGIE_REGISTRY_", hide_input
     retention_check_interval_s: float = Field(3600.0, gt=0)
     objection: ObjectionSettings = ObjectionSettings()
     policy: PolicyPublishSettings = PolicyPublishSettings()
+    public: PublicSiteSettings = PublicSiteSettings()
     auth: AuthSettings = AuthSettings()
     audit: AuditPublishSettings = AuditPublishSettings()
 

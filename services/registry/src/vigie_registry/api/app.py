@@ -14,7 +14,9 @@ whose commit waits for the audit event to be buffered, publishes the camera's po
   ``objection_honoured``. What cannot be audited is refused (503).
 - Public, no login: ``/public/...``: the cameras in operation and their live state, the objection, and
   receipt verification. Nothing there identifies anyone; the client's address only feeds the in-memory
-  rate limit.
+  rate limit. A browser's objection from another site's page is refused (403): see
+  :func:`vigie_registry.objections.cross_site`. The transparency page's button goes through the same
+  :class:`~vigie_registry.right_to_object.ObjectionDesk`.
 - A validation error never echoes its input (a body may hold the source's credentials).
 """
 
@@ -27,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NoReturn
+from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -69,11 +72,18 @@ from vigie_registry.objections import (
     Receipt,
     ReceiptSigner,
     client_address,
-    new_receipt_id,
+    cross_site,
 )
 from vigie_registry.publication import PolicyPublisher
 from vigie_registry.purposes import OUTPUTS, PURPOSES, SECURITY_EVENT_KINDS
 from vigie_registry.register import dpia_document, processing_register, register_csv, register_entry
+from vigie_registry.right_to_object import (
+    PUBLIC_ACTOR,
+    NotHonouredError,
+    ObjectionDesk,
+    PauseTooLongError,
+    RateLimitedError,
+)
 from vigie_registry.rules import RuleViolation, check_declaration, check_transition
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import CameraExistsError, CameraNotFoundError, RegistryStore
@@ -82,7 +92,6 @@ __all__ = ["PUBLIC_ACTOR", "registry_app"]
 
 logger = logging.getLogger("vigie.registry.api")
 
-PUBLIC_ACTOR = "public:anonymous"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON = "application/json"
 _CSV = "text/csv"
@@ -202,8 +211,13 @@ def registry_app(
     limiter: ClientRateLimiter | None = None,
     metrics: RegistryMetrics | None = None,
     clock: Callable[[], float] = time.time,
+    desk: ObjectionDesk | None = None,
 ) -> FastAPI:
-    """The API as a FastAPI application (the service mounts it under ``/v1``)."""
+    """The API as a FastAPI application (the service mounts it under ``/v1``).
+
+    ``desk`` honours objections; pass the one the transparency page uses so that both share the abuse
+    limits (without it, one is built from ``limiter``).
+    """
     app = FastAPI(
         title="Vigie registry API",
         version="1.0.0",
@@ -215,9 +229,18 @@ def registry_app(
         ],
     )
     install_authentication(app, verifier)
-    limiter = limiter or ClientRateLimiter(settings.objection.rate_limit)
     metrics = metrics or RegistryMetrics()
     objection = settings.objection
+    desk = desk or ObjectionDesk(
+        store=store,
+        publisher=publisher,
+        audit=audit,
+        signer=signer,
+        settings=objection,
+        limiter=limiter,
+        metrics=metrics,
+        clock=clock,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -694,6 +717,7 @@ def registry_app(
                 "description": "the camera is not analysing, or a legal text restricts objection",
                 **_ERROR,
             },
+            403: {"description": "a browser sent it from another site's page", **_ERROR},
             429: {"description": "too many objections from this client; see Retry-After", **_ERROR},
             503: {"description": "the objection cannot be recorded now", **_ERROR},
         },
@@ -703,74 +727,41 @@ def registry_app(
         request: Request,
         body: Annotated[ObjectionRequest | None, Body()] = None,
     ) -> ObjectionReceipt:
-        address = client_address(
-            request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for"),
-            objection.forwarded_hops,
-        )
-        allowed = limiter.hit(address)
-        del address  # used only as the limiter's (hashed) key
-        if not allowed.allowed:
-            metrics.rate_limited.inc()
+        hosts = {request.headers.get("host", "")}
+        if settings.public.base_url:
+            hosts.add(urlsplit(settings.public.base_url).netloc)
+        if cross_site(request.headers.get("sec-fetch-site"), request.headers.get("origin"), hosts):
             raise HTTPException(
-                429,
-                f"too many objections from this connection; try again in {allowed.retry_after_s} s",
-                headers={"Retry-After": str(allowed.retry_after_s)},
+                403,
+                "a browser sent this objection from another site's page: refused (object from the camera's "
+                "page on this site)",
             )
-        duration = objection.default_pause_s
-        if body is not None and body.duration_s is not None:
-            if body.duration_s > objection.max_pause_s:
-                raise _invalid("body", "duration_s", f"at most {objection.max_pause_s} s")
-            duration = body.duration_s
-        receipt_id = new_receipt_id()
-
-        def honourable(camera: StoredCamera) -> None:
-            if not camera.declaration.objection.enabled:
-                raise _NotHonouredError(
-                    "objection to this camera is restricted by "
-                    f"{camera.declaration.legal.rights_restriction_legal_text} (GDPR art. 23)"
-                )
-            if camera.status != "active":
-                raise _NotHonouredError(
-                    f"the camera is not analysing (status {camera.status}): nothing to pause"
-                )
-
-        async def audit_objection(old: StoredCamera | None, new: StoredCamera | None) -> None:
-            assert new is not None
-            assert new.paused_until is not None
-            await record(
-                AuditAction.AUDIT_ACTION_OBJECTION_HONOURED,
-                PUBLIC_ACTOR,
-                "right to object (GDPR art. 21): the camera's analysis is paused",
-                camera_ids=[new.id],
-                records=[("objection", receipt_id)],
-                details={
-                    "paused_until": _iso(new.paused_until) or "",
-                    "extended": str(
-                        old is not None and old.paused_until is not None and old.paused_until > clock()
-                    ).lower(),
-                    "version": str(new.version),
-                },
-            )
-
         try:
-            outcome = await store.object(
-                camera_id,
-                receipt_id=receipt_id,
-                now=int(clock()),
-                pause_s=duration,
-                max_pause_s=objection.max_pause_s,
-                check=honourable,
-                before_commit=audit_objection,
+            desk.check_rate(
+                client_address(
+                    request.client.host if request.client else None,
+                    request.headers.get("x-forwarded-for"),
+                    objection.forwarded_hops,
+                )
             )
+            honoured = await desk.object(camera_id, duration_s=body.duration_s if body else None)
+        except RateLimitedError as error:
+            raise HTTPException(429, str(error), headers={"Retry-After": str(error.retry_after_s)}) from None
+        except PauseTooLongError as error:
+            raise _invalid("body", "duration_s", str(error)) from None
         except CameraNotFoundError:
             raise HTTPException(404, f"camera {camera_id!r} is not in operation") from None
-        except _NotHonouredError as error:
-            metrics.objections.labels("refused").inc()
+        except NotHonouredError as error:
             raise HTTPException(409, error.message) from None
-        applied = await publisher.publish(outcome.camera)
-        metrics.objections.labels("extended" if outcome.extended else "paused").inc()
-        receipt = signer.sign(outcome.receipt_id, camera_id, outcome.recorded_at, outcome.paused_until)
+        except InvalidAuditEventError as error:
+            raise HTTPException(
+                403, f"this request cannot be recorded in the audit journal: {error}"
+            ) from None
+        except AuditUnavailableError:
+            raise HTTPException(
+                503, "this action cannot be recorded in the audit journal now: refused"
+            ) from None
+        receipt = honoured.receipt
         return ObjectionReceipt(
             receipt=ReceiptCheck(
                 receipt_id=receipt.receipt_id,
@@ -779,9 +770,9 @@ def registry_app(
                 paused_until=receipt.paused_until,
                 signature=receipt.signature,
             ),
-            paused_until=_iso(outcome.paused_until) or "",
-            extended=outcome.extended,
-            applied=applied,
+            paused_until=_iso(receipt.paused_until) or "",
+            extended=honoured.extended,
+            applied=honoured.applied,
         )
 
     @app.post(
@@ -790,19 +781,10 @@ def registry_app(
         summary="Check an objection's receipt: signed by this registry, and recorded",
     )
     async def verify_receipt(body: ReceiptCheck) -> ReceiptVerdict:
-        receipt = Receipt(
-            body.receipt_id, body.camera_id, body.recorded_at, body.paused_until, body.signature
+        valid, recorded = await desk.verify(
+            Receipt(body.receipt_id, body.camera_id, body.recorded_at, body.paused_until, body.signature)
         )
-        if not signer.verify(receipt):
-            return ReceiptVerdict(valid=False, recorded=False)
-        stored = await store.objection(body.receipt_id)
-        recorded = (
-            stored is not None
-            and stored.camera_id == body.camera_id
-            and stored.recorded_at == body.recorded_at
-            and stored.paused_until == body.paused_until
-        )
-        return ReceiptVerdict(valid=True, recorded=recorded)
+        return ReceiptVerdict(valid=valid, recorded=recorded)
 
     return app
 

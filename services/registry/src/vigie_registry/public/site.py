@@ -1,0 +1,453 @@
+"""The public transparency page (PRIVACY.md rules 16 and 18), served by the registry at the site's root.
+
+Server-rendered with Jinja2, in French and English (``?lang=fr|en``, else ``Accept-Language``, else
+``public.default_language``), with no script, no cookie and no third-party request (a strict
+Content-Security-Policy says so to the browser):
+
+- ``GET /``: the cameras in operation, their live state, and a map drawn from their coordinates;
+- ``GET /cameras/{id}``: what the camera does, why, on which legal basis, retention, zones analysed, live
+  state, controller and DPO, rights, and the object button;
+- ``POST /cameras/{id}/objection``: the button's form (a signed, short-lived token bound to the camera
+  and the client, see :mod:`~vigie_registry.public.form_token`); pauses the camera through the same
+  :class:`~vigie_registry.right_to_object.ObjectionDesk` as the JSON API (same rate limit, same maximum
+  pause, same audit event) and shows the receipt;
+- ``GET|POST /receipts/verify``: checks a receipt;
+- ``GET /cameras/{id}/sign.svg`` and ``sign.pdf``: the printable sign with its QR code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vigie_core.audit import AuditUnavailableError, InvalidAuditEventError
+from vigie_registry.api.models import ReceiptCheck
+from vigie_registry.camera import StoredCamera
+from vigie_registry.objections import Receipt, client_address, cross_site
+from vigie_registry.public.drawing import MapPoint, camera_map, frame_points
+from vigie_registry.public.form_token import FormTokens
+from vigie_registry.public.i18n import LANGUAGES, Catalogue, Language, catalogue, negotiate
+from vigie_registry.public.sign import sign_layout, sign_pdf, sign_svg
+from vigie_registry.purposes import PURPOSES
+from vigie_registry.right_to_object import (
+    HonouredObjection,
+    NotHonouredError,
+    ObjectionDesk,
+    RateLimitedError,
+)
+from vigie_registry.rules import effective_classes, effective_outputs
+from vigie_registry.settings import RegistrySettings
+from vigie_registry.storage.store import CameraNotFoundError, RegistryStore
+
+__all__ = ["SECURITY_HEADERS", "public_site"]
+
+_CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MAX_FORM_BYTES = 4096
+_HTML = "text/html; charset=utf-8"
+# No script, no third party, no framing; forms post only here.
+SECURITY_HEADERS: Mapping[str, str] = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+_CNIL_COMPLAINT = {"fr": "https://www.cnil.fr/fr/plaintes", "en": "https://www.cnil.fr/en/complaints"}
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSummary:
+    """A camera as the list and the map show it."""
+
+    number: int
+    id: str
+    name: str
+    address: str
+    purpose: str
+    state: str
+    paused_until: int | None
+
+
+class _BadFormError(Exception):
+    pass
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body of a few fields (no multipart: nothing to upload)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise _BadFormError
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise _BadFormError
+    try:
+        fields = parse_qsl(body.decode("utf-8"), max_num_fields=16, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise _BadFormError from None
+    return dict(fields)
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def public_site(
+    *,
+    store: RegistryStore,
+    desk: ObjectionDesk,
+    settings: RegistrySettings,
+    form_tokens: FormTokens,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The transparency page as a FastAPI application (the service mounts it at ``/``)."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    public = settings.public
+    zone = ZoneInfo(public.timezone)
+    environment = Environment(
+        loader=PackageLoader("vigie_registry.public", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["frame_points"] = frame_points
+    stylesheet = resources.files("vigie_registry.public").joinpath("static").joinpath("site.css").read_bytes()
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def language_of(request: Request, chosen: str | None = None) -> Catalogue:
+        code: Language = negotiate(
+            chosen if chosen is not None else request.query_params.get("lang"),
+            request.headers.get("accept-language"),
+            public.default_language,
+        )
+        return catalogue(code)
+
+    def client_of(request: Request) -> str:
+        return client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            settings.objection.forwarded_hops,
+        )
+
+    def base_url(request: Request) -> str:
+        if public.base_url:
+            return public.base_url
+        return str(request.base_url).rstrip("/")
+
+    def hosts(request: Request) -> set[str]:
+        found = {request.headers.get("host", "")}
+        if public.base_url:
+            found.add(urlsplit(public.base_url).netloc)
+        return {h for h in found if h}
+
+    def render(
+        request: Request,
+        t: Catalogue,
+        template: str,
+        *,
+        status: int = 200,
+        here: str | None = None,
+        cache: str = "no-cache",
+        headers: Mapping[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        page = here if here is not None else request.url.path
+
+        def url(path: str, **params: str) -> str:
+            return f"{path}?{urlencode({'lang': t.language, **params})}"
+
+        def switch_url(code: str) -> str:
+            return f"{page}?{urlencode({'lang': code})}"
+
+        html = environment.get_template(template).render(
+            t=t,
+            url=url,
+            switch_url=switch_url,
+            languages=LANGUAGES,
+            now=clock(),
+            when=lambda epoch: t.datetime(epoch, zone),
+            at=lambda epoch: t.time(epoch, zone),
+            iso=_iso,
+            **context,
+        )
+        response = HTMLResponse(html, status_code=status, media_type=_HTML)
+        response.headers["Content-Language"] = t.language
+        response.headers["Vary"] = "Accept-Language"
+        response.headers["Cache-Control"] = cache
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    def error_page(
+        request: Request,
+        t: Catalogue,
+        status: int,
+        kind: str,
+        message: str,
+        *,
+        here: str = "/",
+        headers: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        return render(
+            request,
+            t,
+            "error.html",
+            status=status,
+            here=here,
+            headers=headers,
+            title=t(f"error.{kind}_title"),
+            message=message,
+        )
+
+    def in_operation(camera: StoredCamera | None) -> bool:
+        return camera is not None and camera.status in ("active", "paused")
+
+    async def operated(camera_id: str) -> StoredCamera | None:
+        if not _CAMERA_ID.match(camera_id):
+            return None
+        camera = await store.camera(camera_id)
+        return camera if in_operation(camera) else None
+
+    def summaries(cameras: list[StoredCamera]) -> list[CameraSummary]:
+        now = clock()
+        return [
+            CameraSummary(
+                number=number,
+                id=c.id,
+                name=c.declaration.name,
+                address=c.declaration.location.address,
+                purpose=c.declaration.purpose,
+                state=c.live_state(now),
+                paused_until=c.paused_until,
+            )
+            for number, c in enumerate(cameras, start=1)
+        ]
+
+    def camera_page(
+        request: Request, t: Catalogue, camera: StoredCamera, *, status: int = 200, notice: str | None = None
+    ) -> HTMLResponse:
+        d = camera.declaration
+        purpose = PURPOSES[d.purpose]
+        state = camera.live_state(clock())
+        can_object = d.objection.enabled and camera.status == "active"
+        return render(
+            request,
+            t,
+            "camera.html",
+            status=status,
+            here=f"/cameras/{camera.id}",
+            # The form's token is this client's: no shared cache may keep the page.
+            cache="no-store",
+            camera=camera,
+            d=d,
+            state=state,
+            outputs=effective_outputs(d, purpose),
+            classes=t("format.list_separator").join(t(f"class.{c}") for c in effective_classes(d, purpose)),
+            can_object=can_object,
+            restricted=d.legal.rights_restriction_legal_text if not d.objection.enabled else "",
+            token=form_tokens.issue(camera.id, client_of(request)) if can_object else "",
+            pause=t.duration(settings.objection.default_pause_s),
+            notice=notice,
+            complaint_url=_CNIL_COMPLAINT[t.language],
+        )
+
+    # -- pages ------------------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index(request: Request) -> HTMLResponse:
+        t = language_of(request)
+        operating = [c for c in await store.cameras() if in_operation(c)]
+        cameras = summaries(operating)
+        cameras_map = camera_map(
+            [
+                MapPoint(s.number, c.declaration.location.latitude, c.declaration.location.longitude, s.state)
+                for s, c in zip(cameras, operating, strict=True)
+            ]
+        )
+        return render(request, t, "index.html", cameras=cameras, map=cameras_map)
+
+    @app.get("/cameras/{camera_id}", response_class=HTMLResponse)
+    async def camera(request: Request, camera_id: str) -> HTMLResponse:
+        t = language_of(request)
+        found = await operated(camera_id)
+        if found is None:
+            return error_page(request, t, 404, "not_found", t("error.not_found"))
+        return camera_page(request, t, found)
+
+    @app.post("/cameras/{camera_id}/objection", response_class=HTMLResponse)
+    async def object_button(request: Request, camera_id: str) -> HTMLResponse:
+        try:
+            form = await _form(request)
+        except _BadFormError:
+            form = None
+        t = language_of(request, form.get("lang") if form else None)
+        here = f"/cameras/{camera_id}" if _CAMERA_ID.match(camera_id) else "/"
+        if form is None:
+            return error_page(request, t, 400, "bad_request", t("error.bad_request"), here=here)
+        if cross_site(request.headers.get("sec-fetch-site"), request.headers.get("origin"), hosts(request)):
+            return error_page(request, t, 403, "cross_site", t("error.cross_site"), here=here)
+        found = await operated(camera_id)
+        if found is None:
+            return error_page(request, t, 404, "not_found", t("error.not_found"))
+        client = client_of(request)
+        try:
+            desk.check_rate(client)
+        except RateLimitedError as error:
+            return error_page(
+                request,
+                t,
+                429,
+                "rate_limited",
+                t("error.rate_limited", seconds=error.retry_after_s),
+                here=here,
+                headers={"Retry-After": str(error.retry_after_s)},
+            )
+        if form_tokens.check(form.get("token", ""), camera_id, client) is not None:
+            return camera_page(request, t, found, status=400, notice=t("notice.expired"))
+        try:
+            honoured = await desk.object(camera_id)
+        except CameraNotFoundError:
+            return error_page(request, t, 404, "not_found", t("error.not_found"))
+        except NotHonouredError as error:
+            message = (
+                t("camera.object_restricted", text=error.restricted_by)
+                if error.restricted_by
+                else t("camera.object_not_active")
+            )
+            return error_page(request, t, 409, "not_honoured", message, here=here)
+        except (AuditUnavailableError, InvalidAuditEventError):
+            return error_page(request, t, 503, "unavailable", t("error.unavailable"), here=here)
+        return receipt_page(request, t, honoured, here)
+
+    def receipt_page(request: Request, t: Catalogue, honoured: HonouredObjection, here: str) -> HTMLResponse:
+        receipt = honoured.receipt
+        fields = {
+            "receipt_id": receipt.receipt_id,
+            "camera_id": receipt.camera_id,
+            "recorded_at": receipt.recorded_at,
+            "paused_until": receipt.paused_until,
+            "signature": receipt.signature,
+        }
+        return render(
+            request,
+            t,
+            "receipt.html",
+            here=here,
+            # The receipt is the person's alone: kept by no cache, not even the browser's.
+            cache="no-store",
+            camera=honoured.camera,
+            receipt=receipt,
+            fields=fields,
+            extended=honoured.extended,
+            applied=honoured.applied,
+            receipt_json=json.dumps(fields, indent=2),
+            api_url=f"{base_url(request)}/v1/public/receipts/verify",
+        )
+
+    @app.get("/receipts/verify", response_class=HTMLResponse)
+    async def verify_form(request: Request) -> HTMLResponse:
+        return render(request, language_of(request), "verify.html", values={}, verdict=None, problem=None)
+
+    @app.post("/receipts/verify", response_class=HTMLResponse)
+    async def verify(request: Request) -> HTMLResponse:
+        try:
+            form = await _form(request)
+        except _BadFormError:
+            form = {}
+        t = language_of(request, form.get("lang"))
+        values = {k: form.get(k, "").strip() for k in ReceiptCheck.model_fields}
+        try:
+            check = ReceiptCheck.model_validate(values)
+        except ValidationError as error:
+            field = str(error.errors()[0]["loc"][0]) if error.errors() else ""
+            problem = t("verify.malformed", field=t(f"verify.{field}") if t.has(f"verify.{field}") else field)
+            return render(request, t, "verify.html", status=422, values=values, verdict=None, problem=problem)
+        valid, recorded = await desk.verify(
+            Receipt(check.receipt_id, check.camera_id, check.recorded_at, check.paused_until, check.signature)
+        )
+        verdict = "valid_recorded" if valid and recorded else "valid_not_recorded" if valid else "invalid"
+        return render(request, t, "verify.html", values=values, verdict=verdict, problem=None)
+
+    # -- the sign ---------------------------------------------------------------------------------------
+
+    async def sign_of(request: Request, camera_id: str) -> tuple[Catalogue, StoredCamera | None, str]:
+        t = language_of(request)
+        found = await operated(camera_id)
+        return t, found, f"{base_url(request)}/cameras/{camera_id}"
+
+    @app.get("/cameras/{camera_id}/sign.svg", response_model=None)
+    async def sign_as_svg(request: Request, camera_id: str) -> Response:
+        t, found, page_url = await sign_of(request, camera_id)
+        if found is None:
+            return error_page(request, t, 404, "not_found", t("error.not_found"))
+        return Response(
+            sign_svg(sign_layout(found, t, page_url)),
+            media_type="image/svg+xml; charset=utf-8",
+            headers={
+                "Content-Disposition": f'inline; filename="sign-{found.id}-{t.language}.svg"',
+                "Content-Language": t.language,
+                "Vary": "Accept-Language",
+            },
+        )
+
+    @app.get("/cameras/{camera_id}/sign.pdf", response_model=None)
+    async def sign_as_pdf(request: Request, camera_id: str) -> Response:
+        t, found, page_url = await sign_of(request, camera_id)
+        if found is None:
+            return error_page(request, t, 404, "not_found", t("error.not_found"))
+        return Response(
+            sign_pdf(sign_layout(found, t, page_url)),
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'inline; filename="sign-{found.id}-{t.language}.pdf"',
+                "Content-Language": t.language,
+                "Vary": "Accept-Language",
+            },
+        )
+
+    @app.get("/static/site.css", include_in_schema=False)
+    async def css() -> Response:
+        return Response(
+            stylesheet,
+            media_type="text/css; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    # -- errors -----------------------------------------------------------------------------------------
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        t = language_of(request)
+        if error.status_code == 404:
+            return error_page(request, t, 404, "page_not_found", t("error.page_not_found"))
+        if error.status_code == 405:
+            return error_page(request, t, 405, "method", t("error.method"), headers=dict(error.headers or {}))
+        return error_page(request, t, error.status_code, "bad_request", t("error.bad_request"))
+
+    return app
