@@ -388,3 +388,14 @@ def test_the_alerts_are_valid_rules_on_known_metrics(render: Callable[[str], Any
     [rules] = render("default+prometheus-operator").of_kind("PrometheusRule")
     assert rules["spec"] == {"groups": groups}
     assert not render("default").of_kind("PrometheusRule")
+
+
+def test_the_registry_behind_the_ingress_sees_the_citizen_and_links_to_the_city_host(
+    render: Callable[[str], Any],
+) -> None:
+    registry = render("production").named("Deployment", "vigie-registry")
+    env = _env(_pod_spec(registry)["containers"][0])
+    assert env["VIGIE_REGISTRY_OBJECTION__FORWARDED_HOPS"] == "1"
+    assert env["VIGIE_REGISTRY_PUBLIC__BASE_URL"] == "https://vigie.ville.test"
+    default = _env(_pod_spec(render("default").named("Deployment", "vigie-registry"))["containers"][0])
+    assert "VIGIE_REGISTRY_OBJECTION__FORWARDED_HOPS" not in default  # no proxy to trust

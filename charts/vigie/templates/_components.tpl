@@ -88,6 +88,14 @@ audit:
 - name: {{ $prefix }}TRACKS_PARTITIONS
   value: {{ $root.Values.components.anonymiser.replicas | quote }}
 {{- end }}
+{{- if and (eq $name "registry") $root.Values.ingress.enabled }}
+# Behind the Ingress: the citizen's address is the last X-Forwarded-For hop (the objection rate limit is
+# per client), and the signs' QR codes point to the city's host.
+- name: {{ $prefix }}OBJECTION__FORWARDED_HOPS
+  value: "1"
+- name: {{ $prefix }}PUBLIC__BASE_URL
+  value: {{ printf "%s://%s" (ternary "https" "http" (ne $root.Values.ingress.tlsSecretName "")) $root.Values.ingress.host | quote }}
+{{- end }}
 {{- if $traits.triton }}
 - name: {{ $prefix }}TRITON_URL
   value: {{ printf "%s.%s.svc:8001" (include "vigie.tritonName" $root) $root.Release.Namespace | quote }}
