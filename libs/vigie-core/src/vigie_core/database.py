@@ -6,14 +6,19 @@ PostgreSQL gets an optional schema through the connection's search_path.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, event
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["WRITE_OPTION", "make_engine"]
+__all__ = ["WRITE_OPTION", "make_engine", "migrate"]
 
 # Execution option marking a writer: on SQLite its transactions take the write lock at BEGIN.
 WRITE_OPTION = "vigie_write"
@@ -63,3 +68,29 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # instead of failing when its read snapshot cannot be upgraded.
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+# Alembic installs its ``op`` and ``context`` proxies as module globals for the length of a migration,
+# so two migrations in one process (two stores, e.g. a test and a service) must not overlap.
+_ALEMBIC_GLOBALS = threading.Lock()
+
+
+def _upgrade(connection: Connection, package: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files(package) / "migrations"))
+    config.attributes["connection"] = connection
+    with _ALEMBIC_GLOBALS:
+        command.upgrade(config, "head")
+
+
+async def migrate(engine: AsyncEngine, package: str) -> None:
+    """Bring ``package``'s tables to its latest Alembic migration (``<package>/migrations``), idempotently.
+
+    Replicas starting together migrate one at a time: on PostgreSQL under an advisory lock keyed by the
+    package, on SQLite under the write lock taken at BEGIN.
+    """
+    async with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
+        if engine.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(package.encode()).digest()[:8], "big", signed=True)
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        await connection.run_sync(_upgrade, package)

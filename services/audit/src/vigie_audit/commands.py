@@ -27,11 +27,11 @@ from pathlib import Path
 from vigie_audit.export_format import ExportFormatError, ExportReader, entry_line, header_line, tree_head_line
 from vigie_audit.merkle import ConsistencyProof, InclusionProof
 from vigie_audit.settings import AuditSettings
-from vigie_audit.store import JournalStore, migrate
+from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import SignedTreeHead, TreeHeadError, load_public_key
 from vigie_audit.verification import JournalVerifier, LeafRecord, VerificationReport, parse_proof
 from vigie_core.audit import AuditAction, AuditPublisher, AuditUnavailableError, JetStreamAuditSink
-from vigie_core.database import make_engine
+from vigie_core.database import make_engine, migrate
 from vigie_core.lifecycle import configure_logging, run_service
 from vigie_core.messaging import connect
 
@@ -206,7 +206,7 @@ async def _migrate(args: argparse.Namespace) -> int:
     settings = AuditSettings.load(args.config)
     engine = make_engine(settings.database_url.get_secret_value(), schema_name=settings.database_schema)
     try:
-        await migrate(engine)
+        await migrate(engine, "vigie_audit")
     finally:
         await engine.dispose()
     print("the journal's tables are up to date")

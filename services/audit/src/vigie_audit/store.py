@@ -16,17 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
-    Connection,
     Dialect,
     LargeBinary,
     Row,
@@ -59,7 +54,7 @@ from vigie_audit.merkle import (
     root_plan,
 )
 from vigie_audit.tree_head import SignedTreeHead, TreeHead
-from vigie_core.database import WRITE_OPTION, make_engine
+from vigie_core.database import WRITE_OPTION, make_engine, migrate
 from vigie_proto.v1.audit_pb2 import AuditEvent
 
 logger = logging.getLogger("vigie.audit.store")
@@ -138,25 +133,6 @@ class PruneResult:
     first_index: int | None
     last_index: int | None
     rejected_deleted: int
-
-
-# Alembic installs its ``op`` and ``context`` proxies as module globals for the length of a migration,
-# so two migrations in one process (two stores, e.g. a test and a service) must not overlap.
-_ALEMBIC_GLOBALS = threading.Lock()
-
-
-def _upgrade(connection: Connection) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(resources.files("vigie_audit") / "migrations"))
-    config.attributes["connection"] = connection
-    with _ALEMBIC_GLOBALS:
-        command.upgrade(config, "head")
-
-
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the tables to the latest migration (idempotent)."""
-    async with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
-        await connection.run_sync(_upgrade)
 
 
 ENTRY_COLUMNS = (
@@ -240,7 +216,7 @@ class JournalStore:
     ) -> JournalStore:
         engine = make_engine(url, schema_name=schema_name)
         if run_migrations:
-            await migrate(engine)
+            await migrate(engine, "vigie_audit")
         return cls(engine)
 
     @property

@@ -1,2 +1,2 @@
 """Alembic migrations of the aggregation's tables, run at start-up by
-:func:`vigie_aggregation.storage.engine.migrate`."""
+:func:`vigie_core.database.migrate`."""

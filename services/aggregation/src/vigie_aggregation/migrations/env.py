@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection :func:`vigie_aggregation.storage.engine.migrate` passes in."""
+"""Alembic environment: runs on the connection :func:`vigie_core.database.migrate` passes in."""
 
 from alembic import context
 
@@ -6,9 +6,7 @@ from vigie_aggregation.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError(
-        "the aggregation's migrations run at service start-up (vigie_aggregation.storage.engine)"
-    )
+    raise RuntimeError("the aggregation's migrations run at service start-up (vigie_core.database.migrate)")
 context.configure(connection=connection, target_metadata=metadata)
 with context.begin_transaction():
     context.run_migrations()

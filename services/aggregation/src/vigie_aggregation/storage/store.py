@@ -45,7 +45,7 @@ from vigie_aggregation.storage.cells import (
     cell_from_row,
     row_key,
 )
-from vigie_aggregation.storage.engine import make_engine, migrate
+from vigie_core.database import make_engine, migrate
 
 __all__ = [
     "AlreadyReleasedError",
@@ -177,7 +177,7 @@ class StatisticsStore:
     ) -> StatisticsStore:
         engine = make_engine(url, schema_name=schema_name)
         if run_migrations:
-            await migrate(engine)
+            await migrate(engine, "vigie_aggregation")
         return cls(engine)
 
     @property

@@ -1,2 +1,2 @@
 """Alembic migrations of the registry's tables, run at start-up by
-:func:`vigie_registry.storage.engine.migrate`."""
+:func:`vigie_core.database.migrate`."""

@@ -17,11 +17,10 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vigie_core.database import WRITE_OPTION
+from vigie_core.database import WRITE_OPTION, make_engine, migrate
 from vigie_registry.camera import StoredCamera
 from vigie_registry.declaration import CameraDeclaration, SourceDeclaration
 from vigie_registry.storage import schema
-from vigie_registry.storage.engine import make_engine, migrate
 
 __all__ = [
     "BeforeCommit",
@@ -165,7 +164,7 @@ class RegistryStore:
     ) -> RegistryStore:
         engine = make_engine(url, schema_name=schema_name)
         if run_migrations:
-            await migrate(engine)
+            await migrate(engine, "vigie_registry")
         return cls(engine, cipher)
 
     @property
