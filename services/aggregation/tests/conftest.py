@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +10,7 @@ import numpy as np
 import pytest
 
 from vigie_aggregation.storage.store import StatisticsStore
+from vigie_embedded.testing import PostgresSchema, postgres_schema
 
 # A cell as the attacker sees it: the set of leaves it sums.
 LeafSet = frozenset[Hashable]
@@ -58,43 +56,10 @@ def attack() -> Attack:
 
 # -- PostgreSQL --------------------------------------------------------------------------------------
 
-POSTGRES_URL = os.environ.get("VIGIE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-@dataclass(frozen=True, slots=True)
-class PostgresSchema:
-    url: str
-    schema: str
-
-
-@contextlib.asynccontextmanager
-async def postgres_schema() -> AsyncIterator[PostgresSchema]:
-    """A fresh schema on the test PostgreSQL, dropped afterwards.
-
-    On CI (``CI=true``) an unreachable database fails the test; elsewhere it is skipped with the reason.
-    """
-    import asyncpg  # the driver the service uses with PostgreSQL
-
-    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
-    try:
-        connection = await asyncpg.connect(dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-        reason = f"PostgreSQL at {dsn} is unreachable ({error}); set VIGIE_TEST_POSTGRES_URL"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: the database must be there)")
-        pytest.skip(reason)
-    schema = f"aggtest_{uuid.uuid4().hex[:12]}"
-    try:
-        await connection.execute(f'CREATE SCHEMA "{schema}"')
-        yield PostgresSchema(POSTGRES_URL, schema)
-    finally:
-        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await connection.close()
-
 
 @pytest.fixture
 async def postgres() -> AsyncIterator[PostgresSchema]:
-    async with postgres_schema() as found:
+    async with postgres_schema("aggtest") as found:
         yield found
 
 
@@ -130,7 +95,7 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         yield Database(f"sqlite+aiosqlite:///{tmp_path}/statistics.sqlite3")
         return
-    async with postgres_schema() as found:
+    async with postgres_schema("aggtest") as found:
         yield Database(found.url, found.schema)
 
 
@@ -144,7 +109,7 @@ async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         finally:
             await store.close()
         return
-    async with postgres_schema() as found:
+    async with postgres_schema("aggtest") as found:
         store = await StatisticsStore.open(found.url, schema_name=found.schema)
         try:
             yield store

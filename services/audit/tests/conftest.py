@@ -6,22 +6,17 @@ Where it is unreachable the PostgreSQL tests skip, saying why; with ``CI=true`` 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from vigie_audit.store import JournalStore
 from vigie_core.audit import AuditAction, AuditEvent, new_audit_event
+from vigie_embedded.testing import postgres_schema
 
-POSTGRES_URL = os.environ.get("VIGIE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 ACTIONS = [
     AuditAction.AUDIT_ACTION_CONFIG_UPDATE,
     AuditAction.AUDIT_ACTION_DATA_READ,
@@ -75,37 +70,11 @@ def sqlite_database(tmp_path: Path) -> JournalDatabase:
     return JournalDatabase(f"sqlite+aiosqlite:///{tmp_path / 'journal.sqlite3'}")
 
 
-async def _reachable(url: str) -> str | None:
-    engine = create_async_engine(url)
-    try:
-        async with asyncio.timeout(5), engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception as error:  # any reason it cannot be used is reported as is
-        return f"{type(error).__name__}: {error}"
-    finally:
-        await engine.dispose()
-    return None
-
-
 @pytest.fixture
 async def postgres_database() -> AsyncIterator[JournalDatabase]:
     """A fresh schema in the test database, dropped afterwards."""
-    problem = await _reachable(POSTGRES_URL)
-    if problem is not None:
-        message = f"PostgreSQL at {POSTGRES_URL} is unreachable ({problem})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; CI=true requires it")
-        pytest.skip(f"{message}; set VIGIE_TEST_POSTGRES_URL to run these tests")
-    schema = f"vigie_audit_test_{uuid.uuid4().hex[:12]}"
-    engine = create_async_engine(POSTGRES_URL)
-    async with engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield JournalDatabase(POSTGRES_URL, schema)
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await engine.dispose()
+    async with postgres_schema("vigie_audit_test") as found:
+        yield JournalDatabase(found.url, found.schema)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

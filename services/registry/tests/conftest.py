@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from vigie_core.audit import AuditPublisher, AuditPublishSettings, MemoryAuditSink
 from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier
+from vigie_embedded.testing import postgres_schema
 from vigie_registry.api.app import registry_app
 from vigie_registry.http import form_tokens_for, mount_registry
 from vigie_registry.metrics import RegistryMetrics
@@ -70,9 +68,7 @@ def security_declaration(**changes: Any) -> dict[str, Any]:
     )
 
 
-# -- PostgreSQL (as services/aggregation/tests/conftest.py) ---------------------------------------------
-
-POSTGRES_URL = os.environ.get("VIGIE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+# -- databases ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,39 +77,14 @@ class Database:
     schema: str | None = None
 
 
-@contextlib.asynccontextmanager
-async def postgres_schema() -> AsyncIterator[Database]:
-    """A fresh schema on the test PostgreSQL, dropped afterwards.
-
-    On CI (``CI=true``) an unreachable database fails the test; elsewhere it is skipped with the reason.
-    """
-    import asyncpg
-
-    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
-    try:
-        connection = await asyncpg.connect(dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-        reason = f"PostgreSQL at {dsn} is unreachable ({error}); set VIGIE_TEST_POSTGRES_URL"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: the database must be there)")
-        pytest.skip(reason)
-    schema = f"regtest_{uuid.uuid4().hex[:12]}"
-    try:
-        await connection.execute(f'CREATE SCHEMA "{schema}"')
-        yield Database(POSTGRES_URL, schema)
-    finally:
-        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await connection.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A fresh database: an SQLite file, then a PostgreSQL schema (skipped without one, failed on CI)."""
     if request.param == "sqlite":
         yield Database(f"sqlite+aiosqlite:///{tmp_path}/registry.sqlite3")
         return
-    async with postgres_schema() as found:
-        yield found
+    async with postgres_schema("regtest") as found:
+        yield Database(found.url, found.schema)
 
 
 CIPHER_KEY = "p6W8xQ0e3pX0y3jZ7nP3dG6bq0s2o9G3m8yQpT3v1-A="

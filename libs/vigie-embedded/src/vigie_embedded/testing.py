@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -89,3 +92,38 @@ def triton_server(model_repository: Path) -> Iterator[EmbeddedTriton]:
     """One embedded tritonserver for the session: loading the models takes seconds."""
     with EmbeddedTriton(model_repository) as server:
         yield server
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("VIGIE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSchema:
+    url: str
+    schema: str
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema(prefix: str) -> AsyncIterator[PostgresSchema]:
+    """A fresh schema ``<prefix>_<random>`` on the test PostgreSQL (``VIGIE_TEST_POSTGRES_URL``), dropped
+    afterwards. On CI (``CI=true``) an unreachable database fails the test; elsewhere it is skipped with
+    the reason."""
+    import asyncpg  # the driver the services use with PostgreSQL
+
+    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        connection = await asyncpg.connect(dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        reason = f"PostgreSQL at {dsn} is unreachable ({error}); set VIGIE_TEST_POSTGRES_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: the database must be there)")
+        pytest.skip(reason)
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        await connection.execute(f'CREATE SCHEMA "{schema}"')
+        yield PostgresSchema(POSTGRES_URL, schema)
+    finally:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await connection.close()
