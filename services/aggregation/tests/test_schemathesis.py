@@ -3,15 +3,14 @@ every response matches the document. A bounded number of examples per operation 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import random
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
-import uvicorn
+from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
@@ -26,6 +25,7 @@ from vigie_aggregation.storage.store import StatisticsStore
 from vigie_aggregation.synthetic import random_report
 from vigie_core.audit import AuditPublisher, MemoryAuditSink
 from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier
+from vigie_embedded.testing import ThreadedServer
 
 W = 1200
 # The OpenAPI examples name this site and these times: the explicit-examples phase reaches real figures.
@@ -33,67 +33,49 @@ SETTINGS = AggregationSettings(cameras=[CameraSiteConfig(id="north-gate", site="
 DAY_OF_EXAMPLES = 1_777_593_600  # 2026-05-01T00:00:00Z
 
 
-class LiveApi:
-    """The statistics API on a free port, served by uvicorn in a thread with its own event loop."""
+class LiveApi(ThreadedServer):
+    """The statistics API on a free port, with released figures for the OpenAPI examples' site and day."""
 
     def __init__(self, database: Path) -> None:
-        self.issuer = LocalTokenIssuer.generate()
-        self.url = ""
-        self._database = database
-        self._ready = threading.Event()
-        self._server: uvicorn.Server | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+        self.issuer = issuer = LocalTokenIssuer.generate()
 
-    async def _serve(self) -> None:
-        store = await StatisticsStore.open(f"sqlite+aiosqlite:///{self._database}")
-        rng = random.Random(5)
-        parts = [
-            parse_window_report(
-                "vigie.events.north-gate",
-                random_report("north-gate", DAY_OF_EXAMPLES + 6 * 3600 + i * W, rng).SerializeToString(),
-                None,
-                publication_window_s=W,
-                now=DAY_OF_EXAMPLES,
+        async def build(stack: contextlib.AsyncExitStack) -> FastAPI:
+            store = await StatisticsStore.open(f"sqlite+aiosqlite:///{database}")
+            rng = random.Random(5)
+            parts = [
+                parse_window_report(
+                    "vigie.events.north-gate",
+                    random_report("north-gate", DAY_OF_EXAMPLES + 6 * 3600 + i * W, rng).SerializeToString(),
+                    None,
+                    publication_window_s=W,
+                    now=DAY_OF_EXAMPLES,
+                )
+                for i in range(9)
+            ]
+            await store.apply_parts(parts, now=DAY_OF_EXAMPLES)
+            sites = ConfigSiteDirectory(SETTINGS.cameras)
+            job = ReleaseJob(
+                store, sites, SETTINGS, noise=SystemNoise(), clock=lambda: DAY_OF_EXAMPLES + 86_400 + 600.0
             )
-            for i in range(9)
-        ]
-        await store.apply_parts(parts, now=DAY_OF_EXAMPLES)
-        sites = ConfigSiteDirectory(SETTINGS.cameras)
-        job = ReleaseJob(
-            store, sites, SETTINGS, noise=SystemNoise(), clock=lambda: DAY_OF_EXAMPLES + 86_400 + 600.0
-        )
-        await job.run_once()
-        audit = AuditPublisher("aggregation", MemoryAuditSink())
-        await audit.start()
-        app = statistics_app(
-            engine=store.engine,
-            sites=sites,
-            audit=audit,
-            verifier=TokenVerifier(AuthSettings(), local_issuer=self.issuer),
-            settings=SETTINGS,
-        )
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
-        self._server = uvicorn.Server(config)
-        task = asyncio.create_task(self._server.serve())
-        while not self._server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-            await asyncio.sleep(0.01)
-        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        self._ready.set()
-        await task
-        await audit.close()
-        await store.close()
+            await job.run_once()
+            audit = AuditPublisher("aggregation", MemoryAuditSink())
+            await audit.start()
+            app = statistics_app(
+                engine=store.engine,
+                sites=sites,
+                audit=audit,
+                verifier=TokenVerifier(AuthSettings(), local_issuer=issuer),
+                settings=SETTINGS,
+            )
+            stack.push_async_callback(store.close)
+            stack.push_async_callback(audit.close)
+            return app
 
-    def __enter__(self) -> LiveApi:
-        self._thread.start()
-        if not self._ready.wait(60):
-            raise RuntimeError("the API did not start")
-        return self
+        super().__init__(build)
 
-    def __exit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.should_exit = True
-        self._thread.join(30)
+    @property
+    def url(self) -> str:
+        return self.base_url
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 import nats
 import pytest
+import uvicorn
 
 from vigie_core.lifecycle import ServiceBody, ServiceRuntime, service_runtime
 from vigie_core.messaging import ensure_stream
@@ -127,3 +130,47 @@ async def postgres_schema(prefix: str) -> AsyncIterator[PostgresSchema]:
     finally:
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await connection.close()
+
+
+# -- an HTTP app for synchronous clients ---------------------------------------------------------------
+
+AppFactory = Callable[[contextlib.AsyncExitStack], Awaitable[Any]]
+
+
+class ThreadedServer:
+    """An ASGI app served by uvicorn on a free port of 127.0.0.1, in a thread with its own event loop, for
+    synchronous clients (schemathesis, a browser). ``build(stack)`` makes the app in that loop and puts
+    what must be closed afterwards (stores, publishers) on ``stack``."""
+
+    def __init__(self, build: AppFactory) -> None:
+        self.base_url = ""
+        self._build = build
+        self._ready = threading.Event()
+        self._server: uvicorn.Server | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            app = await self._build(stack)
+            config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
+            self._server = uvicorn.Server(config)
+            task = asyncio.create_task(self._server.serve())
+            while not self._server.started:
+                if task.done():
+                    await task  # it failed to start: raise why
+                await asyncio.sleep(0.01)
+            host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+            self.base_url = f"http://{host}:{port}"
+            self._ready.set()
+            await task
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the server did not start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        self._thread.join(30)
