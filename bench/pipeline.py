@@ -161,7 +161,8 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
 
         await observer.subscribe("vigie.tracks.*", cb=on_tracks)
         ports = {"inference": free_port(), "ingest": free_port()}
-        common = {"NATS__URL": nats_server.url, "LOG_LEVEL": "WARNING"}
+        # No registry in this benchmark: the static configuration only (vigie_core.policy).
+        common = {"NATS__URL": nats_server.url, "LOG_LEVEL": "WARNING", "POLICY__ENABLED": "false"}
         camera = {"id": "bench", "url": str(video), "sample_fps": sample_fps, "realtime": False}
         try:
             processes.start(

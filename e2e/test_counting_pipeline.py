@@ -10,6 +10,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from vigie_anonymiser import CameraGeometryConfig, LineConfig, ZoneConfig
 from vigie_anonymiser.service import serve as serve_anonymiser
 from vigie_anonymiser.settings import AnonymiserSettings
+from vigie_core.policy import PolicySettings
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_embedded.triton import EmbeddedTriton
@@ -19,6 +20,9 @@ from vigie_ingest.camera import CameraConfig
 from vigie_ingest.service import serve as serve_ingest
 from vigie_ingest.settings import IngestSettings
 from vigie_proto.v1.events_pb2 import WindowReport
+
+# No registry in this test: the static configuration only (vigie_core.policy).
+STATIC_ONLY = PolicySettings(enabled=False)
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +43,15 @@ async def test_the_sample_video_gives_line_crossings(
     nats_server: EmbeddedNats, audit_stream: EmbeddedNats, triton_server: EmbeddedTriton, sample_video: Path
 ) -> None:
     camera = CameraConfig(id="market-street", url=str(sample_video), sample_fps=2, realtime=False)
-    ingest = IngestSettings(nats={"url": nats_server.url}, cameras=[camera], frames_max_age_s=300)
-    inference = InferenceSettings(nats={"url": nats_server.url}, triton_url=triton_server.grpc_url)
-    anonymiser = AnonymiserSettings(nats={"url": nats_server.url}, cameras=[MARKET_STREET])
+    ingest = IngestSettings(
+        nats={"url": nats_server.url}, cameras=[camera], frames_max_age_s=300, policy=STATIC_ONLY
+    )
+    inference = InferenceSettings(
+        nats={"url": nats_server.url}, triton_url=triton_server.grpc_url, policy=STATIC_ONLY
+    )
+    anonymiser = AnonymiserSettings(
+        nats={"url": nats_server.url}, cameras=[MARKET_STREET], policy=STATIC_ONLY
+    )
     # Exits run in reverse: ingest, then inference, then the anonymiser, which reports what it holds.
     async with (
         running_service("anonymiser", anonymiser, serve_anonymiser) as counting,

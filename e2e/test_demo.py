@@ -42,7 +42,10 @@ def test_ctrl_c_stops_every_process(sample_video: Path, model_repository: Path) 
     wanted = {
         "nats-server",
         "tritonserver",
-        *(f"vigie_{service}" for service in ("ingest", "inference", "anonymiser", "aggregation", "audit")),
+        *(
+            f"vigie_{service}"
+            for service in ("ingest", "inference", "anonymiser", "aggregation", "registry", "audit")
+        ),
     }
     seen: set[str] = set()
     # The camera starts with the next one-minute reporting window.

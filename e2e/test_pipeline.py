@@ -11,6 +11,7 @@ import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from vigie_core.policy import PolicySettings
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_embedded.triton import EmbeddedTriton
@@ -21,6 +22,9 @@ from vigie_ingest.service import serve as serve_ingest
 from vigie_ingest.settings import IngestSettings
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
 from vigie_proto.v1.tracks_pb2 import OBJECT_CLASS_PERSON, TrackFrame
+
+# No registry in this test: the static configuration only (vigie_core.policy).
+STATIC_ONLY = PolicySettings(enabled=False)
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +55,14 @@ async def _wait_for(condition: Callable[[], Awaitable[bool]], within_s: float, w
 async def test_a_video_yields_tracks_of_people(
     nats_server: EmbeddedNats, audit_stream: EmbeddedNats, triton_server: EmbeddedTriton, sample_video: Path
 ) -> None:
-    inference_settings = InferenceSettings(nats={"url": nats_server.url}, triton_url=triton_server.grpc_url)
+    inference_settings = InferenceSettings(
+        nats={"url": nats_server.url}, triton_url=triton_server.grpc_url, policy=STATIC_ONLY
+    )
     ingest_settings = IngestSettings(
         nats={"url": nats_server.url},
         cameras=[CameraConfig(id="market-street", url=str(sample_video), sample_fps=2, realtime=False)],
         frames_max_age_s=300,
+        policy=STATIC_ONLY,
         http={"port": 0},
     )
     received: list[TrackFrame] = []
@@ -116,7 +123,9 @@ async def test_garbage_and_corrupt_input_give_clear_errors_and_no_crash(
 ) -> None:
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(os.urandom(200_000))
-    inference_settings = InferenceSettings(nats={"url": nats_server.url}, triton_url=triton_server.grpc_url)
+    inference_settings = InferenceSettings(
+        nats={"url": nats_server.url}, triton_url=triton_server.grpc_url, policy=STATIC_ONLY
+    )
     ingest_settings = IngestSettings(
         nats={"url": nats_server.url},
         cameras=[
@@ -124,6 +133,7 @@ async def test_garbage_and_corrupt_input_give_clear_errors_and_no_crash(
             CameraConfig(id="working", url=str(sample_video), sample_fps=0.5, realtime=False),
         ],
         frames_max_age_s=300,
+        policy=STATIC_ONLY,
     )
     tracks: Counter[str] = Counter()
     observer = await nats.connect(nats_server.url)

@@ -2,7 +2,11 @@
 scraping it from the start when the ``prometheus`` binary is installed:
 
 - a video in, counts out through the statistics API (ingest → inference with a real tritonserver →
-  anonymiser → aggregation → API), in JSON and CSV, with disclosure control and clear 4xx;
+  anonymiser → aggregation → API), in JSON and CSV, with disclosure control and clear 4xx; the camera
+  declared in the registry, whose policy (lines, zone, window) the services follow;
+- the right to object, measured end to end: a citizen objects while the film is being analysed (the film
+  is played at its own pace, as a live camera), the last frame analysed after the request is less than a
+  second later, and the paused rest of the film shows as missing coverage in the published figures;
 - every service's audit events in the journal;
 - every query of every committed Grafana dashboard returns data from that Prometheus.
 """
@@ -17,7 +21,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +31,13 @@ import pytest
 
 from vigie_embedded.platform import (
     CAMERA_ID,
+    DEMO_GEOMETRY,
     SITE_ID,
     EmbeddedPlatform,
     FilmProgress,
     PlatformOptions,
     Samples,
+    film_duration_s,
     scrape,
     total,
 )
@@ -40,6 +46,55 @@ from vigie_embedded.prometheus import EmbeddedPrometheus, prometheus_binary
 pytestmark = pytest.mark.integration
 
 MOTIVE = "end-to-end test of the statistics API"
+# When, in the film, a citizen objects (seconds after ingest opened it), and for how long (the shortest
+# pause the registry takes: it outlasts the film).
+OBJECTION_AT_S = 42.0
+PAUSE_S = 60
+LAST_ANALYSED = "vigie_inference_last_frame_analysed_timestamp_seconds"
+
+
+@dataclass
+class Objection:
+    """The objection made during the film, as seen from outside the boundary (the public endpoint and the
+    services' /metrics; never FRAMES or TRACKS)."""
+
+    requested_at: float = 0.0
+    status_code: int = 0
+    receipt: dict[str, Any] = field(default_factory=dict)
+    # Inference's latest analysed frame of the camera (wall clock, Unix seconds) just before the request
+    # and once the film ended.
+    analysed_before: float = 0.0
+    analysed_after: float = 0.0
+    # When ingest and inference applied the last change of the policy (the pause): Unix seconds.
+    policy_reached: dict[str, float] = field(default_factory=dict)
+    # What the services said once the film ended.
+    frames_dropped_paused: float = 0.0
+    ingest_analysing: float = -1.0
+    public_state: str = ""
+
+    def make(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
+        self.analysed_before = total(
+            scrape(client, platform.urls["inference"]), LAST_ANALYSED, camera=CAMERA_ID
+        )
+        self.requested_at = time.time()
+        response = platform.press_objection(client, PAUSE_S)
+        self.status_code = response.status_code
+        self.receipt = response.json()
+
+    def observe(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
+        inference = scrape(client, platform.urls["inference"])
+        self.analysed_after = total(inference, LAST_ANALYSED, camera=CAMERA_ID)
+        for service in ("ingest", "inference", "anonymiser"):
+            samples = inference if service == "inference" else scrape(client, platform.urls[service])
+            self.policy_reached[service] = total(samples, "vigie_policy_last_update_timestamp_seconds")
+        self.frames_dropped_paused = total(
+            inference, "vigie_inference_frames_dropped_total", reason="objection_pause"
+        )
+        self.ingest_analysing = total(
+            scrape(client, platform.urls["ingest"]), "vigie_ingest_camera_analysed", camera=CAMERA_ID
+        )
+        public = client.get(f"{platform.urls['registry']}/v1/public/cameras/{CAMERA_ID}")
+        self.public_state = public.json().get("state", "")
 
 
 @dataclass(frozen=True)
@@ -55,6 +110,7 @@ class PublishedFilm:
     published: float
     # The aggregation's /metrics just then.
     metrics_at_publication: Samples
+    objection: Objection
 
     @property
     def period(self) -> tuple[int, int]:
@@ -70,6 +126,9 @@ def published_film(
         model_repository=model_repository,
         state_dir=tmp_path_factory.mktemp("platform"),
         sample_fps=2,
+        # At the film's own pace, as a live camera: capture times are wall-clock times, so that "after the
+        # objection" means the same thing to the citizen, the registry and the services.
+        realtime=True,
         # The general rule's threshold (PRIVACY.md rule 12), not the default 11 for persons: the film is
         # split between two one-minute windows, and this test is about the pipeline, not about
         # disclosure control (tested on its own in services/aggregation).
@@ -82,10 +141,20 @@ def published_film(
         prometheus = None
         if prometheus_binary() is not None:
             prometheus = stack.enter_context(EmbeddedPrometheus(platform.urls))
-        progress = platform.wait_until_counted(client, timeout_s=300)
+        objection = Objection()
+
+        def object_during_the_film(progress: FilmProgress) -> None:
+            started = progress.opened_by
+            if not objection.requested_at and started and time.time() - started >= OBJECTION_AT_S:
+                objection.make(platform, client)
+
+        progress = platform.wait_until_counted(client, timeout_s=300, on_progress=object_during_the_film)
+        objection.observe(platform, client)
         platform.wait_until_published(client, progress)
         at_publication = scrape(client, platform.urls["aggregation"])
-        yield PublishedFilm(platform, progress, client, prometheus, began, time.time(), at_publication)
+        yield PublishedFilm(
+            platform, progress, client, prometheus, began, time.time(), at_publication, objection
+        )
 
 
 def _get(film: PublishedFilm, path: str, scopes: tuple[str, ...] = ("stats:read",), **params: Any) -> Any:
@@ -119,14 +188,19 @@ def test_the_film_is_counted_and_published_through_the_api(published_film: Publi
     assert periods == list(range(periods[0], periods[0] + window_s * len(periods), window_s))
     assert start <= periods[0]
     assert periods[-1] < end
-    # About a minute of film analysed at 2 frames/s, spread over those windows (gaps over 3 s excepted).
+    # The film analysed at 2 frames/s until the objection, spread over those windows.
     covered = sum(item["coverage"]["covered_seconds"] for item in items)
-    assert 40 <= covered <= 70, items
+    assert OBJECTION_AT_S - 12 <= covered <= OBJECTION_AT_S + 2, items
     counts = [item["count"] for item in items if not item["suppressed"]]
-    assert sum(counts) >= 3, items  # people and vehicles crossed the three lines
+    assert sum(counts) >= 3, items  # people crossed the three lines
     threshold = film.platform.options.threshold
     every = _get(film, "crossings", level="line", direction="each", object_class="each").json()["items"]
-    assert every
+    # Figures for each line the registry declared. The camera's purpose (pedestrian_flow_statistics) counts
+    # people only: no vehicle count is published (0, or hidden by secondary suppression).
+    assert {item["line"] for item in every} == {line["id"] for line in DEMO_GEOMETRY["lines"]}
+    vehicles = [item for item in every if item["object_class"] not in ("person", "all")]
+    assert vehicles
+    assert not [item for item in vehicles if item["count"]], vehicles
     for item in every:
         # Disclosure control: a published count is 0 or at least the threshold; a suppressed one is null.
         assert (item["count"] is None) == item["suppressed"], item
@@ -179,6 +253,8 @@ def test_every_service_wrote_to_the_audit_journal(published_film: PublishedFilm)
     audit = f"{film.platform.urls['audit']}/api/audit/v1/entries"
     headers = {"Authorization": f"Bearer {film.platform.token('audit:read', subject='e2e-dpo')}"}
     wanted = {
+        ("registry", "config_create"),  # the demo camera, declared
+        ("registry", "objection_honoured"),
         ("ingest", "config_update"),
         ("inference", "config_update"),
         ("inference", "model_version_change"),
@@ -200,6 +276,57 @@ def test_every_service_wrote_to_the_audit_journal(published_film: PublishedFilm)
     reads = [entry for entry in entries if entry["motive"] == MOTIVE]
     assert reads
     assert all(CAMERA_ID in entry["camera_ids"] for entry in reads)
+
+
+def test_an_objection_stops_the_analysis_within_a_second(published_film: PublishedFilm) -> None:
+    """PRIVACY.md rule 16: the objection button pauses the camera, honoured within a second, measured from
+    the request to the last frame inference analysed (its /metrics), while the film was being analysed."""
+    objection = published_film.objection
+    assert objection.requested_at, "the film ended before the objection"
+    assert objection.status_code == 201, objection.receipt
+    assert objection.receipt["applied"] is True
+    # It was being analysed: a frame (one every 0.5 s) shortly before the request.
+    assert objection.requested_at - objection.analysed_before < 2.0
+    # And not after: the last frame analysed came less than a second after the request.
+    delay = objection.analysed_after - objection.requested_at
+    assert delay < 1.0, f"a frame was analysed {delay:.2f} s after the objection"
+    # The pause reached every service that analyses, well within that second.
+    reached = {name: at - objection.requested_at for name, at in objection.policy_reached.items()}
+    assert all(0 < seconds < 1.0 for seconds in reached.values()), reached
+    print(
+        f"objection: last frame analysed {delay:+.3f} s after the request; the pause reached "
+        + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in reached.items())
+        + " after it"
+    )
+    # Ingest stopped decoding the camera and the public page says why.
+    assert objection.ingest_analysing == 0
+    assert objection.public_state == "paused_by_objection"
+
+
+def test_the_paused_time_is_missing_from_the_coverage(published_film: PublishedFilm) -> None:
+    """The rest of the film after the objection is not covered: the published coverage of the film's
+    windows stops at the objection, and the window holding it says it was partly analysed."""
+    film = published_film
+    objection = film.objection
+    items = [
+        item
+        for item in _get(film, "crossings", level="camera").json()["items"]
+        if item["camera"] == CAMERA_ID
+    ]
+    analysed_s = objection.requested_at - film.progress.opened_by  # the film until the objection
+    covered = sum(item["coverage"]["covered_seconds"] for item in items)
+    # ingest opened the film within the second before opened_by was noted; frames come every 0.5 s.
+    assert covered <= analysed_s + 1.5, (covered, analysed_s)
+    paused_window = (
+        int(objection.requested_at // film.platform.options.window_s) * film.platform.options.window_s
+    )
+    (during,) = [
+        i for i in items if int(datetime.fromisoformat(i["period_start"]).timestamp()) == paused_window
+    ]
+    window_end = paused_window + film.platform.options.window_s
+    film_end = film.progress.opened_by + film_duration_s(film.platform.options.video)
+    paused_in_window = min(window_end, film_end) - objection.requested_at
+    assert during["coverage"]["covered_seconds"] <= film.platform.options.window_s - paused_in_window, during
 
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "charts" / "vigie" / "dashboards"
@@ -258,9 +385,18 @@ def test_every_dashboard_query_returns_data(published_film: PublishedFilm) -> No
     range_s = int(end - start) + 1
     queries = _dashboard_queries()
     assert len(queries) > 30
+    # The demo camera's purpose (pedestrian_flow_statistics) measures no zone (PRIVACY.md rules 1 and 7):
+    # the panels of zone occupancy and stays stay empty, as they must.
+    not_measured = [q for q in queries if "vigie_published_zone_" in q[2]]
+    assert not_measured
     empty = [
         f"{dashboard} / {title}: {expression}"
         for dashboard, title, expression in queries
-        if not _has_data(prometheus, _substitute(expression, range_s), start, end)
+        if (dashboard, title, expression) not in not_measured
+        and not _has_data(prometheus, _substitute(expression, range_s), start, end)
     ]
+    assert all(
+        not _has_data(prometheus, _substitute(expression, range_s), start, end)
+        for _, _, expression in not_measured
+    ), "zone figures were published for a camera whose purpose does not measure zones"
     assert not empty, "queries without data:\n" + "\n".join(empty)

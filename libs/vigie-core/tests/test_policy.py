@@ -17,9 +17,12 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
+from vigie_core.lifecycle import service_runtime
 from vigie_core.messaging import connect
 from vigie_core.policy import (
+    DECISION_CAUSES,
     POLICY_BUCKET,
+    PolicySettings,
     PolicyWatcher,
     StaticPolicies,
     UnreadablePolicyError,
@@ -27,9 +30,10 @@ from vigie_core.policy import (
     decode_policy,
     encode_policy,
     geometry_document,
+    policy_view,
     timestamp,
 )
-from vigie_core.settings import NatsSettings
+from vigie_core.settings import NatsSettings, ServiceSettings
 from vigie_embedded.nats import EmbeddedNats
 from vigie_proto.v1.policy_pb2 import (
     AnalysisOutput,
@@ -128,6 +132,32 @@ def test_an_unknown_enum_value_is_a_rule_this_code_cannot_apply() -> None:
     assert decode_policy("north-gate", encode_policy(policy())) == policy()
 
 
+def test_every_decision_names_its_cause_from_a_closed_list() -> None:
+    now = NOW.timestamp()
+    cases = {
+        "analysing": policy(),
+        "inactive": policy(status=CameraStatus.CAMERA_STATUS_DRAFT),
+        "objection_pause": policy(paused_until=NOW + timedelta(minutes=1)),
+        "outside_authorisation": policy(purpose=Purpose.PURPOSE_SECURITY_EVENTS),
+    }
+    for cause, message in cases.items():
+        assert decide("c", message, now).cause == cause
+    static = StaticPolicies([policy()], clock=NOW.timestamp)
+    assert static.decision("unknown").cause == "no_policy"
+    assert static.cameras() == ["north-gate"]
+    assert set(cases) | {"no_policy"} <= set(DECISION_CAUSES)
+
+
+async def test_a_service_with_the_policy_off_gets_no_watcher_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with service_runtime("example", ServiceSettings()) as runtime:
+        assert await policy_view(runtime, None, PolicySettings(enabled=False)) is None  # type: ignore[arg-type]
+        assert "policy" not in runtime.readiness.failures()
+    assert "policy.enabled is false" in caplog.text
+    assert PolicySettings().enabled, "the policy is followed unless a deployment says otherwise"
+
+
 def test_static_policies_answer_like_the_watcher() -> None:
     policies = StaticPolicies([policy()], clock=NOW.timestamp)
     assert policies.decision("north-gate").analyse
@@ -149,8 +179,9 @@ def test_geometry_document_has_the_anonymisers_shape_and_only_what_outputs_allow
     document = geometry_document(message)
     assert document["id"] == "north-gate"
     assert document["reporting_window_s"] == 1200
+    # A line without classes counts the purpose's classes, not all six (the anonymiser's "empty: all").
     assert document["lines"] == [
-        {"id": "gate", "start": (0.1, 0.5), "end": (0.9, 0.5), "directions": "both", "classes": []}
+        {"id": "gate", "start": (0.1, 0.5), "end": (0.9, 0.5), "directions": "both", "classes": ["person"]}
     ]
     assert document["zones"] == []  # line crossings only: the zone is not measured
     message.outputs.append(AnalysisOutput.ANALYSIS_OUTPUT_ZONE_OCCUPANCY)
@@ -204,6 +235,7 @@ async def test_the_watcher_fails_closed_until_the_bucket_exists_then_follows_it(
     decision = watcher.decision("north-gate")
     assert not decision.analyse
     assert "policy unknown" in decision.reason
+    assert decision.cause == "policy_unavailable"
     assert metric(registry, "vigie_policy_synced") == 0
     assert "no camera is analysed" in caplog.text
 
@@ -228,6 +260,7 @@ async def test_the_watcher_fails_closed_until_the_bucket_exists_then_follows_it(
         await kv.put("south-gate", b"not a policy")
         await watcher.wait_until(lambda: "south-gate" in watcher.cameras(), 5)
         assert "unreadable policy" in watcher.decision("south-gate").reason
+        assert watcher.decision("south-gate").cause == "unreadable_policy"
         assert metric(registry, "vigie_policy_unreadable_entries") == 1
         assert "camera south-gate: unreadable policy" in caplog.text
 

@@ -17,10 +17,14 @@ from vigie_anonymiser.synthetic import FrameBuilder, to_track_frame
 from vigie_core.audit import AuditAction, AuditEvent, AuditOutcome, AuditPublishSettings, settings_digest
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import ensure_stream
+from vigie_core.policy import PolicySettings
 from vigie_core.streams import AuditStream, TracksStream, tracks_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
+
+# No registry in this test: the static configuration only (vigie_core.policy).
+STATIC_ONLY = PolicySettings(enabled=False)
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +86,7 @@ async def test_the_anonymiser_records_its_configuration_geometry_changes_and_bou
     await ensure_stream(js, AuditStream().config())  # the audit service's job
     source = ConfigGeometrySource([CAMERA])
     settings = AnonymiserSettings(
-        nats={"url": nats_server.url}, cameras=[CAMERA], camera_idle_s=600, audit=FAST
+        nats={"url": nats_server.url}, cameras=[CAMERA], camera_idle_s=600, audit=FAST, policy=STATIC_ONLY
     )
     reader = AuditReader(js)
 
@@ -155,7 +159,7 @@ async def test_counting_goes_on_while_the_audit_stream_is_missing(nats_server: E
     js = client.jetstream()
     await ensure_stream(js, TracksStream().config())  # and no AUDIT: the audit service is not up
     settings = AnonymiserSettings(
-        nats={"url": nats_server.url}, cameras=[CAMERA], camera_idle_s=600, audit=FAST
+        nats={"url": nats_server.url}, cameras=[CAMERA], camera_idle_s=600, audit=FAST, policy=STATIC_ONLY
     )
     frames = FrameBuilder()
     async with running_service("anonymiser", settings, serve) as service:

@@ -23,11 +23,15 @@ from vigie_anonymiser.settings import AnonymiserSettings
 from vigie_anonymiser.synthetic import T0, FrameBuilder, to_track_frame
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import ensure_stream
+from vigie_core.policy import PolicySettings
 from vigie_core.streams import AuditStream, TracksStream, tracks_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_proto.v1.events_pb2 import CROSSING_DIRECTION_LEFT_TO_RIGHT, WindowReport
 from vigie_proto.v1.tracks_pb2 import Box, TrackedObject, TrackFrame
+
+# No registry in this test: the static configuration only (vigie_core.policy).
+STATIC_ONLY = PolicySettings(enabled=False)
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +56,7 @@ def scene() -> list[TrackObservation]:
 
 
 def settings(url: str) -> AnonymiserSettings:
-    return AnonymiserSettings(nats={"url": url}, cameras=[CAMERA], camera_idle_s=600)
+    return AnonymiserSettings(nats={"url": url}, cameras=[CAMERA], camera_idle_s=600, policy=STATIC_ONLY)
 
 
 async def publish(js: JetStreamContext, messages: Iterable[bytes], camera: str = "cam") -> None:

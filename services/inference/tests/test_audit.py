@@ -22,6 +22,7 @@ from vigie_core.audit import (
 )
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect, ensure_stream
+from vigie_core.policy import PolicySettings
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import AuditStream, FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
@@ -34,6 +35,9 @@ from vigie_inference.settings import InferenceSettings
 from vigie_models import DETECTION_COUNT
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
 from vigie_proto.v1.tracks_pb2 import TrackFrame
+
+# No registry in this test: the static configuration only (vigie_core.policy).
+STATIC_ONLY = PolicySettings(enabled=False)
 
 MODEL_CHANGE = AuditAction.AUDIT_ACTION_MODEL_VERSION_CHANGE
 FAST = AuditPublishSettings(retry_initial_s=0.01, retry_max_s=0.05, enqueue_timeout_s=0.05, drain_timeout_s=2)
@@ -179,7 +183,7 @@ async def test_inference_records_its_configuration_model_changes_and_mislabelled
     async def body(runtime: ServiceRuntime) -> None:
         await serve(runtime, detector)
 
-    settings = InferenceSettings(nats={"url": nats_server.url}, audit=FAST)
+    settings = InferenceSettings(nats={"url": nats_server.url}, audit=FAST, policy=STATIC_ONLY)
     reader = AuditReader(js)
     async with running_service("inference", settings, body) as runtime:
         config, started = await reader.until(2)
@@ -244,7 +248,9 @@ async def test_the_version_triton_serves_is_recorded_from_its_metadata(
     assert identity.platform, "Triton says how the model runs"
 
     nc, js, tracks = await observer(nats_server.url)
-    settings = InferenceSettings(nats={"url": nats_server.url}, triton_url=triton_server.grpc_url, audit=FAST)
+    settings = InferenceSettings(
+        nats={"url": nats_server.url}, triton_url=triton_server.grpc_url, audit=FAST, policy=STATIC_ONLY
+    )
     reader = AuditReader(js)
     async with running_service("inference", settings, serve):
         _, started = await reader.until(2, within_s=60)

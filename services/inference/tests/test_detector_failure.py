@@ -8,6 +8,7 @@ import pytest
 
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect, ensure_stream
+from vigie_core.policy import PolicySettings
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import AuditStream, FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
@@ -18,6 +19,9 @@ from vigie_inference.settings import InferenceSettings
 from vigie_models import DETECTION_COUNT
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
 from vigie_proto.v1.tracks_pb2 import TrackFrame
+
+# No registry in this test: the static configuration only (vigie_core.policy).
+STATIC_ONLY = PolicySettings(enabled=False)
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +76,7 @@ async def test_the_service_waits_for_the_detector_and_then_analyses(nats_server:
     async def body(runtime: ServiceRuntime) -> None:
         await serve(runtime, detector)
 
-    settings = InferenceSettings(nats={"url": nats_server.url})
+    settings = InferenceSettings(nats={"url": nats_server.url}, policy=STATIC_ONLY)
     async with running_service("inference", settings, body) as runtime, httpx.AsyncClient() as client:
         for sequence in range(3):
             await js.publish(frames_subject("cam"), _frame(sequence))

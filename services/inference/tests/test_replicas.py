@@ -8,6 +8,7 @@ import pytest
 
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect, ensure_stream
+from vigie_core.policy import PolicySettings
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import AuditStream, FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
@@ -18,6 +19,9 @@ from vigie_inference.settings import InferenceSettings
 from vigie_models import DETECTION_COUNT
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
 from vigie_proto.v1.tracks_pb2 import TrackFrame
+
+# No registry in this test: the static configuration only (vigie_core.policy).
+STATIC_ONLY = PolicySettings(enabled=False)
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +71,9 @@ async def test_each_camera_is_tracked_by_one_replica_in_order(nats_server: Embed
 
     await nc.subscribe("vigie.tracks.*", cb=on_tracks)
     settings = [
-        InferenceSettings(nats={"url": nats_server.url}, partition=k, partitions=2, max_in_flight=3)
+        InferenceSettings(
+            nats={"url": nats_server.url}, partition=k, partitions=2, max_in_flight=3, policy=STATIC_ONLY
+        )
         for k in (0, 1)
     ]
     async with (
@@ -108,7 +114,7 @@ async def test_a_replica_expecting_other_partitions_refuses_to_start(nats_server
     await ensure_stream(nc.jetstream(), FramesStream(partitions=2).config())
     await ensure_stream(nc.jetstream(), AuditStream().config())
     await nc.close()
-    settings = InferenceSettings(nats={"url": nats_server.url}, partition=0, partitions=3)
+    settings = InferenceSettings(nats={"url": nats_server.url}, partition=0, partitions=3, policy=STATIC_ONLY)
     with pytest.raises(RuntimeError, match="FRAMES is split into 2 partitions but inference expects 3"):
         async with running_service("inference", settings, _replica(OnePersonDetector("x"))) as runtime:
             await asyncio.wait_for(runtime.stop_requested.wait(), 10)

@@ -56,6 +56,7 @@ async def test_ingest_records_its_configuration_without_credentials(
             {"id": "gare-nord", "url": f"rtsp://admin:{CAMERA_PASSWORD}@127.0.0.1:9/stream1"},
         ],
         live={"open_timeout_s": 0.5, "backoff_initial_s": 0.5, "backoff_max_s": 1},
+        policy={"enabled": False},  # no registry here: static configuration only
     )
 
     async with running_service("ingest", settings, serve):

@@ -17,7 +17,13 @@ reconnection) is *not analysed*. The watcher says so on ``/readyz`` (check ``pol
 ``vigie_policy_synced`` and ``vigie_policy_unreadable_entries``, and in a log line when it happens.
 
 :func:`decide` is the rule itself (status, objection pause, authorisation window), pure and clock-free;
+every decision names its cause from :data:`DECISION_CAUSES` (a bounded metric label).
 :class:`StaticPolicies` is an in-memory :class:`PolicyView` for unit tests.
+
+Each consuming service has a ``policy`` settings section (:class:`PolicySettings`) and starts its watcher
+with :func:`policy_view`, which waits for a first read of the bucket at start. ``policy.enabled`` is true
+by default; false runs on the service's static configuration alone (no registry: tools, unit tests), and
+says so in a warning.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import BaseModel, ConfigDict, Field
 
 from vigie_core.permissions import POLICY_BUCKET
 from vigie_proto.v1.policy_pb2 import (
@@ -53,10 +60,12 @@ if TYPE_CHECKING:
     from vigie_core.lifecycle import ServiceRuntime
 
 __all__ = [
+    "DECISION_CAUSES",
     "POLICY_BUCKET",
     "POLICY_SCHEMA_VERSION",
     "AnalysisDecision",
     "CameraPolicy",
+    "PolicySettings",
     "PolicyView",
     "PolicyWatcher",
     "StaticPolicies",
@@ -66,6 +75,7 @@ __all__ = [
     "decode_policy",
     "encode_policy",
     "geometry_document",
+    "policy_view",
     "start_policy_watcher",
     "timestamp",
 ]
@@ -77,6 +87,41 @@ logger = logging.getLogger("vigie.policy")
 # since protobuf skips unknown fields.
 POLICY_SCHEMA_VERSION = 1
 _KV_DELETE_OPERATIONS = frozenset({"DEL", "PURGE"})
+
+
+# Why a camera is, or is not, analysed: bounded values for metric labels (``AnalysisDecision.cause``).
+DECISION_CAUSES = (
+    "analysing",
+    "policy_unavailable",  # the bucket cannot be read now (missing, NATS lost, being read again)
+    "no_policy",  # no entry for this camera
+    "unreadable_policy",  # an entry this code cannot apply
+    "inactive",  # status draft, paused or retired
+    "objection_pause",  # paused by a citizen's objection
+    "outside_authorisation",  # security_events outside its authorisation window
+)
+
+
+class PolicySettings(BaseModel):
+    """How a service follows the policy bucket (the ``policy`` section of ingest, inference, anonymiser).
+
+    ``enabled`` is true by default: a camera is analysed only when the registry's policy allows it, and
+    nothing is analysed while the policy cannot be read (fail closed). False runs on the static
+    configuration alone, as before the registry existed: for a deployment without a registry, tools and
+    unit tests; it is logged as a warning at start.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        True, description="follow the registry's policy bucket (false: static configuration only)"
+    )
+    startup_wait_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="how long to wait at start for a first complete read of the bucket before working "
+        "anyway (failing closed meanwhile), so that a camera is not refused only because the read was late",
+    )
 
 
 class UnreadablePolicyError(ValueError):
@@ -141,6 +186,8 @@ class AnalysisDecision:
     analyse: bool
     reason: str
     policy: CameraPolicy | None = None
+    # One of DECISION_CAUSES: ``reason`` for metrics.
+    cause: str = "analysing"
 
     @property
     def version(self) -> int | None:
@@ -151,18 +198,26 @@ def decide(camera_id: str, policy: CameraPolicy, now: float) -> AnalysisDecision
     """The rule of ``policy.proto``: ACTIVE, not paused by an objection, within any authorisation window."""
     if policy.status != CameraStatus.CAMERA_STATUS_ACTIVE:
         status = CameraStatus.Name(policy.status).removeprefix("CAMERA_STATUS_").lower()
-        return AnalysisDecision(camera_id, False, f"the camera's status is {status}", policy)
+        return AnalysisDecision(camera_id, False, f"the camera's status is {status}", policy, "inactive")
     if policy.HasField("paused_until") and now < _seconds(policy.paused_until):
         until = policy.paused_until.ToDatetime(UTC).isoformat()
-        return AnalysisDecision(camera_id, False, f"paused by an objection until {until}", policy)
+        return AnalysisDecision(
+            camera_id, False, f"paused by an objection until {until}", policy, "objection_pause"
+        )
     if policy.purpose == Purpose.PURPOSE_SECURITY_EVENTS:
         # PRIVACY.md rule 5: security_events runs only inside its authorisation window, whatever its status.
         if not (policy.HasField("authorised_from") and policy.HasField("authorised_until")):
             return AnalysisDecision(
-                camera_id, False, "security_events without an authorisation window", policy
+                camera_id,
+                False,
+                "security_events without an authorisation window",
+                policy,
+                "outside_authorisation",
             )
         if not _seconds(policy.authorised_from) <= now < _seconds(policy.authorised_until):
-            return AnalysisDecision(camera_id, False, "outside the authorisation window", policy)
+            return AnalysisDecision(
+                camera_id, False, "outside the authorisation window", policy, "outside_authorisation"
+            )
     return AnalysisDecision(camera_id, True, "analysing", policy)
 
 
@@ -175,6 +230,8 @@ class PolicyView(Protocol):
     def policy(self, camera_id: str) -> CameraPolicy | None: ...
 
     def problem(self) -> str | None: ...
+
+    def cameras(self) -> list[str]: ...
 
 
 class StaticPolicies:
@@ -199,10 +256,13 @@ class StaticPolicies:
     def problem(self) -> str | None:
         return None
 
+    def cameras(self) -> list[str]:
+        return sorted(self._policies)
+
     def decision(self, camera_id: str, now: float | None = None) -> AnalysisDecision:
         policy = self._policies.get(camera_id)
         if policy is None:
-            return AnalysisDecision(camera_id, False, "no policy for this camera")
+            return AnalysisDecision(camera_id, False, "no policy for this camera", cause="no_policy")
         return decide(camera_id, policy, self._clock() if now is None else now)
 
 
@@ -232,6 +292,11 @@ class _WatcherMetrics:
         )
         self.updates = Counter(
             "vigie_policy_updates", "Policy entries received (puts and deletes)", registry=registry
+        )
+        self.last_update = Gauge(
+            "vigie_policy_last_update_timestamp_seconds",
+            "When this service last applied a change read from the policy bucket (Unix time)",
+            registry=registry,
         )
         self.watch_failures = Counter(
             "vigie_policy_watch_failures",
@@ -292,15 +357,21 @@ class PolicyWatcher:
     def decision(self, camera_id: str, now: float | None = None) -> AnalysisDecision:
         problem = self.problem()
         if problem is not None:
-            return AnalysisDecision(camera_id, False, f"policy unknown: {problem}")
+            return AnalysisDecision(
+                camera_id, False, f"policy unknown: {problem}", cause="policy_unavailable"
+            )
         entry = self._entries.get(camera_id)
         if entry is None:
             if camera_id not in self._warned_unknown:
                 self._warned_unknown.add(camera_id)
                 logger.warning("camera %s has no policy in %s: it is not analysed", camera_id, self._bucket)
-            return AnalysisDecision(camera_id, False, f"no policy for this camera in {self._bucket}")
+            return AnalysisDecision(
+                camera_id, False, f"no policy for this camera in {self._bucket}", cause="no_policy"
+            )
         if entry.policy is None:
-            return AnalysisDecision(camera_id, False, f"unreadable policy: {entry.error}")
+            return AnalysisDecision(
+                camera_id, False, f"unreadable policy: {entry.error}", cause="unreadable_policy"
+            )
         return decide(camera_id, entry.policy, self._clock() if now is None else now)
 
     def cameras(self) -> list[str]:
@@ -407,6 +478,7 @@ class PolicyWatcher:
     ) -> None:
         if operation in _KV_DELETE_OPERATIONS:
             if entries.pop(key, None) is not None and entries is self._entries:
+                self._metrics.last_update.set(self._clock())
                 logger.info("camera %s: policy removed, it is no longer analysed", key)
             return
         try:
@@ -417,6 +489,7 @@ class PolicyWatcher:
             return
         self._warned_unknown.discard(key)
         if entries is self._entries:
+            self._metrics.last_update.set(self._clock())
             logger.info("camera %s: policy version %d applied", key, policy.version)
         entries[key] = _Entry(policy, revision)
 
@@ -453,6 +526,30 @@ async def start_policy_watcher(runtime: ServiceRuntime, nc: Client, **options: A
     return watcher
 
 
+async def policy_view(
+    runtime: ServiceRuntime, nc: Client, settings: PolicySettings, **options: Any
+) -> PolicyWatcher | None:
+    """The service's watcher when ``settings.enabled``, once it has read the bucket (or after
+    ``startup_wait_s``, failing closed until it does); None, with a warning, when the policy is off."""
+    if not settings.enabled:
+        logger.warning(
+            "policy.enabled is false: the registry's policy (pauses, masks, purposes) is NOT applied; "
+            "every configured camera is analysed with the static configuration"
+        )
+        return None
+    watcher = await start_policy_watcher(runtime, nc, **options)
+    try:
+        await watcher.wait_synced(settings.startup_wait_s)
+    except TimeoutError:
+        logger.error(
+            "the policy bucket %s could not be read within %.1f s (%s): no camera is analysed until it is",
+            POLICY_BUCKET,
+            settings.startup_wait_s,
+            watcher.problem(),
+        )
+    return watcher
+
+
 # -- the shapes the anonymiser configures itself with --------------------------------------------------
 
 _CLASS_NAMES: Mapping[int, str] = {
@@ -479,7 +576,8 @@ def geometry_document(policy: CameraPolicy) -> dict[str, Any]:
     """The camera's lines, zones and window in the shape of the anonymiser's ``CameraGeometryConfig``.
 
     Only what the purpose's outputs allow: no line without line crossings, no zone without an output that
-    measures zones.
+    measures zones. A line or zone without classes counts the classes of the camera's purpose (the
+    policy's ``object_classes``), never all six.
     """
     outputs = set(policy.outputs)
     lines = policy.lines if AnalysisOutput.ANALYSIS_OUTPUT_LINE_CROSSINGS in outputs else []
@@ -496,7 +594,7 @@ def geometry_document(policy: CameraPolicy) -> dict[str, Any]:
                 "start": (line.start.x, line.start.y),
                 "end": (line.end.x, line.end.y),
                 "directions": _DIRECTIONS.get(line.directions, "both"),
-                "classes": [class_name(c) for c in line.classes],
+                "classes": [class_name(c) for c in line.classes or policy.object_classes],
             }
             for line in lines
         ],
@@ -504,7 +602,7 @@ def geometry_document(policy: CameraPolicy) -> dict[str, Any]:
             {
                 "id": zone.id,
                 "polygon": [(p.x, p.y) for p in zone.polygon],
-                "classes": [class_name(c) for c in zone.classes],
+                "classes": [class_name(c) for c in zone.classes or policy.object_classes],
             }
             for zone in zones
         ],

@@ -73,8 +73,8 @@ class Demo:
                 print(f"{path} not found: run 'make {target}'", file=sys.stderr)
                 return 2
         self.say(
-            "starting nats-server, tritonserver and the services; the camera starts with the next "
-            "reporting window ..."
+            "starting nats-server, tritonserver and the services; the camera is declared in the registry "
+            "and starts with the next reporting window ..."
         )
         with tempfile.TemporaryDirectory(prefix="vigie-demo-") as state:
             platform_options = PlatformOptions(
@@ -112,6 +112,8 @@ class Demo:
         self.result.endpoints = {
             "statistics API (aggregation)": f"{urls['aggregation']}/api/statistics/v1/docs",
             "audit API": f"{urls['audit']}/api/audit/v1",
+            "registry API (cameras, register)": f"{urls['registry']}/v1/openapi.json",
+            **{f"camera '{CAMERA_ID}', {name}": url for name, url in platform.public_camera_urls().items()},
             **{f"{name}: /metrics /healthz /readyz": url for name, url in urls.items()},
             "nats-server (client)": platform.nats.url,
             "nats-server (monitoring)": platform.nats.monitoring_url,

@@ -6,13 +6,22 @@ they show is what a city gets from the embedded defaults. Only two settings diff
 camera, both written down where they are set: a one-minute reporting window (the sample film lasts a
 minute; PRIVACY.md rule 11 asks for a written justification, given below) and short idle and release
 delays, so that the figures of the film are published within a minute of its end.
+
+The camera is declared the way a city declares one: through the registry's admin API (purpose, legal
+basis, DPIA reference, counting lines, reporting window with its justification), then activated. The
+registry publishes its policy to the bucket ``vigie-policy``, and ingest, inference and the anonymiser
+follow it (``policy.enabled`` is left at its default): the lines and window the anonymiser counts with
+come from there, and an objection on the camera's public page pauses it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
+import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,52 +31,64 @@ from typing import Any, Self
 
 import av
 import httpx
+from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 
 from vigie_core.auth import LocalTokenIssuer
 from vigie_core.permissions import SERVICES
+from vigie_core.policy import DECISION_CAUSES
 from vigie_embedded.nats import EmbeddedNats
-from vigie_embedded.processes import ProcessSet, free_port
+from vigie_embedded.processes import ProcessSet
 from vigie_embedded.triton import EmbeddedTriton
 
 __all__ = [
     "CAMERA_ID",
     "DEMO_GEOMETRY",
+    "DEMO_PURPOSE",
     "SITE_ID",
     "EmbeddedPlatform",
     "FilmProgress",
     "PlatformFailedError",
     "PlatformOptions",
     "Samples",
+    "film_duration_s",
     "scrape",
     "total",
 ]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+# Why the policy refused a frame (vigie_core.policy): the reasons inference and the anonymiser count.
+POLICY_CAUSES = DECISION_CAUSES[1:]
 
 CAMERA_ID = "sample"
 SITE_ID = "demo"
 
-# The sample film is shot from a tram driving down a street: people and vehicles drift outwards from
-# the middle of the picture, across these lines (normalised image coordinates, y downwards).
+# The sample film is shot from a tram driving down a street: people drift outwards from the middle of the
+# picture, across these lines (normalised image coordinates, y downwards).
 DEMO_GEOMETRY: dict[str, Any] = {
     "lines": [
         {"id": "left", "start": [0.35, 0.3], "end": [0.35, 1.0]},
         {"id": "right", "start": [0.65, 0.3], "end": [0.65, 1.0]},
         {"id": "low", "start": [0.0, 0.8], "end": [1.0, 0.8]},
     ],
-    "zones": [{"id": "street", "polygon": [[0.2, 0.4], [0.8, 0.4], [0.95, 1.0], [0.05, 1.0]]}],
 }
 WINDOW_JUSTIFICATION = (
     "embedded demonstration on a one-minute sample film: a 20-minute window would publish nothing "
     "until twenty minutes after the film; not for a camera in a public space"
 )
+# The camera's one purpose (PRIVACY.md rule 1). The film shows people far more than vehicles (about 20
+# people cross the lines, one vehicle), so: pedestrian flow, whose only output is line crossings of
+# people. That purpose measures no zone (the registry refuses one, rule 7), so the demo has none; a zone
+# needs occupancy_statistics (and no lines) or traffic_flow_statistics (vehicles only).
+DEMO_PURPOSE = "pedestrian_flow_statistics"
+ADMIN_MOTIVE = "embedded platform: declaring the demonstration camera"
 
 # In start order: the audit service creates AUDIT before the others record anything (they would buffer
-# and retry otherwise); consumers start before producers; the ports are the services' /metrics and APIs.
-_ORDER = ("audit", "aggregation", "anonymiser", "inference", "ingest")
+# and retry otherwise); the registry publishes the camera's policy before any service needs it; consumers
+# start before producers; the ports are the services' /metrics and APIs.
+_ORDER = ("audit", "registry", "aggregation", "anonymiser", "inference", "ingest")
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,8 @@ class PlatformOptions:
     # Start the camera when a reporting window begins, so that a film shorter than a window is not split
     # between two windows (each half of its counts could then be too small to publish).
     align_to_window: bool = False
+    # How long the objection button pauses the camera (the registry's default is 15 minutes).
+    objection_pause_s: int = 900
 
 
 def _private_key_text(key: Ed25519PrivateKey) -> str:
@@ -122,6 +145,23 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(value for (metric, have), value in samples.items() if metric == name and wanted <= have)
 
 
+def _free_ports(count: int) -> list[int]:
+    """Distinct free ports: the sockets are held together while the system picks them, so that no port is
+    handed out twice (one at a time, a port just released may come back)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def _answers(client: httpx.Client, url: str) -> bool:
+    try:
+        return client.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class PlatformFailedError(RuntimeError):
     """A service stopped, the camera failed, or the film was not counted in time."""
 
@@ -134,7 +174,10 @@ class FilmProgress:
     frames_decoded: int = 0
     frames_published: int = 0
     frames_analysed: int = 0
+    # Published by ingest but not analysed (the policy forbade it by then: a pause, ...).
+    frames_not_analysed: int = 0
     frames_counted: int = 0
+    frames_not_counted: int = 0
     analysed_per_second: float = 0.0
     tracks_by_class: dict[str, int] = field(default_factory=dict)
     reports_stored: int = 0
@@ -144,8 +187,12 @@ class FilmProgress:
 
     @property
     def counted(self) -> bool:
-        """Decoded to the end, and every frame sent was analysed and counted."""
-        return self.camera_state == "finished" and self.frames_counted >= self.frames_published > 0
+        """Decoded to the end, and every frame sent was analysed and counted (or refused by the policy)."""
+        return (
+            self.camera_state == "finished"
+            and self.frames_analysed + self.frames_not_analysed >= self.frames_published > 0
+            and self.frames_counted + self.frames_not_counted >= self.frames_analysed
+        )
 
 
 class EmbeddedPlatform:
@@ -153,10 +200,16 @@ class EmbeddedPlatform:
 
     def __init__(self, options: PlatformOptions) -> None:
         self.options = options
-        self.urls = {service: f"http://127.0.0.1:{free_port()}" for service in _ORDER}
+        self.urls = {
+            service: f"http://127.0.0.1:{port}"
+            for service, port in zip(_ORDER, _free_ports(len(_ORDER)), strict=True)
+        }
         self._auth_key = Ed25519PrivateKey.generate()
         self.issuer = LocalTokenIssuer(self._auth_key, issuer="vigie-embedded", audience="vigie")
         self._audit_key = Ed25519PrivateKey.generate()
+        # The registry's secrets, drawn per run: objection receipts' HMAC key, the sources' sealing key.
+        self._receipt_key = secrets.token_urlsafe(32)
+        self._source_key = Fernet.generate_key().decode()
         self.logs = options.state_dir / "logs"
         self.processes = ProcessSet(self.logs)
         self.nats: EmbeddedNats | None = None
@@ -172,9 +225,6 @@ class EmbeddedPlatform:
     def _settings(self, service: str, triton_url: str) -> dict[str, Any]:
         options = self.options
         auth = {"local_key": _private_key_text(self._auth_key)}
-        window = {"reporting_window_s": options.window_s}
-        if options.window_s < 1200:
-            window["reporting_window_justification"] = WINDOW_JUSTIFICATION  # type: ignore[assignment]
         disclosure: dict[str, Any] = {
             "window_s": options.window_s,
             "threshold": options.threshold,
@@ -195,6 +245,16 @@ class EmbeddedPlatform:
                 "tree_head_interval_s": 10,
                 "auth": auth,
             },
+            "registry": {
+                "database_url": self._database("registry"),
+                "receipt_key": self._receipt_key,
+                "source_key": self._source_key,
+                "objection": {
+                    "default_pause_s": options.objection_pause_s,
+                    "max_pause_s": max(3600, options.objection_pause_s),
+                },
+                "auth": auth,
+            },
             "aggregation": {
                 "database_url": self._database("statistics"),
                 "cameras": [{"id": CAMERA_ID, "site": SITE_ID}],
@@ -203,7 +263,7 @@ class EmbeddedPlatform:
                 "auth": auth,
             },
             "anonymiser": {
-                "cameras": [{"id": CAMERA_ID, **window, **DEMO_GEOMETRY}],
+                # No camera here: its lines and window come from the registry's policy.
                 # Above inference's, so that its end-of-tracks message comes first.
                 "camera_idle_s": options.camera_idle_s + 2,
             },
@@ -243,10 +303,98 @@ class EmbeddedPlatform:
                 self.processes.start(
                     service, f"vigie_{service}", self._env(service, self.nats, self.triton.grpc_url)
                 )
+                if service == "registry":
+                    self.declare_camera()
         except BaseException:
             self.stop()
             raise
         return self
+
+    # -- the camera, declared as a city would ------------------------------------------------------------
+
+    def camera_declaration(self) -> dict[str, Any]:
+        """The demo camera as its administrator declares it (POST /v1/cameras)."""
+        options = self.options
+        declaration: dict[str, Any] = {
+            "id": CAMERA_ID,
+            "status": "active",
+            "name": "Market Street, San Francisco (sample film)",
+            "description": (
+                "The 1906 film 'A Trip Down Market Street', played as a camera for the embedded demonstration"
+            ),
+            "location": {
+                "address": "Market Street, San Francisco",
+                "latitude": 37.7897,
+                "longitude": -122.4006,
+                "site": SITE_ID,
+            },
+            "source": {"url": options.video.resolve().as_uri()},
+            "purpose": DEMO_PURPOSE,
+            **DEMO_GEOMETRY,
+            "sample_fps": options.sample_fps,
+            "reporting_window_s": options.window_s,
+            "legal": {
+                "basis": "public_task",
+                "act": "embedded demonstration (no deliberation: not a camera in a public space)",
+                "dpia_reference": "DEMO-DPIA-0001",
+            },
+            "controller": {"name": "Vigie embedded platform", "url": "https://vigie.example/demo"},
+            "dpo": {"name": "Data protection officer (demonstration)", "email": "dpo@vigie.example"},
+        }
+        if options.window_s < 1200:
+            declaration["reporting_window_justification"] = WINDOW_JUSTIFICATION
+        if options.sample_fps > 5:
+            declaration["sample_fps_justification"] = "benchmark of the embedded platform"
+        return declaration
+
+    def declare_camera(self, timeout_s: float = 60.0) -> None:
+        """Declare and activate the camera through the registry's admin API, and wait until its policy is
+        in the bucket (the services read it before analysing anything)."""
+        registry = self.urls["registry"]
+        headers = {
+            "Authorization": f"Bearer {self.token('registry:admin')}",
+            "X-Vigie-Motive": ADMIN_MOTIVE,
+        }
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=10) as client:
+            while not _answers(client, f"{registry}/readyz"):
+                self.check_running()
+                if time.monotonic() > deadline:
+                    raise PlatformFailedError(
+                        f"the registry was not ready within {timeout_s:.0f} s; its log ends with:\n"
+                        f"{self.log_tail('registry')}"
+                    )
+                time.sleep(0.2)
+            created = client.post(f"{registry}/v1/cameras", json=self.camera_declaration(), headers=headers)
+            if created.status_code != 201:
+                raise PlatformFailedError(
+                    f"the registry refused the demo camera ({created.status_code}): {created.text[:2000]}"
+                )
+            while (
+                not client.get(f"{registry}/v1/cameras/{CAMERA_ID}", headers=headers)
+                .json()
+                .get("policy_published")
+            ):
+                if time.monotonic() > deadline:
+                    raise PlatformFailedError("the demo camera's policy was not published in time")
+                time.sleep(0.2)
+
+    def public_camera_urls(self) -> dict[str, str]:
+        """Where a citizen reads about the camera and objects: the registry's public page when it serves
+        one, and the public API."""
+        registry = self.urls["registry"]
+        urls = {"public API": f"{registry}/v1/public/cameras/{CAMERA_ID}"}
+        with httpx.Client(timeout=5) as client:
+            if _answers(client, f"{registry}/cameras/{CAMERA_ID}"):
+                urls = {"public page": f"{registry}/cameras/{CAMERA_ID}", **urls}
+        return urls
+
+    def press_objection(self, client: httpx.Client, duration_s: int | None = None) -> httpx.Response:
+        """Press the camera's objection button (the public endpoint, no login), as a citizen would."""
+        body = {} if duration_s is None else {"duration_s": duration_s}
+        return client.post(
+            f"{self.urls['registry']}/v1/public/cameras/{CAMERA_ID}/objections", json=body, timeout=10
+        )
 
     def _wait_for_next_window(self) -> float:
         window_s = self.options.window_s
@@ -291,7 +439,13 @@ class EmbeddedPlatform:
         progress.frames_decoded = int(total(ingest, "vigie_ingest_frames_decoded_total"))
         progress.frames_published = int(total(ingest, "vigie_ingest_frames_published_total"))
         progress.frames_analysed = int(total(inference, "vigie_inference_frames_total"))
+        progress.frames_not_analysed = int(
+            sum(total(inference, "vigie_inference_frames_dropped_total", reason=r) for r in POLICY_CAUSES)
+        )
         progress.frames_counted = int(total(anonymiser, "vigie_anonymiser_frames_total"))
+        progress.frames_not_counted = int(
+            sum(total(anonymiser, "vigie_anonymiser_frames_dropped_total", reason=r) for r in POLICY_CAUSES)
+        )
         progress.reports_stored = int(total(aggregation, "vigie_aggregation_reports_stored_total"))
         progress.tracks_by_class = {
             dict(labels)["object_class"]: int(value)

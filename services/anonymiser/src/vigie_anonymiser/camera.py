@@ -25,8 +25,10 @@ from vigie_anonymiser.config import CameraGeometry, CountingParams
 from vigie_anonymiser.crossing import LineTrackState, finish_line, step_line
 from vigie_anonymiser.geometry import CrossingDirection, Point, anchor_point
 from vigie_anonymiser.observations import TrackObservation
+from vigie_anonymiser.pauses import PausedTime
 from vigie_anonymiser.windows import ReportClosure, WindowReport, WindowTally, report_id, window_start
 from vigie_anonymiser.zones import ZoneTrackState, finish_zone, step_zone
+from vigie_proto.v1.policy_pb2 import CameraPolicy
 
 __all__ = ["Anonymiser", "CameraAnonymiser", "Dropped", "FrameOutcome"]
 
@@ -109,6 +111,8 @@ class CameraAnonymiser:
         self._previous_time: float | None = None  # of the frame before the current one
         self._occupancy: dict[tuple[str, int], int] = {}
         self.last_received = 0.0
+        # Capture time the policy forbade analysing: never covered, whatever frames come around it.
+        self.paused = PausedTime()
 
     @property
     def geometry(self) -> CameraGeometry:
@@ -117,6 +121,11 @@ class CameraAnonymiser:
     @property
     def live_tracks(self) -> int:
         return len(self._tracks)
+
+    @property
+    def counting(self) -> bool:
+        """Whether the camera is between two counted frames (their gap would be covered)."""
+        return self._last_time is not None or bool(self._handovers)
 
     def process(self, observation: TrackObservation, received_at: float = 0.0) -> FrameOutcome:
         dropped, new_run = self._cursor.admit(observation)
@@ -150,6 +159,17 @@ class CameraAnonymiser:
         self._occupancy = {}
         return self._close(ReportClosure.CAMERA_IDLE)
 
+    def suspend(self) -> None:
+        """The camera may not be analysed now (a pause, a policy change): its tracks are over and the time
+        until its next counted frame is not covered. The window stays open: analysis may resume in it."""
+        for state in [*self._tracks.values(), *self._handovers]:
+            self._finish(state)
+        self._tracks.clear()
+        self._handovers.clear()
+        self._last_time = None
+        self._previous_time = None
+        self._occupancy = {}
+
     def stop(self, closed_by: ReportClosure = ReportClosure.SERVICE_STOPPING) -> list[WindowReport]:
         """Report what was counted so far. Live tracks are not finished: the camera goes on, and another
         instance will see them (counting them here too could count them twice); ended ones are."""
@@ -182,16 +202,23 @@ class CameraAnonymiser:
         tally = self._tally
         if tally is not None and tally.window_start != start:
             if covered and previous is not None and previous < tally.window_end <= now:
-                tally.cover(tally.window_end - previous, self._occupancy)
+                self._cover(tally, previous, float(tally.window_end))
                 previous = float(tally.window_end)
             else:
                 covered = False
             reports.extend(self._close(ReportClosure.WINDOW_ENDED))
+            self.paused.forget_before(start)
         if self._tally is None:
             self._tally = self._open(start, observation)
         if covered and previous is not None:
-            self._tally.cover(now - previous, self._occupancy)
+            self._cover(self._tally, previous, now)
         return reports
+
+    def _cover(self, tally: WindowTally, start: float, end: float) -> None:
+        """[start, end) was analysed, except what the policy paused."""
+        seconds = end - start - self.paused.overlap(start, end)
+        if seconds > 0:
+            tally.cover(seconds, self._occupancy)
 
     def _open(self, start: int, observation: TrackObservation) -> WindowTally:
         geometry = self._geometry
@@ -307,7 +334,7 @@ class CameraAnonymiser:
             if zone_state is None:
                 continue
             stayed = step_zone(zone_state, zone.contains(point), now, params.establish_frames)
-            if stayed is not None:
+            if stayed is not None and geometry.dwell_time:
                 tally.dwell[(zone.id, object_class, geometry.dwell.index(stayed))] += 1
         if previous is not None and now > state.last_seen:
             elapsed = now - state.last_seen
@@ -358,7 +385,7 @@ class CameraAnonymiser:
         for zone, zone_state in zip(geometry.zones, state.zones, strict=True):
             if zone_state is not None:
                 stayed = finish_zone(zone_state)
-                if stayed is not None:
+                if stayed is not None and geometry.dwell_time:
                     tally.dwell[(zone.id, state.object_class, geometry.dwell.index(stayed))] += 1
 
     def _measure_occupancy(self, now: float) -> dict[tuple[str, int], int]:
@@ -393,6 +420,20 @@ class Anonymiser:
         if camera is None:
             return FrameOutcome(dropped=Dropped.NO_GEOMETRY)
         return camera.process(observation, received_at)
+
+    def follow_policy(self, camera_id: str, policy: CameraPolicy) -> None:
+        """Learn from the camera's policy when its analysis was paused (never covered)."""
+        camera = self._cameras.get(camera_id)
+        if camera is not None:
+            camera.paused.follow(policy)
+
+    def suspend(self, camera_id: str) -> bool:
+        """End the tracks of a camera that may not be analysed now; whether it had any state to end."""
+        camera = self._cameras.get(camera_id)
+        if camera is None or (camera.live_tracks == 0 and not camera.counting):
+            return False
+        camera.suspend()
+        return True
 
     def set_geometry(self, camera_id: str, geometry: CameraGeometry | None) -> list[WindowReport]:
         """Apply a live change: new lines and zones for a camera, a new camera, or (None) its removal."""

@@ -184,6 +184,11 @@ class CameraGeometryConfig(_Section):
         max_length=8,
         description="upper bounds of the dwell-time buckets, seconds, increasing",
     )
+    dwell_time: bool = Field(
+        True,
+        description="measure how long stays in the zones last (the dwell_time output); false when the "
+        "camera's purpose does not allow it (PRIVACY.md rule 1): zones then give occupancy only",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -214,13 +219,14 @@ class CameraGeometryConfig(_Section):
             zones=tuple(zone.to_zone() for zone in self.zones),
             dwell=DwellBuckets(tuple(self.dwell_buckets_s)),
             version=self.version(),
+            dwell_time=self.dwell_time,
         )
 
     def version(self) -> str:
         """A short digest of everything that changes what the figures mean."""
-        canonical = json.dumps(
-            self.model_dump(mode="json", exclude={"reporting_window_justification"}), sort_keys=True
-        )
+        # dwell_time enters the digest only when off, so that the versions of existing geometries stay.
+        exclude = {"reporting_window_justification"} | ({"dwell_time"} if self.dwell_time else set())
+        canonical = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
 
 
@@ -233,3 +239,4 @@ class CameraGeometry:
     zones: tuple[Zone, ...]
     dwell: DwellBuckets
     version: str
+    dwell_time: bool = True

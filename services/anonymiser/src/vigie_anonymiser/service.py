@@ -17,6 +17,13 @@ EVENTS.
 Malformed messages are logged with the field at fault, counted, kept on ``vigie.deadletter.anonymiser``
 (a memory stream: they may hold track ids) and terminated; the service carries on.
 
+Policy (``vigie_core.policy``, unless ``policy.enabled`` is false). Each camera's lines, zones and
+reporting window come from its policy (`PolicyGeometrySource`), complemented by the settings. A TrackFrame
+captured when its camera's policy forbade analysis (an objection's pause, a camera not active, a policy
+that cannot be read) is dropped uncounted (``vigie_anonymiser_frames_dropped_total{reason=<cause>}``) and
+the camera's tracks end; so do they, within a fetch interval, when the camera stops being analysable. Time
+the policy paused is never covered (`PausedTime`): reports show it as missing coverage.
+
 Audit (``vigie_core.audit``): the configuration in force at start-up (a digest, each camera's geometry
 version); each change of a camera's geometry version (created, updated, deleted); a TRACKS message with
 data a TrackFrame has no field for (a boundary fault: terminated and kept nowhere); every operation the
@@ -58,6 +65,7 @@ from vigie_anonymiser.geometry_source import (
     ConfigGeometrySource,
     GeometryChange,
     GeometryUpdate,
+    PolicyGeometrySource,
     geometry_change,
 )
 from vigie_anonymiser.observations import (
@@ -79,6 +87,7 @@ from vigie_core.audit import (
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import context_from_headers, ensure_stream, trace_headers
+from vigie_core.policy import DECISION_CAUSES, PolicyView, policy_view
 from vigie_core.streams import (
     TRACKS_PREFIX,
     EventsStream,
@@ -122,10 +131,13 @@ class AnonymiserMetrics:
         self.frames = Counter("vigie_anonymiser_frames", "TrackFrames counted", ["camera"], registry=registry)
         self.dropped = Counter(
             "vigie_anonymiser_frames_dropped",
-            "TrackFrames not counted: duplicate, stale_run, no_geometry",
+            "TrackFrames not counted: duplicate, stale_run, no_geometry, or the policy's cause "
+            "(objection_pause, inactive, no_policy, unreadable_policy, policy_unavailable, ...)",
             ["reason"],
             registry=registry,
         )
+        for reason in (*(d.value for d in Dropped), *DECISION_CAUSES[1:]):
+            self.dropped.labels(reason)
         self.rejected = Counter(
             "vigie_anonymiser_messages_rejected",
             "TRACKS messages sent to the dead-letter subject, by offending field",
@@ -172,12 +184,15 @@ class AnonymiserPipeline:
         source: CameraGeometrySource,
         nc: Client,
         audit: AuditPublisher,
+        policies: PolicyView | None = None,
     ) -> None:
         self._runtime = runtime
         self._settings = settings
         self._source = source
         self._nc = nc
         self._audit = audit
+        # None: policy.enabled is false, every camera with a geometry is counted.
+        self._policies = policies
         self._metrics = AnonymiserMetrics(runtime)
         self._anonymiser = Anonymiser(source.current(), settings.counting)
         self._outbox: collections.deque[WindowReport] = collections.deque()
@@ -229,6 +244,7 @@ class AnonymiserPipeline:
         try:
             while not stop.is_set():
                 await self._apply_geometry_updates()
+                self._follow_policies()
                 try:
                     messages = await subscription.fetch(settings.fetch_batch, timeout=0.25)
                 except (NatsTimeoutError, TimeoutError):  # a batch fetch raises the latter
@@ -276,6 +292,9 @@ class AnonymiserPipeline:
                 )
                 await self._dead_letter(js, message, str(error), error.field)
                 return
+            if self._forbidden(observation.camera_id, observation.captured_at):
+                await message.ack()
+                return
             try:
                 outcome = self._anonymiser.process(observation, time.monotonic())
             except Exception as error:  # a bug on one message must not stop the counting of every camera
@@ -294,6 +313,35 @@ class AnonymiserPipeline:
         self._outbox.extend(outcome.reports)
         await message.ack()
         self._metrics.seconds.observe(time.perf_counter() - started)
+
+    def _forbidden(self, camera_id: str, captured_at: float) -> bool:
+        """Whether the camera's policy forbade analysing what was captured then: if so, the message is
+        counted as dropped and the camera's tracks end (they must not bridge the paused time)."""
+        if self._policies is None:
+            return False
+        policy = self._policies.policy(camera_id)
+        if policy is not None:
+            self._anonymiser.follow_policy(camera_id, policy)
+        decision = self._policies.decision(camera_id, captured_at)
+        if decision.analyse:
+            return False
+        self._metrics.dropped.labels(decision.cause).inc()
+        if self._anonymiser.suspend(camera_id):
+            logger.info("camera %s: not counted (%s); its tracks ended", camera_id, decision.reason)
+        return True
+
+    def _follow_policies(self) -> None:
+        """Learn each camera's paused time as the policy changes; end the tracks of a camera that may not
+        be analysed now, even if none of its messages comes (inference stopped sending them)."""
+        if self._policies is None:
+            return
+        for camera_id in self._anonymiser.cameras:
+            policy = self._policies.policy(camera_id)
+            if policy is not None:
+                self._anonymiser.follow_policy(camera_id, policy)
+            decision = self._policies.decision(camera_id)
+            if not decision.analyse and self._anonymiser.suspend(camera_id):
+                logger.info("camera %s: not counted (%s); its tracks ended", camera_id, decision.reason)
 
     async def _dead_letter(self, js: JetStreamContext, message: Msg, reason: str, field: str) -> None:
         label = re.sub(r"\[\d+\]", "", field)  # objects[3].box -> objects.box: bounded label values
@@ -475,9 +523,16 @@ async def serve(runtime: ServiceRuntime, geometry_source: CameraGeometrySource |
     """The service's body: count until asked to stop."""
     settings = runtime.settings
     assert isinstance(settings, AnonymiserSettings)
-    source = geometry_source if geometry_source is not None else ConfigGeometrySource(settings.cameras)
     nc, audit = await connect_with_audit(
         runtime, settings.nats, settings.audit, f"vigie-anonymiser-{settings.partition}"
     )
+    policies = await policy_view(runtime, nc, settings.policy)
+    source: CameraGeometrySource
+    if geometry_source is not None:
+        source = geometry_source
+    elif policies is not None:
+        source = PolicyGeometrySource(policies, settings.cameras)
+    else:
+        source = ConfigGeometrySource(settings.cameras)
     await record_start(audit, settings, source.current())
-    await AnonymiserPipeline(runtime, settings, source, nc, audit).run()
+    await AnonymiserPipeline(runtime, settings, source, nc, audit, policies).run()

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from vigie_anonymiser.config import CameraGeometryConfig, CountingParams
 from vigie_core.audit import AuditPublishSettings
+from vigie_core.policy import PolicySettings
 from vigie_core.settings import ServiceSettings
 
 __all__ = ["AnonymiserSettings"]
@@ -15,7 +16,9 @@ __all__ = ["AnonymiserSettings"]
 
 class AnonymiserSettings(ServiceSettings, env_prefix="VIGIE_ANONYMISER_"):
     cameras: list[CameraGeometryConfig] = Field(
-        default_factory=list, description="the cameras counted, with their lines, zones and window"
+        default_factory=list,
+        description="the cameras counted, with their lines, zones and window; with the policy on, what a "
+        "camera's policy says replaces these, which only fill in where it is silent",
     )
     counting: CountingParams = CountingParams()
     partition: int = Field(0, ge=0, description="which partition of TRACKS this replica consumes")
@@ -46,6 +49,10 @@ class AnonymiserSettings(ServiceSettings, env_prefix="VIGIE_ANONYMISER_"):
     )
 
     audit: AuditPublishSettings = AuditPublishSettings()
+    policy: PolicySettings = Field(
+        PolicySettings(),
+        description="the registry's policy: geometry and pauses (a camera it does not allow is not counted)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:

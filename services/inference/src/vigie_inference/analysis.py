@@ -77,6 +77,12 @@ class CameraTrackers:
         idle = [camera for camera, run in self._runs.items() if now - run.last_seen > self._idle_s]
         return [self._end(self._runs.pop(camera)) for camera in idle]
 
+    def end_camera(self, camera_id: str) -> TrackFrame | None:
+        """End every track of the camera (its analysis stops: a pause, a policy change); the message that
+        says so, or None when the camera had no tracker. Its next frame starts a new tracker."""
+        run = self._runs.pop(camera_id, None)
+        return None if run is None else self._end(run)
+
     def end_all(self) -> list[TrackFrame]:
         ended = [self._end(run) for run in self._runs.values()]
         self._runs.clear()

@@ -8,6 +8,16 @@ the camera id), and each partition is consumed by exactly one replica through it
 trackers strictly in the order the frames were fetched (a FIFO of pending requests). Frames that arrive
 out of order anyway (a redelivery after a Triton failure) are dropped by the tracker's sequence check.
 
+Policy (``vigie_core.policy``, unless ``policy.enabled`` is false). A frame is analysed only if its
+camera's policy allows analysis at the frame's capture time: checked when the frame is fetched (before
+Triton sees it) and again when its detections come back (a frame in flight when an objection arrives is
+dropped there, never tracked). A dropped frame is acknowledged (it is not to be analysed later either),
+counted in ``vigie_inference_frames_dropped_total{reason=<cause>}``, and its camera's tracks are ended at
+once; the tracks of a camera that stops being analysable without sending frames (ingest stopped
+publishing) are ended within the fetch interval. The service waits for a first read of the bucket at start
+and then fails closed: while the policy cannot be read, no frame is analysed (``/readyz`` check
+``policy``, ``vigie_policy_synced``).
+
 Audit (``vigie_core.audit``): the configuration in force at start-up (a digest, the partition); the model
 and version that answer, at start-up and whenever another version answers (:mod:`.model_audit`); a frame
 naming another camera than its subject (a boundary fault: dropped, never analysed); every operation the
@@ -42,6 +52,7 @@ from vigie_core.audit import (
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import context_from_headers, ensure_stream, trace_headers
+from vigie_core.policy import DECISION_CAUSES, AnalysisDecision, PolicyView, policy_view
 from vigie_core.streams import (
     FRAMES_PREFIX,
     TracksStream,
@@ -66,8 +77,11 @@ from vigie_models import INPUT_SIZE
 from vigie_proto.v1.frames_pb2 import Frame
 
 # Why a frame is not analysed: another camera's than its subject says (a boundary fault), not a frame,
-# older than the last one analysed of its camera, or lost with a failed request to Triton.
-DROP_REASONS = ("mislabelled", "invalid", "out_of_order", "detector_error")
+# older than the last one analysed of its camera, lost with a failed request to Triton, or (the policy's
+# causes) a camera that may not be analysed: paused by an objection, not active, no or unreadable policy,
+# the policy bucket unreadable, outside an authorisation window.
+POLICY_DROP_REASONS = DECISION_CAUSES[1:]
+DROP_REASONS = ("mislabelled", "invalid", "out_of_order", "detector_error", *POLICY_DROP_REASONS)
 
 logger = logging.getLogger("vigie.inference")
 
@@ -101,6 +115,20 @@ class InferenceMetrics:
             registry=registry,
         )
         self.tracks = Gauge("vigie_inference_live_tracks", "Tracks alive", registry=registry)
+        # When a camera's latest frame was analysed (wall clock) and when it was captured: how promptly a
+        # pause took effect is read from these (the objection's "under a second"), never from FRAMES.
+        self.last_analysed = Gauge(
+            "vigie_inference_last_frame_analysed_timestamp_seconds",
+            "When the camera's latest analysed frame had its tracks published (Unix time)",
+            ["camera"],
+            registry=registry,
+        )
+        self.last_captured = Gauge(
+            "vigie_inference_last_frame_captured_timestamp_seconds",
+            "When the camera's latest analysed frame was captured (Unix time)",
+            ["camera"],
+            registry=registry,
+        )
         # Pipeline health, all cameras together: a per-camera count of people scraped every few seconds
         # would publish the fine timing that the anonymiser's reporting window exists to remove.
         self.tracks_started = Counter(
@@ -129,12 +157,15 @@ class InferencePipeline:
         detector: Detector,
         nc: Client,
         audit: AuditPublisher,
+        policies: PolicyView | None = None,
     ) -> None:
         self._runtime = runtime
         self._settings = settings
         self._detector = detector
         self._nc = nc
         self._audit = audit
+        # None: policy.enabled is false, every frame of every camera is analysed.
+        self._policies = policies
         self._metrics = InferenceMetrics(runtime)
         self._trackers = CameraTrackers(settings, model=detector.name)
         self._served = ServedModel(
@@ -188,13 +219,14 @@ class InferencePipeline:
                         continue
                 if self._served.current is None and time.monotonic() >= self._identify_again_at:
                     await self._identify_model()
+                await self._end_forbidden(js)
                 try:
                     messages = await subscription.fetch(settings.max_batch, timeout=0.25)
                 except TimeoutError:  # nats-py raises its own or asyncio's
                     for message in self._trackers.expire_idle(time.monotonic()):
                         await js.publish(tracks_subject(message.camera_id), message.SerializeToString())
                     continue
-                await self._submit(messages)
+                await self._submit(js, messages)
         finally:
             # Drain: let the requests in flight finish and their tracks be published and acked.
             await self._pending.put(None)
@@ -216,7 +248,39 @@ class InferencePipeline:
             return
         await self._served.identified(identity)
 
-    async def _submit(self, messages: list[Msg]) -> None:
+    def _decision(self, frame: Frame) -> AnalysisDecision | None:
+        """Why the frame may not be analysed (None: it may): its camera's policy at its capture time."""
+        if self._policies is None:
+            return None
+        decision = self._policies.decision(frame.camera_id, frame.captured_at.ToNanoseconds() / 1e9)
+        return None if decision.analyse else decision
+
+    async def _drop_forbidden(self, js: JetStreamContext, message: Msg, decision: AnalysisDecision) -> None:
+        """A frame its camera's policy does not allow analysing: never analysed, never redelivered; the
+        camera's tracks end (they must not bridge the paused time)."""
+        self._metrics.dropped.labels(decision.cause).inc()
+        await message.ack()
+        await self._end_camera(js, decision.camera_id, decision.reason)
+
+    async def _end_camera(self, js: JetStreamContext, camera_id: str, reason: str) -> None:
+        ended = self._trackers.end_camera(camera_id)
+        if ended is None:
+            return
+        tracks = len(ended.ended_track_ids)
+        logger.info("camera %s: not analysed (%s); its %d track(s) ended", camera_id, reason, tracks)
+        await js.publish(tracks_subject(camera_id), ended.SerializeToString(), headers=trace_headers())
+        self._metrics.tracks.set(self._trackers.live_tracks())
+
+    async def _end_forbidden(self, js: JetStreamContext) -> None:
+        """End the tracks of cameras that may not be analysed now, even if no frame of theirs comes."""
+        if self._policies is None:
+            return
+        for camera_id in self._trackers.camera_ids:
+            decision = self._policies.decision(camera_id)
+            if not decision.analyse:
+                await self._end_camera(js, camera_id, decision.reason)
+
+    async def _submit(self, js: JetStreamContext, messages: list[Msg]) -> None:
         batch = np.empty((len(messages), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
         kept: list[Msg] = []
         frames: list[Frame] = []
@@ -234,6 +298,10 @@ class InferencePipeline:
                 logger.error("dropped a message on %s: %s", message.subject, error)
                 self._metrics.dropped.labels("invalid").inc()
                 await message.term()  # never redeliver garbage
+                continue
+            forbidden = self._decision(frame)
+            if forbidden is not None:
+                await self._drop_forbidden(js, message, forbidden)
                 continue
             if not self._trackers.in_order(frame):
                 self._metrics.dropped.labels("out_of_order").inc()
@@ -300,6 +368,11 @@ class InferencePipeline:
             return
         await self._served.answered_by(model_version, settings.model_name)
         for i, (message, frame) in enumerate(zip(pending.messages, pending.frames, strict=True)):
+            # In flight when the policy changed (an objection): dropped before any tracker sees it.
+            forbidden = self._decision(frame)
+            if forbidden is not None:
+                await self._drop_forbidden(js, message, forbidden)
+                continue
             with self._tracer.start_as_current_span(
                 "inference.track",
                 context=context_from_headers(message.headers),
@@ -320,8 +393,11 @@ class InferencePipeline:
                         tracks_subject(tracks.camera_id), tracks.SerializeToString(), headers=trace_headers()
                     )
             await message.ack()
+            now, captured = time.time(), frame.captured_at.ToNanoseconds() / 1e9
             self._metrics.frames.labels(frame.camera_id).inc()
-            self._metrics.latency.observe(max(0.0, time.time() - frame.captured_at.ToNanoseconds() / 1e9))
+            self._metrics.latency.observe(max(0.0, now - captured))
+            self._metrics.last_analysed.labels(frame.camera_id).set(now)
+            self._metrics.last_captured.labels(frame.camera_id).set(captured)
         self._metrics.tracks.set(self._trackers.live_tracks())
 
 
@@ -377,4 +453,5 @@ async def serve(runtime: ServiceRuntime, detector: Detector | None = None) -> No
         runtime, settings.nats, settings.audit, f"vigie-inference-{settings.partition}"
     )
     await record_start(audit, settings)
-    await InferencePipeline(runtime, settings, detector, nc, audit).run()
+    policies = await policy_view(runtime, nc, settings.policy)
+    await InferencePipeline(runtime, settings, detector, nc, audit, policies).run()

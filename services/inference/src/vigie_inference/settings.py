@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from vigie_core.audit import AuditPublishSettings
+from vigie_core.policy import PolicySettings
 from vigie_core.settings import ServiceSettings
 from vigie_inference.tracker import TrackerParams
 
@@ -27,6 +28,10 @@ class InferenceSettings(ServiceSettings, env_prefix="VIGIE_INFERENCE_"):
     iou_threshold: float = Field(0.45, gt=0, lt=1, description="non-maximum suppression overlap")
     camera_idle_s: float = Field(30.0, gt=0, description="a camera silent this long has its tracks ended")
     audit: AuditPublishSettings = AuditPublishSettings()
+    policy: PolicySettings = Field(
+        PolicySettings(),
+        description="the registry's policy: frames of a camera it does not allow are dropped unanalysed",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> InferenceSettings:

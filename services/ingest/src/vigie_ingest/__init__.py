@@ -2,7 +2,10 @@
 
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
 from vigie_ingest.camera_set import CameraSet, Publish
+from vigie_ingest.directives import CameraControl, CameraDirectives
 from vigie_ingest.frame import CapturedFrame
+from vigie_ingest.masks import PrivacyMasks
+from vigie_ingest.policy_gate import PolicyGate
 from vigie_ingest.pyav_source import PyAVCameraSource
 from vigie_ingest.resize import FrameResizer, fit_within
 from vigie_ingest.sampling import RateSampler
@@ -16,6 +19,8 @@ from vigie_ingest.source import (
 
 __all__ = [
     "CameraConfig",
+    "CameraControl",
+    "CameraDirectives",
     "CameraSet",
     "CameraSourceError",
     "CameraState",
@@ -25,6 +30,8 @@ __all__ = [
     "FrameSource",
     "InMemoryFrameSource",
     "LiveConnectionPolicy",
+    "PolicyGate",
+    "PrivacyMasks",
     "Publish",
     "PyAVCameraSource",
     "RateSampler",

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from av.video.reformatter import Interpolation
 
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
+from vigie_ingest.directives import CameraControl
 from vigie_ingest.frame import CapturedFrame
 from vigie_ingest.pyav_source import DEFAULT_QUEUE_CAPACITY, DecoderThreadType, PyAVCameraSource
 from vigie_ingest.resize import DEFAULT_INTERPOLATION, DEFAULT_TARGET_SIZE
@@ -46,8 +47,11 @@ class CameraSet:
         skip_nonref: bool = True,
         thread_type: DecoderThreadType = "AUTO",
         queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
+        controls: Mapping[str, CameraControl] | None = None,
     ) -> CameraSet:
-        """One PyAV source per camera configuration."""
+        """One PyAV source per camera configuration, each following its control (the policy's directives;
+        none: always analysed, as configured)."""
+        controls = controls or {}
         return cls(
             [
                 PyAVCameraSource(
@@ -58,6 +62,7 @@ class CameraSet:
                     skip_nonref=skip_nonref,
                     thread_type=thread_type,
                     queue_capacity=queue_capacity,
+                    control=controls.get(camera.id),
                 )
                 for camera in cameras
             ]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from vigie_ingest.masks import PrivacyMasks
 
 RgbPixels = npt.NDArray[np.uint8]
 
@@ -29,6 +33,8 @@ class CapturedFrame:
     source_width: int
     source_height: int
     pixels: RgbPixels
+    # The privacy masks already blanked on `pixels` (None: none); the publisher blanks what is missing.
+    masked_with: PrivacyMasks | None = None
 
     def __post_init__(self) -> None:
         if self.captured_at.tzinfo is None:

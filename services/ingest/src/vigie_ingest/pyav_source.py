@@ -5,6 +5,12 @@ objects must stay on one thread, so a dedicated thread owns the container from o
 hands kept frames to the event loop through a small queue. A thread per camera costs little next
 to its decoder's own threads, and unlike `asyncio.to_thread` per packet it neither pays a hop per
 packet nor competes for the default executor's few workers with the rest of the service.
+
+The thread reads the camera's `CameraControl` for every packet (the registry's policy, followed by the
+event loop). While the camera may not be analysed (an objection's pause, a camera not active, a policy
+that cannot be read) the stream stays connected but no packet is decoded: no picture of it exists, not
+even in the decoder. When analysis resumes the decoder is flushed and starts again at the stream's next
+keyframe. Privacy masks are blanked here, right after resizing, before the frame leaves the thread.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from av.video.reformatter import Interpolation
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
+from vigie_ingest.directives import CameraControl
 from vigie_ingest.frame import CapturedFrame, RgbPixels
+from vigie_ingest.masks import NO_MASKS, PrivacyMasks
 from vigie_ingest.resize import DEFAULT_INTERPOLATION, DEFAULT_TARGET_SIZE, FrameResizer
 from vigie_ingest.sampling import RateSampler
 from vigie_ingest.source import CameraSourceError, CameraState, CameraStatus, CameraStatusRecorder
@@ -59,6 +67,7 @@ class _KeptFrame:
     source_width: int
     source_height: int
     pixels: RgbPixels
+    masked_with: PrivacyMasks = NO_MASKS
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,14 @@ class _NonRefSkipping:
             return None
         return cls(stream.codec_context, sampler.interval / 2, describe)
 
+    def resample(self, sampler: RateSampler) -> None:
+        """The sampling rate changed: frames may now be needed closer together (or further apart)."""
+        self._max_gap_s = sampler.interval / 2
+
+    def restart(self) -> None:
+        """Decoding starts again after a gap (a pause): that gap says nothing about skipped frames."""
+        self._last_s = None
+
     def observe(self, frame: Any) -> None:
         if not self.active:
             return
@@ -281,8 +298,10 @@ class _DecodingRun:
         policy: LiveConnectionPolicy,
         skip_nonref: bool,
         thread_type: DecoderThreadType,
+        control: CameraControl,
     ) -> None:
         self._config = config
+        self._control = control
         self._thread_type = thread_type
         self._recorder = recorder
         self._handoff = handoff
@@ -294,6 +313,7 @@ class _DecodingRun:
         # Per opened container.
         self._frames_decoded = 0
         self._decode_errors = 0
+        self._packets_withheld = 0
         # Files only: the monotonic time at which media time 0 is due.
         self._pace_origin: float | None = None
 
@@ -325,7 +345,7 @@ class _DecodingRun:
         opened_at = datetime.now(UTC)
         if self._config.realtime:
             self._pace_origin = time.monotonic()
-        sampler = RateSampler(self._config.sample_fps)
+        sampler = RateSampler(self._control.current.sample_fps)
         offset_s = 0.0
         self._recorder.set_state(CameraState.CONNECTING)
         while not self.stop.is_set():
@@ -340,7 +360,7 @@ class _DecodingRun:
                 container.close()
             if self.stop.is_set():
                 return
-            if self._frames_decoded == 0:
+            if self._frames_decoded == 0 and not self._packets_withheld:
                 problem = f"no decodable video frame in '{path}'"
                 if self._decode_errors:
                     problem += f" ({self._decode_errors} packets failed to decode)"
@@ -404,7 +424,7 @@ class _DecodingRun:
             if not container.streams.video:
                 raise _LiveSourceLostError(f"{config.display_url!r} has no video stream", 0)
             stream = container.streams.video[0]
-            self._decode(container, stream, RateSampler(config.sample_fps), _LiveTimeline())
+            self._decode(container, stream, RateSampler(self._control.current.sample_fps), _LiveTimeline())
         except (av.FFmpegError, OSError) as exc:
             # FFmpeg reports a dead HTTP server as an I/O error and a silent one as an exit request.
             raise _LiveSourceLostError(
@@ -440,6 +460,7 @@ class _DecodingRun:
         """Demux and decode one opened container, keeping the frames the sampler wants."""
         self._frames_decoded = 0
         self._decode_errors = 0
+        self._packets_withheld = 0
         codec_context = stream.codec_context
         codec_context.thread_type = self._thread_type
         try:
@@ -452,9 +473,35 @@ class _DecodingRun:
         skipping = None
         if self._skip_nonref and not intra_only:
             skipping = _NonRefSkipping.start_if_worthwhile(stream, sampler, self._describe)
+        withholding = False
         for packet in container.demux(stream):
             if self.stop.is_set():
                 return
+            directives = self._control.current
+            if not directives.analyse:
+                # Not analysed now: the packet is read (the stream stays connected, a file keeps its
+                # pace) and dropped undecoded.
+                withholding = True
+                if packet.size:
+                    self._packets_withheld += 1
+                    self._recorder.count(withheld=1)
+                    if self._pace_origin is not None and not self._wait_until_due(
+                        timeline.packet_time(packet)
+                    ):
+                        return
+                continue
+            if withholding:
+                # Analysis resumes: forget the references from before the pause; FFmpeg's decoder then
+                # outputs nothing until the next keyframe (or recovery point), so no frame is corrupt.
+                withholding = False
+                codec_context.flush_buffers()
+                if skipping is not None:
+                    skipping.restart()
+            if directives.sample_fps != sampler.sample_fps:
+                sampler = RateSampler(directives.sample_fps)
+                if skipping is not None:
+                    skipping.resample(sampler)
+                logger.info("%s: sampling %.3g frames per second", self._describe, sampler.sample_fps)
             # The flush packet at the end (size 0) returns the frames the decoder's threads still hold.
             if intra_only and packet.size and not sampler.keep(timeline.packet_time(packet)):
                 self._recorder.count(skipped=1)
@@ -476,6 +523,12 @@ class _DecodingRun:
                 if keep and not self._deliver(frame, frame_s, timeline):
                     return
 
+    def _wait_until_due(self, media_s: float) -> bool:
+        """Files played in real time: wait until media time ``media_s`` is due; False if stopped meanwhile."""
+        assert self._pace_origin is not None
+        delay = self._pace_origin + media_s - time.monotonic()
+        return not (delay > 0 and self.stop.wait(delay))
+
     def _on_first_frame(self, codec_context: Any, frame: Any) -> None:
         if self._recorder.snapshot().state is CameraState.STREAMING:
             return  # a looping file starting again
@@ -490,15 +543,14 @@ class _DecodingRun:
         )
 
     def _deliver(self, frame: Any, frame_s: float, timeline: _Timeline) -> bool:
-        """Resize a kept frame and hand it over; False once the run should stop."""
-        pixels = self._resizer.to_rgb(frame)
+        """Resize a kept frame, blank its masked areas and hand it over; False once the run should stop."""
+        masks = self._control.current.masks
+        pixels = self._resizer.to_rgb(frame, masks)
         captured_at = timeline.captured_at(frame_s)
-        if self._pace_origin is not None:
-            delay = self._pace_origin + frame_s - time.monotonic()
-            if delay > 0 and self.stop.wait(delay):
-                return False
+        if self._pace_origin is not None and not self._wait_until_due(frame_s):
+            return False
         self._recorder.count(kept=1, frame_at=captured_at)
-        kept = _KeptFrame(captured_at, frame.width, frame.height, pixels)
+        kept = _KeptFrame(captured_at, frame.width, frame.height, pixels, masks)
         if not self._handoff.put(kept, self.stop):
             self.stop.set()
             return False
@@ -533,8 +585,10 @@ class PyAVCameraSource:
         skip_nonref: bool = True,
         thread_type: DecoderThreadType = "AUTO",
         queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
+        control: CameraControl | None = None,
     ) -> None:
         self.config = config
+        self.control = control or CameraControl.unrestricted(config)
         self._thread_type: DecoderThreadType = thread_type
         self._target_size = target_size
         self._interpolation = interpolation
@@ -566,6 +620,7 @@ class PyAVCameraSource:
             policy=self._live_policy,
             skip_nonref=self._skip_nonref,
             thread_type=self._thread_type,
+            control=self.control,
         )
         run_id = uuid.uuid4().hex
         thread = threading.Thread(target=run.run, name=f"vigie-camera-{self.config.id}", daemon=True)
@@ -586,6 +641,7 @@ class PyAVCameraSource:
                     source_width=item.source_width,
                     source_height=item.source_height,
                     pixels=item.pixels,
+                    masked_with=item.masked_with,
                 )
                 sequence += 1
         finally:

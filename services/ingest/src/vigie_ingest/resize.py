@@ -9,6 +9,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vigie_ingest.frame import RgbPixels
+from vigie_ingest.masks import NO_MASKS, PrivacyMasks
 
 DEFAULT_TARGET_SIZE = 416
 # AREA averages the source pixels under each output pixel: no aliasing when shrinking, and on a
@@ -48,12 +49,14 @@ class FrameResizer:
         self.interpolation = interpolation
         self._reformatter = VideoReformatter()
 
-    def to_rgb(self, frame: av.VideoFrame) -> RgbPixels:
+    def to_rgb(self, frame: av.VideoFrame, masks: PrivacyMasks = NO_MASKS) -> RgbPixels:
+        """The frame resized, with ``masks`` blanked before the array is frozen (read-only)."""
         width, height = fit_within(frame.width, frame.height, self.target)
         rgb: Any = self._reformatter.reformat(
             frame, width=width, height=height, format="rgb24", interpolation=self.interpolation
         )
         # to_ndarray copies out of FFmpeg's padded planes, so the array owns its memory.
         pixels: RgbPixels = np.ascontiguousarray(rgb.to_ndarray())
+        masks.blank(pixels)
         pixels.flags.writeable = False
         return pixels

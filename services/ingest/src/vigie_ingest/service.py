@@ -1,5 +1,10 @@
 """The ingest service's edge: cameras in, frames published to the FRAMES stream.
 
+Policy (``vigie_core.policy``, unless ``policy.enabled`` is false): the service reads the policy bucket
+before it starts its cameras, then follows it (`PolicyGate`): a camera that may not be analysed stays
+connected but nothing of it is decoded or published; masks are blanked in the decoding thread and checked
+again before publishing; the policy's sampling rate replaces the configured one.
+
 Audit: at start-up the configuration in force (its digest without credentials, the cameras read); every
 operation the NATS server refuses to the service (``vigie_core.audit.connect_with_audit``).
 """
@@ -7,6 +12,7 @@ operation the NATS server refuses to the service (``vigie_core.audit.connect_wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator
 
@@ -24,9 +30,11 @@ from vigie_core.audit import (
 )
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import ensure_stream, trace_headers
+from vigie_core.policy import PolicyWatcher, policy_view
 from vigie_core.streams import FramesStream, frames_subject
 from vigie_ingest.camera_set import CameraSet
 from vigie_ingest.frame import CapturedFrame
+from vigie_ingest.policy_gate import PolicyGate
 from vigie_ingest.settings import IngestSettings
 from vigie_ingest.source import CameraState
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
@@ -37,8 +45,9 @@ logger = logging.getLogger("vigie.ingest")
 class CameraStatusCollector(Collector):
     """Prometheus metrics read from the cameras' own status at scrape time."""
 
-    def __init__(self, cameras: CameraSet) -> None:
+    def __init__(self, cameras: CameraSet, gate: PolicyGate) -> None:
         self._cameras = cameras
+        self._gate = gate
 
     def collect(self) -> Iterator[Metric]:
         counters = {
@@ -48,6 +57,10 @@ class CameraStatusCollector(Collector):
             "frames_dropped": ("Kept frames dropped because publishing was behind", "frames_dropped"),
             "decode_errors": ("Packets that failed to decode", "decode_errors"),
             "connections": ("Connections or file openings", "connections"),
+            "packets_withheld": (
+                "Packets read and dropped undecoded: the camera may not be analysed now (policy)",
+                "packets_withheld",
+            ),
         }
         statuses = self._cameras.statuses()
         for name, (documentation, field) in counters.items():
@@ -62,11 +75,28 @@ class CameraStatusCollector(Collector):
             for value in CameraState:
                 state.add_metric([camera, value.value], 1.0 if status.state == value else 0.0)
         yield state
+        directives = self._gate.directives()
+        analysed = GaugeMetricFamily(
+            "vigie_ingest_camera_analysed",
+            "1 while the camera may be analysed (policy); 0: nothing of it is decoded or published",
+            labels=["camera"],
+        )
+        masks = GaugeMetricFamily(
+            "vigie_ingest_camera_masks", "Privacy masks blanked on the camera's frames", labels=["camera"]
+        )
+        for camera, directive in directives.items():
+            analysed.add_metric([camera], 1.0 if directive.analyse else 0.0)
+            masks.add_metric([camera], float(len(directive.masks)))
+        yield analysed
+        yield masks
 
 
 class FramePublisher:
-    def __init__(self, js: JetStreamContext, runtime: ServiceRuntime) -> None:
+    """Publishes the frames the policy gate admits (with every mask in force) to FRAMES."""
+
+    def __init__(self, js: JetStreamContext, runtime: ServiceRuntime, gate: PolicyGate) -> None:
         self._js = js
+        self._gate = gate
         self._tracer = runtime.tracer
         self._published = Counter(
             "vigie_ingest_frames_published",
@@ -75,7 +105,10 @@ class FramePublisher:
             registry=runtime.registry,
         )
 
-    async def __call__(self, captured: CapturedFrame) -> None:
+    async def __call__(self, kept: CapturedFrame) -> None:
+        captured = self._gate.admit(kept)
+        if captured is None:
+            return
         height, width = captured.pixels.shape[:2]
         frame = Frame(
             camera_id=captured.camera_id,
@@ -122,26 +155,50 @@ async def serve(runtime: ServiceRuntime) -> None:
     """The service's body: read every camera until asked to stop."""
     settings = runtime.settings
     assert isinstance(settings, IngestSettings)
-    cameras = CameraSet.from_configs(
-        settings.cameras, target_size=settings.target_size, live_policy=settings.live
-    )
-    runtime.registry.register(CameraStatusCollector(cameras))
     nc, audit = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-ingest")
     await record_start(audit, settings)
     js = nc.jetstream()
     await ensure_stream(js, FramesStream(settings.frames_partitions, settings.frames_max_age_s).config())
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
+    # Read the policy before opening any camera, so that no frame is decoded before it is known.
+    policies = await policy_view(runtime, nc, settings.policy)
+    gate = PolicyGate(settings.cameras, policies, runtime.registry)
+    gate.refresh()
+    cameras = CameraSet.from_configs(
+        settings.cameras, target_size=settings.target_size, live_policy=settings.live, controls=gate.controls
+    )
+    runtime.registry.register(CameraStatusCollector(cameras, gate))
     logger.info("reading %d camera(s): %s", len(settings.cameras), ", ".join(cameras.camera_ids) or "none")
 
     runtime.readiness.mark_started()
-    reading = asyncio.create_task(cameras.run(FramePublisher(js, runtime)))
+    following = (
+        asyncio.create_task(follow_policy(gate, policies, runtime.stop_requested), name="ingest-policy")
+        if policies is not None
+        else None
+    )
+    reading = asyncio.create_task(cameras.run(FramePublisher(js, runtime, gate)))
     stopping = asyncio.create_task(runtime.stop_requested.wait())
-    await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if reading.done():
-        reading.result()  # a publishing failure stops the service with its error
-        logger.info("every camera has ended; serving health until stopped")
-        await stopping
-    else:
-        reading.cancel()
-        await asyncio.gather(reading, return_exceptions=True)
-    stopping.cancel()
+    try:
+        await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if reading.done():
+            reading.result()  # a publishing failure stops the service with its error
+            logger.info("every camera has ended; serving health until stopped")
+            await stopping
+        else:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+    finally:
+        stopping.cancel()
+        if following is not None:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+
+
+async def follow_policy(gate: PolicyGate, watcher: PolicyWatcher, stop: asyncio.Event) -> None:
+    """Apply every change of the policy to the cameras' controls as it comes, and the end of a pause
+    (which comes without a message) within the watcher's check interval."""
+    while not stop.is_set():
+        gate.refresh()
+        with contextlib.suppress(TimeoutError):
+            await watcher.wait_until(lambda: stop.is_set() or gate.stale(), timeout_s=5.0)

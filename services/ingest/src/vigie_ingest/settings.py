@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from vigie_core.audit import AuditPublishSettings
+from vigie_core.policy import PolicySettings
 from vigie_core.settings import ServiceSettings
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
 from vigie_ingest.resize import DEFAULT_TARGET_SIZE
@@ -21,3 +22,7 @@ class IngestSettings(ServiceSettings, env_prefix="VIGIE_INGEST_", hide_input_in_
     )
     frames_max_age_s: float = Field(5.0, gt=0, description="retention of the FRAMES stream")
     audit: AuditPublishSettings = AuditPublishSettings()
+    policy: PolicySettings = Field(
+        PolicySettings(),
+        description="the registry's policy (pauses, masks, sampling); enabled by default, failing closed",
+    )

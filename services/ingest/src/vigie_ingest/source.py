@@ -55,6 +55,8 @@ class CameraStatus:
     decode_errors: int = 0
     # Connections opened (live) or files opened, including the first one.
     connections: int = 0
+    # Packets read and dropped undecoded because the camera may not be analysed (policy: a pause...).
+    packets_withheld: int = 0
     last_error: str | None = None
     last_frame_at: datetime | None = None
 
@@ -67,7 +69,7 @@ class CameraStatusRecorder:
         self._camera_id = camera_id
         self._state = CameraState.IDLE
         self._decoded = self._kept = self._skipped = self._dropped = 0
-        self._decode_errors = self._connections = 0
+        self._decode_errors = self._connections = self._withheld = 0
         self._last_error: str | None = None
         self._last_frame_at: datetime | None = None
 
@@ -82,6 +84,7 @@ class CameraStatusRecorder:
                 frames_dropped=self._dropped,
                 decode_errors=self._decode_errors,
                 connections=self._connections,
+                packets_withheld=self._withheld,
                 last_error=self._last_error,
                 last_frame_at=self._last_frame_at,
             )
@@ -101,6 +104,7 @@ class CameraStatusRecorder:
         dropped: int = 0,
         decode_errors: int = 0,
         connections: int = 0,
+        withheld: int = 0,
         frame_at: datetime | None = None,
     ) -> None:
         with self._lock:
@@ -110,6 +114,7 @@ class CameraStatusRecorder:
             self._dropped += dropped
             self._decode_errors += decode_errors
             self._connections += connections
+            self._withheld += withheld
             if frame_at is not None:
                 self._last_frame_at = frame_at
 

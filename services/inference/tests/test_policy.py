@@ -1,0 +1,231 @@
+"""A running inference replica follows the policy bucket of a secured nats-server (inference connects as
+its own user; the policy is written as the registry's user): a pause drops the frame in flight at Triton
+and every frame captured during the pause, ends the camera's tracks, and analysis resumes after it; a
+replica that cannot read the policy analyses nothing and says so."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import nats
+import numpy as np
+import pytest
+from nats.aio.client import Client
+
+from vigie_core.lifecycle import ServiceRuntime
+from vigie_core.messaging import ensure_stream
+from vigie_core.policy import PolicySettings
+from vigie_core.streams import AuditStream, FramesStream, frames_subject
+from vigie_embedded.nats import EmbeddedNats
+from vigie_embedded.policies import PolicyBucketWriter, camera_policy
+from vigie_embedded.testing import running_service
+from vigie_inference.detector import DetectorOutput, ImageBatch, ModelIdentity
+from vigie_inference.service import serve
+from vigie_inference.settings import InferenceSettings
+from vigie_models import DETECTION_COUNT
+from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
+from vigie_proto.v1.tracks_pb2 import TrackFrame
+
+pytestmark = pytest.mark.integration
+
+CAMERA = "parvis"
+
+
+class HeldDetector:
+    """Sees one person in every frame; ``hold()`` keeps the next request in flight until ``release()``."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+        self.in_flight = asyncio.Event()
+        self.requests = 0
+
+    def hold(self) -> None:
+        self._open.clear()
+        self.in_flight.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def ready(self) -> str | None:
+        return None
+
+    async def model(self) -> ModelIdentity:
+        return ModelIdentity(self.name, "1")
+
+    async def detect(self, images: ImageBatch) -> DetectorOutput:
+        self.requests += 1
+        self.in_flight.set()
+        await self._open.wait()
+        boxes = np.zeros((len(images), DETECTION_COUNT, 4), dtype=np.float32)
+        scores = np.zeros((len(images), DETECTION_COUNT, 80), dtype=np.float32)
+        boxes[:, 0] = [180, 120, 240, 300]
+        scores[:, 0, 0] = 0.9
+        return DetectorOutput(boxes, scores, "1")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
+    credentials = secured_nats_server.admin
+    client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
+    js = client.jetstream()
+    await ensure_stream(js, AuditStream().config())  # the audit service's
+    await ensure_stream(js, FramesStream(partitions=1, max_age_s=60).config())  # ingest's
+    yield client
+    await client.close()
+
+
+def settings(server: EmbeddedNats, **policy: object) -> InferenceSettings:
+    credentials = server.credentials("inference")
+    return InferenceSettings(
+        nats={"url": server.url, "user": credentials.user, "password": credentials.password},
+        policy=PolicySettings.model_validate(policy),
+    )
+
+
+async def registry_writer(server: EmbeddedNats) -> PolicyBucketWriter:
+    credentials = server.credentials("registry")
+    return await PolicyBucketWriter.open(server.url, credentials.user, credentials.password)
+
+
+class Camera:
+    """Frames of one camera run, captured now, published to FRAMES."""
+
+    def __init__(self, client: Client) -> None:
+        self.js = client.jetstream()
+        self.sequence = 0
+
+    async def publish(self, count: int = 1) -> None:
+        for _ in range(count):
+            frame = Frame(
+                camera_id=CAMERA,
+                run_id="run",
+                sequence=self.sequence,
+                width=416,
+                height=234,
+                pixel_format=PIXEL_FORMAT_RGB24,
+                pixels=bytes(416 * 234 * 3),
+            )
+            frame.captured_at.FromNanoseconds(time.time_ns())
+            await self.js.publish(frames_subject(CAMERA), frame.SerializeToString())
+            self.sequence += 1
+            await asyncio.sleep(0.05)
+
+
+async def tracks_of(client: Client) -> list[TrackFrame]:
+    received: list[TrackFrame] = []
+
+    async def on_tracks(message) -> None:  # type: ignore[no-untyped-def]
+        received.append(TrackFrame.FromString(message.data))
+
+    await client.subscribe("vigie.tracks.>", cb=on_tracks)
+    return received
+
+
+def metric(runtime: ServiceRuntime, name: str, **labels: str) -> float:
+    return runtime.registry.get_sample_value(name, labels) or 0.0
+
+
+async def until(condition: Callable[[], bool], within_s: float = 10) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_pause_drops_frames_in_flight_and_during_it_ends_tracks_and_then_lifts(
+    secured_nats_server: EmbeddedNats, admin: Client
+) -> None:
+    writer = await registry_writer(secured_nats_server)
+    await writer.put(camera_policy(CAMERA))
+    detector = HeldDetector()
+    received = await tracks_of(admin)
+    camera = Camera(admin)
+
+    async def body(runtime: ServiceRuntime) -> None:
+        await serve(runtime, detector)
+
+    try:
+        async with running_service("inference", settings(secured_nats_server), body) as inference:
+            await camera.publish(4)
+            await until(lambda: metric(inference, "vigie_inference_frames_total", camera=CAMERA) == 4)
+            before = {o.track_id for m in received for o in m.objects}
+            assert len(before) == 1, "one person, tracked"
+
+            # A frame reaches Triton; the objection comes while it is there.
+            detector.hold()
+            await camera.publish()
+            await asyncio.wait_for(detector.in_flight.wait(), 5)
+            updates = metric(inference, "vigie_policy_updates_total")
+            paused_at = time.time()
+            await writer.put(camera_policy(CAMERA, version=2, paused_until=paused_at + 3))
+            await until(lambda: metric(inference, "vigie_policy_updates_total") > updates)
+            detector.release()
+            await until(
+                lambda: (
+                    metric(inference, "vigie_inference_frames_dropped_total", reason="objection_pause") == 1
+                )
+            )
+            # Frames captured during the pause: dropped before Triton sees them.
+            requests = detector.requests
+            await camera.publish(3)
+            await until(
+                lambda: (
+                    metric(inference, "vigie_inference_frames_dropped_total", reason="objection_pause") == 4
+                )
+            )
+            assert detector.requests == requests
+            assert metric(inference, "vigie_inference_frames_total", camera=CAMERA) == 4
+            last = metric(inference, "vigie_inference_last_frame_analysed_timestamp_seconds", camera=CAMERA)
+            assert last < paused_at
+            # The tracks ended with the pause, once.
+            ends = [m for m in received if m.ended_track_ids and not m.objects]
+            assert [set(m.ended_track_ids) for m in ends] == [before]
+            assert not [m for m in received if m.sequence >= 4 and m.objects]
+
+            # The pause ends by itself: new frames are analysed, under a new track id.
+            await asyncio.sleep(max(0.0, paused_at + 3.2 - time.time()))
+            await camera.publish(4)
+            await until(lambda: metric(inference, "vigie_inference_frames_total", camera=CAMERA) == 8)
+            after = {o.track_id for m in received if m.sequence >= 8 for o in m.objects}
+            assert after
+            assert not after & before
+    finally:
+        await writer.close()
+
+
+async def test_a_replica_that_cannot_read_the_policy_analyses_nothing_and_says_so(
+    secured_nats_server: EmbeddedNats, admin: Client
+) -> None:
+    detector = HeldDetector()
+    camera = Camera(admin)
+
+    async def body(runtime: ServiceRuntime) -> None:
+        await serve(runtime, detector)
+
+    service = settings(secured_nats_server, startup_wait_s=0.2)
+    async with running_service("inference", service, body) as inference, httpx.AsyncClient() as http:
+        await until(lambda: metric(inference, "vigie_policy_watch_failures_total") >= 1)
+        await camera.publish(3)
+        reason = "policy_unavailable"
+        await until(lambda: metric(inference, "vigie_inference_frames_dropped_total", reason=reason) == 3)
+        assert detector.requests == 0
+        ready = await http.get(f"{inference.http_url}/readyz")
+        assert ready.status_code == 503
+        assert "policy" in ready.json()["reasons"]
+
+        writer = await registry_writer(secured_nats_server)
+        try:
+            await writer.put(camera_policy(CAMERA))
+            await until(lambda: metric(inference, "vigie_policy_synced") == 1)
+            await camera.publish(2)
+            await until(lambda: metric(inference, "vigie_inference_frames_total", camera=CAMERA) == 2)
+            assert (await http.get(f"{inference.http_url}/readyz")).status_code == 200
+        finally:
+            await writer.close()
