@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from vigie_core.settings import CameraId
-from vigie_registry.geometry import (
+from vigie_core.shapes import (
     MIN_LINE_LENGTH,
     MIN_POLYGON_AREA,
     is_simple_polygon,

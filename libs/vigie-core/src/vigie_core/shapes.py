@@ -1,13 +1,21 @@
-"""Checks of the shapes drawn on a camera's picture (normalised coordinates, 0 to 1).
-
-The same rules as the anonymiser's configuration (``vigie_anonymiser.config``), so that whatever the
-registry accepts, the anonymiser accepts: a line at least 0.01 long, a polygon whose edges do not cross
-and that encloses an area.
+"""Checks of the shapes drawn on a camera's picture (normalised coordinates, 0 to 1), shared by the
+registry (what it accepts) and the anonymiser (what it counts with), so that whatever the registry
+accepts, the anonymiser accepts: a line at least 0.01 long, a polygon whose edges do not cross and that
+encloses an area.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+__all__ = [
+    "MIN_LINE_LENGTH",
+    "MIN_POLYGON_AREA",
+    "Point",
+    "is_simple_polygon",
+    "line_length",
+    "polygon_area",
+]
 
 Point = tuple[float, float]
 
