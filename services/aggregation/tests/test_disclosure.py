@@ -100,6 +100,39 @@ def test_one_small_count_is_suppressed_with_complements_and_cannot_be_recovered(
     assert leaf("cam", "l2", RL, PERSON) in kept
 
 
+def test_a_small_count_on_a_persons_only_camera_takes_its_totals_over_classes(attack) -> None:  # type: ignore[no-untyped-def]
+    """A pedestrian camera counts persons only: its lines have no car or bus leaf, so the total over classes
+    of a line (or of the camera) is its persons count, and a small persons count cannot hide behind
+    zeros of other classes; it is protected across lines and directions instead, next to a camera that
+    counts all six classes."""
+    walk = CameraWindowFigures(
+        "walk", covered_seconds=1200, line_ids={"l1", "l2"}, line_classes={"l1": {PERSON}, "l2": {PERSON}}
+    )
+    walk.crossings = {
+        ("l1", LR, PERSON): 4,
+        ("l1", RL, PERSON): 40,
+        ("l2", LR, PERSON): 40,
+        ("l2", RL, PERSON): 40,
+    }
+    window = table(walk, busy_camera("street"))
+    assert {cell[2] for cell in window.leaves if cell[0][0] == "walk"} == {(str(PERSON),)}
+    assert (("walk",), (), (str(CAR),)) not in window.cells, "no figure for cars, not even a zero"
+    protection = protect_window(window, threshold=11, has_next_window=False, windows_per_day=72)
+    small = leaf("walk", "l1", LR, PERSON)
+    over_classes = (("walk", "l1"), (str(LR),), ())
+    assert {small, over_classes} <= protection.primary
+    assert protection.primary <= protection.suppressed
+    published_figures = published_cells(window, protection.suppressed)
+    published = [frozenset(window.leaves_under(c.cell)) for c in published_figures if not c.suppressed]
+    targets = {cell: frozenset(window.leaves_under(cell)) for cell in protection.primary}
+    assert attack(published, targets) == set()
+    # The complements are persons too (another line or direction): no class is left to pair with.
+    assert all(cell[2] in ((), (str(PERSON),)) for cell in protection.suppressed if cell[0][:1] == ("walk",))
+    # The other camera's figures are still published.
+    kept = {c.cell for c in published_figures if not c.suppressed}
+    assert leaf("street", "l1", LR, CAR) in kept
+
+
 def test_a_small_count_is_paired_with_the_next_window_then_the_next_repeats_the_pattern() -> None:
     releases = DayReleases(CROSSINGS, threshold=11, windows_per_day=72)
     first = releases.release_window(0, table(busy_camera(l1_LR_bus=2)), has_next_window=True)

@@ -9,6 +9,7 @@ import pytest
 from vigie_aggregation.buckets import merge_parts
 from vigie_aggregation.reports import InvalidReportError, WindowPart, parse_window_report
 from vigie_aggregation.synthetic import T0, window_report
+from vigie_aggregation.vocabulary import ALL_CLASSES
 from vigie_proto.v1.events_pb2 import WindowReport
 
 
@@ -39,6 +40,31 @@ def test_a_good_report_becomes_a_part() -> None:
     assert [d.bucket for d in part.dwell] == ["60-300", "300-"]
 
 
+def test_a_part_says_which_classes_each_line_and_zone_counted_and_which_dwell_buckets() -> None:
+    report = window_report(
+        "cam-a",
+        T0,
+        lines=("l1", "cycle-lane"),
+        zones=("z1",),
+        crossings={("l1", 1, 1): 4, ("cycle-lane", 2, 2): 1},
+        dwell={("z1", 1, 30, 120): 2},
+        object_classes=(1, 2),
+        member_classes={"cycle-lane": (2,)},
+        dwell_bucket_seconds=(30, 120),
+    )
+    part = parse(report)
+    assert part.line_classes == {"l1": {1, 2}, "cycle-lane": {2}}
+    assert part.zone_classes == {"z1": {1, 2}}
+    assert part.dwell_buckets == ("0-30", "30-120", "120-")
+
+
+def test_a_part_that_does_not_say_counted_all_six_classes() -> None:
+    part = parse(window_report("cam-a", T0, lines=("l1",), zones=("z1",)))
+    assert part.line_classes == {"l1": ALL_CLASSES}
+    assert part.zone_classes == {"z1": ALL_CLASSES}
+    assert part.dwell_buckets == ()
+
+
 def test_a_shorter_window_goes_into_the_publication_window_that_contains_it() -> None:
     part = parse(window_report("cam-a", T0 + 600, window_seconds=600))
     assert part.window_start == T0
@@ -49,6 +75,21 @@ def _mutate(change: Callable[[WindowReport], None]) -> WindowReport:
     report = window_report("cam-a", T0, lines=("l1",), zones=("z1",), crossings={("l1", 1, 1): 2})
     change(report)
     return report
+
+
+def _narrow(member: str, *classes: int) -> Callable[[WindowReport], None]:
+    def change(report: WindowReport) -> None:
+        report.member_classes.add(member_id=member, object_classes=list(classes))  # type: ignore[arg-type]
+
+    return change
+
+
+def _both(*changes: Callable[[WindowReport], object]) -> Callable[[WindowReport], None]:
+    def change(report: WindowReport) -> None:
+        for one in changes:
+            one(report)
+
+    return change
 
 
 @pytest.mark.parametrize(
@@ -88,6 +129,36 @@ def _mutate(change: Callable[[WindowReport], None]) -> WindowReport:
             lambda r: r.dwell.add(zone_id="z1", object_class=1, min_seconds=60, max_seconds=30, count=1),
             "dwell[0].max_seconds",
             "above min_seconds",
+        ),
+        # What was measured: a figure must be for a class its line or zone counted, in a listed bucket.
+        (lambda r: r.object_classes.extend([3, 3]), "object_classes", "twice"),
+        (lambda r: r.object_classes.append(3), "crossings[0].object_class", "person is not among"),
+        (_narrow("l1", 3), "crossings[0].object_class", "person is not among the classes 'l1' counted"),
+        (_narrow("l9", 1), "member_classes[0].member_id", "not in line_ids or zone_ids"),
+        (_narrow("z1"), "member_classes[0].object_classes", "empty"),
+        (
+            _both(lambda r: r.object_classes.append(1), _narrow("z1", 2)),
+            "member_classes[0].object_classes",
+            "not within",
+        ),
+        (_both(_narrow("z1", 1), _narrow("z1", 1)), "member_classes[1].member_id", "listed twice"),
+        (
+            _both(
+                lambda r: r.occupancy.add(zone_id="z1", object_class=3, object_seconds=1.0, max_objects=1),
+                _narrow("z1", 1),
+            ),
+            "occupancy[0].object_class",
+            "car is not among",
+        ),
+        (lambda r: r.dwell_bucket_seconds.extend([60, 30]), "dwell_bucket_seconds", "increasing"),
+        (lambda r: r.dwell_bucket_seconds.extend([0, 30]), "dwell_bucket_seconds", "positive"),
+        (
+            _both(
+                lambda r: r.dwell_bucket_seconds.extend([30, 120]),
+                lambda r: r.dwell.add(zone_id="z1", object_class=1, min_seconds=0, max_seconds=60, count=1),
+            ),
+            "dwell[0]",
+            "0-60 is not one",
         ),
     ],
 )
@@ -151,3 +222,25 @@ def test_parts_of_a_window_merge_by_the_rules_of_events_proto() -> None:
         ("geom", "g1"),
         ("geom", "g2"),
     }
+
+
+def test_the_classes_and_dwell_buckets_of_a_window_are_the_union_over_its_parts() -> None:
+    persons = window_report(
+        "cam-a", T0, part=0, zones=("z1",), object_classes=(1,), dwell_bucket_seconds=(60,)
+    )
+    # The registry widened the purpose to bicycles, the zone counting bicycles only.
+    bicycles = window_report(
+        "cam-a",
+        T0,
+        part=1,
+        zones=("z1",),
+        object_classes=(1, 2),
+        member_classes={"z1": (2,)},
+        geometry_version="g2",
+    )
+    increments = merge_parts([parse(persons), parse(bicycles)])
+    assert increments.member_classes == {
+        ("cam-a", T0, "line", "l1"): {1, 2},
+        ("cam-a", T0, "zone", "z1"): {1, 2},
+    }
+    assert {m for _, _, kind, m in increments.members if kind == "dwel"} == {"0-60", "60-"}

@@ -4,15 +4,22 @@ retention, and two replicas storing the same reports at once."""
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
+from typing import Any
 
-from sqlalchemy import select
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from vigie_aggregation.families import CROSSINGS, family_leaves
 from vigie_aggregation.reports import WindowPart, parse_window_report
 from vigie_aggregation.storage import schema
 from vigie_aggregation.storage.cells import Granularity
 from vigie_aggregation.storage.store import ReleaseRecord, StatisticsStore
 from vigie_aggregation.synthetic import T0, window_report
+from vigie_aggregation.vocabulary import ALL_CLASSES
+from vigie_core.database import make_engine
 from vigie_proto.v1.events_pb2 import WindowReport
 
 W = 1200
@@ -110,3 +117,96 @@ async def test_retention_deletes_what_is_older_than_the_cutoff(any_store: Statis
     [figures] = await any_store.camera_window_figures({"cam-a"}, T0)
     assert figures.crossings == {("l1", 1, 1): 4}
     assert await any_store.camera_window_figures({"cam-a"}, old.window_start) == []
+
+
+async def test_the_classes_of_a_line_or_zone_are_the_union_over_parts_stored_apart(
+    any_store: StatisticsStore,
+) -> None:
+    persons = window_report(
+        "cam-a",
+        T0,
+        part=0,
+        zones=("z1",),
+        crossings={("l1", 1, 1): 3},
+        object_classes=(1,),
+        dwell_bucket_seconds=(60,),
+    )
+    await any_store.apply_parts([part(persons)], now=T0)
+    [figures] = await any_store.camera_window_figures({"cam-a"}, T0)
+    assert (figures.line_classes, figures.zone_classes) == ({"l1": {1}}, {"z1": {1}})
+    assert figures.dwell_buckets == {"0-60", "60-"}
+    assert figures.geometry_versions == ("g1",), "a dwell bucket is not a geometry version"
+    # Later in the window the purpose also counts bicycles (a new geometry), the zone bicycles only.
+    wider = window_report(
+        "cam-a",
+        T0,
+        part=1,
+        zones=("z1",),
+        object_classes=(1, 2),
+        member_classes={"z1": (2,)},
+        geometry_version="g2",
+    )
+    await any_store.apply_parts([part(wider)], now=T0)
+    [figures] = await any_store.camera_window_figures({"cam-a"}, T0)
+    assert (figures.line_classes, figures.zone_classes) == ({"l1": {1, 2}}, {"z1": {1, 2}})
+    # A part that does not say which classes it counted counted all six.
+    await any_store.apply_parts([part(window_report("cam-a", T0, part=2))], now=T0)
+    [figures] = await any_store.camera_window_figures({"cam-a"}, T0)
+    assert figures.line_classes == {"l1": ALL_CLASSES}
+    assert figures.crossings == {("l1", 1, 1): 3}
+
+
+def _upgrade_to(connection: Connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("vigie_aggregation") / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def test_figures_stored_before_the_classes_were_reported_keep_meaning_all_six(
+    database: Any,
+) -> None:
+    """Revision 0002 on a database of revision 0001 (SQLite, then PostgreSQL)."""
+    engine = make_engine(database.url, schema_name=database.schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_to, "0001")
+            window = {"camera": "cam-a", "window": T0}
+            await conn.execute(
+                text(
+                    "INSERT INTO camera_windows (camera_id, window_start, covered_seconds, frames, parts) "
+                    "VALUES (:camera, :window, 1200.0, 100, 1)"
+                ),
+                window,
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO window_members (camera_id, window_start, kind, member_id) "
+                    "VALUES (:camera, :window, 'line', 'l1'), (:camera, :window, 'geom', 'g0')"
+                ),
+                window,
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO crossing_buckets (camera_id, window_start, line_id, direction, "
+                    "object_class, count) VALUES (:camera, :window, 'l1', 1, 1, 4)"
+                ),
+                window,
+            )
+    finally:
+        await engine.dispose()
+    store = await StatisticsStore.open(database.url, schema_name=database.schema)
+    try:
+        [figures] = await store.camera_window_figures({"cam-a"}, T0)
+        assert (figures.line_ids, figures.line_classes) == ({"l1"}, {})
+        leaves = family_leaves(CROSSINGS, [figures])
+        assert {int(object_class) for _, _, (object_class,) in leaves} == ALL_CLASSES
+        # A part with persons only, after the upgrade, in the same window: the union is still all six.
+        later = window_report("cam-a", T0, part=1, crossings={("l1", 1, 1): 2}, object_classes=(1,))
+        await store.apply_parts([part(later)], now=T0)
+        [figures] = await store.camera_window_figures({"cam-a"}, T0)
+        assert figures.line_classes == {}
+        assert figures.crossings == {("l1", 1, 1): 6}
+        assert figures.geometry_versions == ("g0", "g1")
+    finally:
+        await store.close()

@@ -3,7 +3,9 @@
 A bucket is one camera x publication window x (line, direction, class), (zone, class) or
 (zone, class, dwell bucket). Parts add up: counts, object-seconds, covered seconds and frames are SUMS,
 ``max_objects`` is the MAX. The lines and zones a part lists are the window's members (a listed line with
-no entry counted zero); membership, like the set of geometry versions, is the UNION over parts. The
+no entry counted zero), and so are the classes each of them counted (a class with no entry counted zero; a
+class not counted has no figure) and the dwell buckets the part lists; membership, like the set of
+geometry versions, is the UNION over parts, and so are a member's classes. The
 storage applies these increments with the same rules (``count = count + increment``,
 ``max = max(max, increment)``), so merging a batch first and storing it after gives the same figures as
 storing each part alone.
@@ -39,8 +41,11 @@ class BucketIncrements:
     """What a batch of parts adds to the buckets, keyed as the tables are."""
 
     windows: dict[CameraWindow, CameraWindowIncrement] = field(default_factory=dict)
-    # (camera, window, kind, id): kind "line" or "zone", or "geom" for a geometry version counted with
+    # (camera, window, kind, id): kind "line" or "zone", "geom" for a geometry version counted with, or
+    # "dwel" for a dwell bucket (vocabulary.dwell_bucket_key) of the camera's configuration
     members: set[tuple[str, int, str, str]] = field(default_factory=set)
+    # (camera, window, kind, id) of a line or zone -> the classes it counted
+    member_classes: dict[tuple[str, int, str, str], frozenset[int]] = field(default_factory=dict)
     # (camera, window, line, direction, class) -> count
     crossings: dict[tuple[str, int, str, int, int], int] = field(default_factory=dict)
     # (camera, window, zone, class)
@@ -55,8 +60,12 @@ class BucketIncrements:
         increment.frames += part.frames
         increment.parts += 1
         self.members.add((camera, window, "geom", part.geometry_version))
-        self.members.update((camera, window, "line", line) for line in part.line_ids)
-        self.members.update((camera, window, "zone", zone) for zone in part.zone_ids)
+        self.members.update((camera, window, "dwel", bucket) for bucket in part.dwell_buckets)
+        for kind, classes in (("line", part.line_classes), ("zone", part.zone_classes)):
+            for member, counted in classes.items():
+                member_key = (camera, window, kind, member)
+                self.members.add(member_key)
+                self.member_classes[member_key] = self.member_classes.get(member_key, frozenset()) | counted
         for crossing in part.crossings:
             key = (camera, window, crossing.line_id, crossing.direction, crossing.object_class)
             self.crossings[key] = self.crossings.get(key, 0) + crossing.count

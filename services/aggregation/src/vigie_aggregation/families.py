@@ -15,11 +15,19 @@ dwell      location (site/camera/zone),   zone x class x dwell bucket, and the t
 Direction only exists per line (left and right depend on the line's orientation), and dwell buckets and
 zones per camera, so there are no camera or site totals by direction, for occupancy or for dwell.
 
-A configured line or zone contributes a leaf for every direction, class and dwell bucket, with a zero
-where nothing was counted (events.proto: a listed line with no entry counted zero). The classes are the
-six of ``ObjectClass``: WindowReport does not say which classes a line counts, so a class a line ignores is
-published as zero. Dwell buckets are those seen on the camera in the window (reports carry only non-zero
-buckets), so an unseen bucket is not published rather than published as zero.
+Leaves are what was measured, and only that (events.proto). A configured line contributes a leaf for
+each direction and each class it counted, a zone one for each class it counted and, when stays were
+measured, each dwell bucket of its camera, with a zero where nothing was counted (a listed line with no
+entry counted zero). A class a line or zone did not count has no leaf, hence no figure at all, not even a
+zero: a pedestrian-flow camera (persons only) publishes no figure for cars or buses, and its totals over
+classes are totals over the classes it counted. Over the parts of a window, the lines, zones, each one's
+classes and the dwell buckets are the union of the parts'. A line or zone stored before reports said which
+classes they counted (absent from ``line_classes``/``zone_classes``) counted all six, as such reports meant.
+
+Dwell buckets are those the camera's reports listed (``dwell_bucket_seconds``), with those seen in its
+dwell entries (all that is known of a report that does not list them), so a listed bucket nobody fell in is
+published as zero. A line's directions are both, whichever it counts: a direction a line ignores is
+published as zero.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vigie_aggregation.disclosure.table import Cell, LeafFigures, SensitivityRule, TableSpec
-from vigie_aggregation.vocabulary import DIRECTION_NAMES, OBJECT_CLASS_NAMES
+from vigie_aggregation.vocabulary import ALL_CLASSES, DIRECTION_NAMES
 
 __all__ = [
     "CROSSINGS",
@@ -62,7 +70,6 @@ DWELL = TableSpec(
 )
 FAMILIES: dict[str, TableSpec] = {spec.name: spec for spec in (CROSSINGS, OCCUPANCY, DWELL)}
 
-_CLASSES = tuple(sorted(OBJECT_CLASS_NAMES))
 _DIRECTIONS = tuple(sorted(DIRECTION_NAMES))
 
 
@@ -79,6 +86,11 @@ class CameraWindowFigures:
     crossings: dict[tuple[str, int, int], int] = field(default_factory=dict)  # (line, direction, class)
     occupancy: dict[tuple[str, int], tuple[float, int]] = field(default_factory=dict)  # (zone, class)
     dwell: dict[tuple[str, int, str], int] = field(default_factory=dict)  # (zone, class, bucket)
+    # The classes each line or zone counted; one missing here counted all six (stored before reports said).
+    line_classes: dict[str, frozenset[int]] = field(default_factory=dict)
+    zone_classes: dict[str, frozenset[int]] = field(default_factory=dict)
+    # The dwell buckets the camera's reports listed (vocabulary.dwell_bucket_key).
+    dwell_buckets: set[str] = field(default_factory=set)
 
 
 def _count_leaf(count: int) -> LeafFigures:
@@ -92,21 +104,22 @@ def family_leaves(spec: TableSpec, cameras: Iterable[CameraWindowFigures]) -> di
         c = camera.camera_id
         if spec is CROSSINGS:
             for line in sorted(camera.line_ids):
+                line_classes = sorted(camera.line_classes.get(line, ALL_CLASSES))
                 for direction in _DIRECTIONS:
-                    for object_class in _CLASSES:
+                    for object_class in line_classes:
                         count = camera.crossings.get((line, direction, object_class), 0)
                         leaves[((c, line), (str(direction),), (str(object_class),))] = _count_leaf(count)
         elif spec is OCCUPANCY:
             for zone in sorted(camera.zone_ids):
-                for object_class in _CLASSES:
+                for object_class in sorted(camera.zone_classes.get(zone, ALL_CLASSES)):
                     object_seconds, max_objects = camera.occupancy.get((zone, object_class), (0.0, 0))
                     leaves[((c, zone), (str(object_class),))] = LeafFigures(
                         object_seconds, max_objects, max_objects
                     )
         elif spec is DWELL:
-            buckets = sorted({bucket for (_, _, bucket) in camera.dwell})
+            buckets = sorted(camera.dwell_buckets | {bucket for (_, _, bucket) in camera.dwell})
             for zone in sorted(camera.zone_ids):
-                for object_class in _CLASSES:
+                for object_class in sorted(camera.zone_classes.get(zone, ALL_CLASSES)):
                     for bucket in buckets:
                         count = camera.dwell.get((zone, object_class, bucket), 0)
                         leaves[((c, zone), (str(object_class),), (bucket,))] = _count_leaf(count)

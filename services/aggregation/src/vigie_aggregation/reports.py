@@ -4,6 +4,11 @@
 :class:`InvalidReportError` naming the field at fault and the rule it breaks; the consumer sets such a
 message aside on the dead-letter subject and carries on.
 
+A part also says what it measured: the classes each listed line and zone counted (``object_classes``,
+narrowed per member by ``member_classes``; a report without them counted all six) and the camera's dwell
+buckets. A figure for a class a line or zone did not count, or for a bucket that is not listed, contradicts
+the report and is refused.
+
 A part counts in the publication window that contains it: a report whose own window is shorter (a purpose
 that justified 10-minute windows, say) must divide the publication window and is added to it; a report
 whose window is longer cannot be split and is refused.
@@ -11,13 +16,15 @@ whose window is longer cannot be split and is refused.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from vigie_aggregation.vocabulary import DIRECTION_NAMES, OBJECT_CLASS_NAMES, dwell_bucket_key
+from vigie_aggregation.vocabulary import ALL_CLASSES, DIRECTION_NAMES, OBJECT_CLASS_NAMES, dwell_bucket_key
 from vigie_proto.v1.events_pb2 import ReportClosure, WindowReport
 
 __all__ = [
@@ -38,6 +45,7 @@ _MAX_OBJECTS = 100_000
 _MAX_ENTRIES = 10_000
 _MAX_MEMBERS = 256
 _MAX_MODEL = 128
+_MAX_DWELL_BOUNDS = 16
 # covered_seconds is rounded to milliseconds by the anonymiser.
 _COVERAGE_TOLERANCE_S = 0.5
 # A window starting further ahead than this is a clock or encoding error.
@@ -96,6 +104,12 @@ class WindowPart:
     occupancy: tuple[ZoneOccupancy, ...]
     dwell: tuple[DwellCount, ...]
     models: tuple[str, ...]
+    # The classes each listed line and zone counted (all six for a report that does not say).
+    line_classes: Mapping[str, frozenset[int]]
+    zone_classes: Mapping[str, frozenset[int]]
+    # The camera's dwell buckets when stays were measured (vocabulary.dwell_bucket_key); empty when none
+    # was, or for a report that does not say (then only the buckets of its dwell entries are known).
+    dwell_buckets: tuple[str, ...]
 
 
 def _members(values: list[str], field: str) -> tuple[str, ...]:
@@ -113,6 +127,33 @@ def _object_class(value: int, field: str) -> int:
     if value not in OBJECT_CLASS_NAMES:
         raise InvalidReportError(field, f"{value} is not a known object class")
     return value
+
+
+def _classes(values: list[int], field: str) -> frozenset[int]:
+    for value in values:
+        _object_class(value, field)
+    if len(set(values)) != len(values):
+        raise InvalidReportError(field, "a class is listed twice")
+    return frozenset(values)
+
+
+def _counted(classes: Mapping[str, frozenset[int]], member: str, object_class: int, field: str) -> int:
+    if object_class not in classes[member]:
+        raise InvalidReportError(
+            field, f"{OBJECT_CLASS_NAMES[object_class]} is not among the classes {member!r} counted"
+        )
+    return object_class
+
+
+def _dwell_buckets(bounds: list[int]) -> tuple[str, ...]:
+    if len(bounds) > _MAX_DWELL_BOUNDS:
+        raise InvalidReportError("dwell_bucket_seconds", f"at most {_MAX_DWELL_BOUNDS} bounds")
+    if any(b <= 0 for b in bounds) or any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise InvalidReportError("dwell_bucket_seconds", "the bounds must be positive and increasing")
+    if not bounds:
+        return ()
+    lower = [0, *bounds]
+    return tuple(dwell_bucket_key(lo, hi) for lo, hi in zip(lower, [*bounds, 0], strict=True))
 
 
 def _count(value: int, field: str) -> int:
@@ -172,6 +213,27 @@ def parse_window_report(
 
     line_ids = _members(list(report.line_ids), "line_ids")
     zone_ids = _members(list(report.zone_ids), "zone_ids")
+    counted = _classes(list(report.object_classes), "object_classes") or ALL_CLASSES
+    line_classes = dict.fromkeys(line_ids, counted)
+    zone_classes = dict.fromkeys(zone_ids, counted)
+    narrowed: set[str] = set()
+    for i, m in enumerate(report.member_classes):
+        field = f"member_classes[{i}]"
+        if m.member_id in narrowed:
+            raise InvalidReportError(f"{field}.member_id", f"{m.member_id!r} is listed twice")
+        if m.member_id in line_classes and m.member_id in zone_classes:
+            raise InvalidReportError(f"{field}.member_id", f"{m.member_id!r} is both a line and a zone")
+        member_classes = line_classes if m.member_id in line_classes else zone_classes
+        if m.member_id not in member_classes:
+            raise InvalidReportError(f"{field}.member_id", f"{m.member_id!r} is not in line_ids or zone_ids")
+        classes = _classes(list(m.object_classes), f"{field}.object_classes")
+        if not classes:
+            raise InvalidReportError(f"{field}.object_classes", "empty: a line or zone counts some class")
+        if not classes <= counted:
+            raise InvalidReportError(f"{field}.object_classes", "not within the report's object_classes")
+        narrowed.add(m.member_id)
+        member_classes[m.member_id] = classes
+    dwell_buckets = _dwell_buckets(list(report.dwell_bucket_seconds))
     covered = report.covered_seconds
     if not math.isfinite(covered) or covered < 0 or covered > window_s + _COVERAGE_TOLERANCE_S:
         raise InvalidReportError(
@@ -189,7 +251,12 @@ def parse_window_report(
             raise InvalidReportError(f"{field}.line_id", f"{c.line_id!r} is not in line_ids")
         if c.direction not in DIRECTION_NAMES:
             raise InvalidReportError(f"{field}.direction", f"{c.direction} is not a direction")
-        key = (c.line_id, c.direction, _object_class(c.object_class, f"{field}.object_class"))
+        object_class = _object_class(c.object_class, f"{field}.object_class")
+        key = (
+            c.line_id,
+            c.direction,
+            _counted(line_classes, c.line_id, object_class, f"{field}.object_class"),
+        )
         if key in seen_crossings:
             raise InvalidReportError(field, "repeats a line, direction and class of an earlier entry")
         seen_crossings.add(key)
@@ -202,7 +269,8 @@ def parse_window_report(
         field = f"occupancy[{i}]"
         if o.zone_id not in zones:
             raise InvalidReportError(f"{field}.zone_id", f"{o.zone_id!r} is not in zone_ids")
-        occupancy_key = (o.zone_id, _object_class(o.object_class, f"{field}.object_class"))
+        object_class = _object_class(o.object_class, f"{field}.object_class")
+        occupancy_key = (o.zone_id, _counted(zone_classes, o.zone_id, object_class, f"{field}.object_class"))
         if occupancy_key in seen_occupancy:
             raise InvalidReportError(field, "repeats a zone and class of an earlier entry")
         seen_occupancy.add(occupancy_key)
@@ -222,11 +290,16 @@ def parse_window_report(
             raise InvalidReportError(f"{field}.zone_id", f"{d.zone_id!r} is not in zone_ids")
         if d.max_seconds and d.max_seconds <= d.min_seconds:
             raise InvalidReportError(f"{field}.max_seconds", "must be above min_seconds, or 0 for no bound")
+        object_class = _object_class(d.object_class, f"{field}.object_class")
         dwell_key = (
             d.zone_id,
-            _object_class(d.object_class, f"{field}.object_class"),
+            _counted(zone_classes, d.zone_id, object_class, f"{field}.object_class"),
             dwell_bucket_key(d.min_seconds, d.max_seconds),
         )
+        if dwell_buckets and dwell_key[2] not in dwell_buckets:
+            raise InvalidReportError(
+                field, f"the bucket {dwell_key[2]} is not one dwell_bucket_seconds lists"
+            )
         if dwell_key in seen_dwell:
             raise InvalidReportError(field, "repeats a zone, class and bucket of an earlier entry")
         seen_dwell.add(dwell_key)
@@ -252,4 +325,7 @@ def parse_window_report(
         occupancy=tuple(occupancy),
         dwell=tuple(dwell),
         models=tuple(report.models),
+        line_classes=line_classes,
+        zone_classes=zone_classes,
+        dwell_buckets=dwell_buckets,
     )

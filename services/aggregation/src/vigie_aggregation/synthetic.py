@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from vigie_proto.v1.events_pb2 import (
     LineCrossingCount,
+    MemberClasses,
     ReportClosure,
     WindowReport,
     ZoneDwellCount,
@@ -38,9 +39,14 @@ def window_report(
     frames: int = 6000,
     closed_by: int = ReportClosure.REPORT_CLOSURE_WINDOW_ENDED,
     geometry_version: str = "g1",
+    object_classes: tuple[int, ...] = (),
+    member_classes: Mapping[str, tuple[int, ...]] | None = None,
+    dwell_bucket_seconds: tuple[int, ...] = (),
 ) -> WindowReport:
     """A report: ``crossings`` by (line, direction, class), ``occupancy`` by (zone, class) as
-    (object-seconds, max objects), ``dwell`` by (zone, class, min s, max s)."""
+    (object-seconds, max objects), ``dwell`` by (zone, class, min s, max s). ``object_classes``,
+    ``member_classes`` and ``dwell_bucket_seconds`` say what was measured (none: all six classes, the
+    buckets of the dwell entries, as a report from before these fields)."""
     report = WindowReport(
         report_id=report_id_for(camera_id, window_start, part),
         camera_id=camera_id,
@@ -64,6 +70,12 @@ def window_report(
             for (z, k, lo, hi), n in sorted((dwell or {}).items())
         ],
         models=["synthetic/1"],
+        object_classes=list(object_classes),  # type: ignore[arg-type]
+        member_classes=[
+            MemberClasses(member_id=member, object_classes=list(classes))  # type: ignore[arg-type]
+            for member, classes in sorted((member_classes or {}).items())
+        ],
+        dwell_bucket_seconds=list(dwell_bucket_seconds),
     )
     report.window_start.seconds = window_start
     return report

@@ -7,6 +7,7 @@ from vigie_proto.v1.tracks_pb2 import ObjectClass
 
 __all__ = [
     "ALL",
+    "ALL_CLASSES",
     "DIRECTION_CODES",
     "DIRECTION_NAMES",
     "OBJECT_CLASS_CODES",
@@ -23,6 +24,8 @@ OBJECT_CLASS_NAMES: dict[int, str] = {
     if code != ObjectClass.OBJECT_CLASS_UNSPECIFIED
 }
 OBJECT_CLASS_CODES: dict[str, int] = {name: code for code, name in OBJECT_CLASS_NAMES.items()}
+# What a report that does not say which classes it counted (one from before events.proto said) counted.
+ALL_CLASSES: frozenset[int] = frozenset(OBJECT_CLASS_NAMES)
 
 DIRECTION_NAMES: dict[int, str] = {
     int(code): CrossingDirection.Name(code).removeprefix("CROSSING_DIRECTION_").lower()

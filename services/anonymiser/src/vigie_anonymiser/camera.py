@@ -222,6 +222,9 @@ class CameraAnonymiser:
 
     def _open(self, start: int, observation: TrackObservation) -> WindowTally:
         geometry = self._geometry
+        # The classes are the geometry's (its lines' and zones'), so they cannot change within a part:
+        # a change of classes is a change of geometry version, which closes the part (GEOMETRY_CHANGED).
+        classes = geometry.object_classes
         return WindowTally(
             camera_id=geometry.camera_id,
             window_start=start,
@@ -233,6 +236,13 @@ class CameraAnonymiser:
             line_ids=tuple(line.id for line in geometry.lines),
             zone_ids=tuple(zone.id for zone in geometry.zones),
             dwell_limits=tuple(geometry.dwell.limits(i) for i in range(len(geometry.dwell.bounds) + 1)),
+            object_classes=tuple(sorted(classes)),
+            member_classes=tuple(
+                (member, tuple(sorted(counted)))
+                for member, counted in geometry.member_classes().items()
+                if counted != classes
+            ),
+            dwell_bounds=geometry.dwell_bounds,
         )
 
     def _close(self, closed_by: ReportClosure) -> list[WindowReport]:

@@ -26,6 +26,7 @@ from vigie_core.settings import CameraId
 from vigie_proto.v1.tracks_pb2 import ObjectClass
 
 __all__ = [
+    "ALL_CLASSES",
     "DEFAULT_WINDOW_S",
     "CameraGeometry",
     "CameraGeometryConfig",
@@ -40,6 +41,10 @@ DEFAULT_WINDOW_S = 1200
 _DAY_S = 86_400
 
 ObjectClassName = Literal["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+# The `ObjectClass` codes of the six classes: what a line or zone without classes counts.
+ALL_CLASSES: frozenset[int] = frozenset(
+    int(code) for code in ObjectClass.values() if code != ObjectClass.OBJECT_CLASS_UNSPECIFIED
+)
 NormalisedPoint = tuple[
     Annotated[float, Field(ge=0.0, le=1.0)],
     Annotated[float, Field(ge=0.0, le=1.0)],
@@ -240,3 +245,22 @@ class CameraGeometry:
     dwell: DwellBuckets
     version: str
     dwell_time: bool = True
+
+    def member_classes(self) -> dict[str, frozenset[int]]:
+        """The classes each line and zone counts, by id (one without classes counts all six).
+
+        With the registry's policy every line and zone has its classes, within the policy's
+        ``object_classes`` (``vigie_core.policy.geometry_document``); they are part of the version.
+        """
+        members: tuple[CountingLine | Zone, ...] = (*self.lines, *self.zones)
+        return {member.id: member.classes or ALL_CLASSES for member in members}
+
+    @property
+    def object_classes(self) -> frozenset[int]:
+        """The classes the camera counts: every class one of its lines or zones counts."""
+        return frozenset(c for classes in self.member_classes().values() for c in classes)
+
+    @property
+    def dwell_bounds(self) -> tuple[int, ...]:
+        """The dwell buckets' upper bounds when stays are measured (zones and dwell time); else none."""
+        return self.dwell.bounds if self.dwell_time and self.zones else ()

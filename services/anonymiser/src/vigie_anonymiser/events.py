@@ -49,6 +49,14 @@ def report_message(report: WindowReport) -> events_pb2.WindowReport:
             for d in report.dwell
         ],
         models=report.models,
+        object_classes=[ObjectClass.ValueType(c) for c in report.object_classes],
+        member_classes=[
+            events_pb2.MemberClasses(
+                member_id=member, object_classes=[ObjectClass.ValueType(c) for c in classes]
+            )
+            for member, classes in report.member_classes
+        ],
+        dwell_bucket_seconds=report.dwell_bounds,
     )
     message.window_start.seconds = report.window_start
     return message

@@ -109,6 +109,12 @@ class WindowReport:
     occupancy: tuple[ZoneOccupancy, ...]
     dwell: tuple[ZoneDwellCount, ...]
     models: tuple[str, ...]
+    # What was measured, so that no figure is published for what was not: the classes counted, the lines
+    # and zones that counted fewer of them (id, classes), and the dwell buckets' upper bounds (empty: stays
+    # were not measured).
+    object_classes: tuple[int, ...] = ()
+    member_classes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    dwell_bounds: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -123,6 +129,9 @@ class WindowTally:
     line_ids: tuple[str, ...]
     zone_ids: tuple[str, ...]
     dwell_limits: tuple[tuple[int, int | None], ...]
+    object_classes: tuple[int, ...] = ()
+    member_classes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    dwell_bounds: tuple[int, ...] = ()
     frames: int = 0
     covered_s: float = 0.0
     crossings: Counter[tuple[str, CrossingDirection, int]] = field(default_factory=Counter)
@@ -177,4 +186,7 @@ class WindowTally:
                 for (zone, object_class, bucket), count in sorted(self.dwell.items())
             ),
             models=tuple(sorted(self.models)),
+            object_classes=self.object_classes,
+            member_classes=self.member_classes,
+            dwell_bounds=self.dwell_bounds,
         )

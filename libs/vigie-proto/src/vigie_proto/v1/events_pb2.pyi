@@ -19,6 +19,13 @@ Aggregation rules:
   store it with a unique constraint so a copy arriving later is ignored too: at most once per report_id.
 - A line or zone listed in line_ids / zone_ids with no entry below had a count of zero in this part;
   one not listed was not configured then (no figure, not zero).
+- The same holds for classes: a listed line or zone counted the classes of object_classes (fewer where
+  member_classes says so), with a count of zero where there is no entry; any other class was not counted
+  (no figure, not zero). A report without object_classes counted all six classes.
+- And for dwell buckets: a zone with stays measured has a figure for every bucket of
+  dwell_bucket_seconds, zero where there is no entry.
+- Over the parts of a window, the lines, zones, classes of each line or zone, and dwell buckets are the
+  UNION of the parts' (a part counted with another geometry counted what it lists).
 - covered_seconds says how much of the window was analysed (frames received, gaps over a few seconds
   excluded). Publish it with every figure; a window with partial coverage has partial counts.
 - Figures are exact and may be small: small-count suppression (PRIVACY.md rule 12) is the aggregation's.
@@ -195,6 +202,36 @@ class ZoneDwellCount(_message.Message):
 Global___ZoneDwellCount: _TypeAlias = ZoneDwellCount  # noqa: Y015
 
 @_typing.final
+class MemberClasses(_message.Message):
+    """The classes one listed line or zone counted, when fewer than its report's object_classes (a line on a
+    cycle lane counting bicycles only).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    OBJECT_CLASSES_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """A line_id or zone_id of the same report (ids are unique within a camera's lines and zones)."""
+    @_builtins.property
+    def object_classes(self) -> _containers.RepeatedScalarFieldContainer[_tracks_pb2.ObjectClass.ValueType]:
+        """Not empty, and within the report's object_classes."""
+
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        object_classes: _abc.Iterable[_tracks_pb2.ObjectClass.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "object_classes", b"object_classes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberClasses: _TypeAlias = MemberClasses  # noqa: Y015
+
+@_typing.final
 class WindowReport(_message.Message):
     """One part of one reporting window of one camera."""
 
@@ -214,6 +251,9 @@ class WindowReport(_message.Message):
     OCCUPANCY_FIELD_NUMBER: _builtins.int
     DWELL_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
+    OBJECT_CLASSES_FIELD_NUMBER: _builtins.int
+    MEMBER_CLASSES_FIELD_NUMBER: _builtins.int
+    DWELL_BUCKET_SECONDS_FIELD_NUMBER: _builtins.int
     report_id: _builtins.str
     """32 hex digits, unique per part and deterministic (a digest of the camera, the window and the first
     TRACKS message counted in it: run and sequence, never a track); equals the message's Nats-Msg-Id.
@@ -246,6 +286,28 @@ class WindowReport(_message.Message):
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Names and versions of the detectors whose tracks were counted, for the audit trail."""
 
+    @_builtins.property
+    def object_classes(self) -> _containers.RepeatedScalarFieldContainer[_tracks_pb2.ObjectClass.ValueType]:
+        """The classes counted in this part: those its lines and zones counted, which with the registry's policy
+        are the classes of the camera's purpose (CameraPolicy.object_classes), or fewer where every line and
+        zone is restricted. No class outside them has a figure (pedestrian flow counts persons: no car, not
+        even a zero). They are part of the geometry: a change closes the part (GEOMETRY_CHANGED).
+        Empty: all six classes (a report from before this field; or one listing no line and no zone, which has
+        no figure anyway).
+        """
+
+    @_builtins.property
+    def member_classes(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberClasses]:
+        """The listed lines and zones that counted only some of object_classes; the others counted all of them."""
+
+    @_builtins.property
+    def dwell_bucket_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """When stays in zones are measured: the upper bounds of the camera's dwell-time buckets, in seconds,
+        increasing; the buckets are [0, b1), [b1, b2), ... and [bn, no bound) (ZoneDwellCount's min_seconds and
+        max_seconds). Empty: no stay measured (no zone, or a purpose without dwell time), or a report from
+        before this field, whose buckets are known only from its dwell entries.
+        """
+
     def __init__(
         self,
         *,
@@ -263,10 +325,13 @@ class WindowReport(_message.Message):
         occupancy: _abc.Iterable[Global___ZoneOccupancy] | None = ...,
         dwell: _abc.Iterable[Global___ZoneDwellCount] | None = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
+        object_classes: _abc.Iterable[_tracks_pb2.ObjectClass.ValueType] | None = ...,
+        member_classes: _abc.Iterable[Global___MemberClasses] | None = ...,
+        dwell_bucket_seconds: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["window_start", b"window_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "closed_by", b"closed_by", "covered_seconds", b"covered_seconds", "crossings", b"crossings", "dwell", b"dwell", "frames", b"frames", "geometry_version", b"geometry_version", "line_ids", b"line_ids", "models", b"models", "occupancy", b"occupancy", "report_id", b"report_id", "window_seconds", b"window_seconds", "window_start", b"window_start", "zone_ids", b"zone_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "closed_by", b"closed_by", "covered_seconds", b"covered_seconds", "crossings", b"crossings", "dwell", b"dwell", "dwell_bucket_seconds", b"dwell_bucket_seconds", "frames", b"frames", "geometry_version", b"geometry_version", "line_ids", b"line_ids", "member_classes", b"member_classes", "models", b"models", "object_classes", b"object_classes", "occupancy", b"occupancy", "report_id", b"report_id", "window_seconds", b"window_seconds", "window_start", b"window_start", "zone_ids", b"zone_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,7 +8,8 @@ Stored exactly as reported (inside the trust boundary, never served as such):
   happen at most once, written in the same transaction as its counts.
 - ``camera_windows``: per camera and publication window, covered seconds, frames and parts.
 - ``window_members``: the lines and zones each camera had configured in each window (a member with no
-  count counted zero; one not listed has no figure), and the geometry versions its parts were counted with.
+  count counted zero; one not listed has no figure) with the classes each counted, the dwell buckets the
+  camera's reports listed, and the geometry versions its parts were counted with.
 - ``crossing_buckets``, ``occupancy_buckets``, ``dwell_buckets``: the bucketed figures.
 
 Published (frozen once released; the API serves only these):
@@ -22,6 +23,8 @@ Published (frozen once released; the API serves only these):
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from sqlalchemy import (
     BigInteger,
@@ -38,6 +41,20 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+
+def class_mask(classes: Iterable[int]) -> int:
+    """Classes as ``window_members.object_classes`` stores them: bit ``2**code`` for each class code."""
+    mask = 0
+    for code in classes:
+        mask |= 1 << code
+    return mask
+
+
+def mask_classes(mask: int) -> frozenset[int]:
+    """The class codes of a ``class_mask``."""
+    return frozenset(code for code in range(mask.bit_length()) if mask >> code & 1)
+
 
 ID = String(64)
 
@@ -69,8 +86,13 @@ window_members = Table(
     metadata,
     Column("camera_id", ID, primary_key=True),
     Column("window_start", BigInteger, primary_key=True),
-    Column("kind", String(4), primary_key=True),  # "line", "zone", or "geom" (a geometry version)
+    # "line", "zone", "geom" (a geometry version) or "dwel" (a dwell bucket, vocabulary.dwell_bucket_key)
+    Column("kind", String(4), primary_key=True),
     Column("member_id", ID, primary_key=True),
+    # A line's or zone's classes, bit 2**code for ObjectClass code (class_mask). NULL: all six (rows stored
+    # before reports said which; and NULL | anything is NULL in SQL, so the union stays all six). Unused by
+    # the other kinds.
+    Column("object_classes", Integer),
 )
 
 crossing_buckets = Table(

@@ -274,10 +274,33 @@ class StatisticsStore:
             ],
         )
         if increments.members:
+            members = schema.window_members
+            stmt = self._insert(members)
             await conn.execute(
-                self._insert(schema.window_members).on_conflict_do_nothing(),
+                stmt.on_conflict_do_update(
+                    index_elements=[
+                        members.c.camera_id,
+                        members.c.window_start,
+                        members.c.kind,
+                        members.c.member_id,
+                    ],
+                    # The union of the classes; NULL (all six, stored before reports said) absorbs any.
+                    set_={
+                        "object_classes": members.c.object_classes.bitwise_or(stmt.excluded.object_classes)
+                    },
+                ),
                 [
-                    {"camera_id": c, "window_start": w, "kind": kind, "member_id": m}
+                    {
+                        "camera_id": c,
+                        "window_start": w,
+                        "kind": kind,
+                        "member_id": m,
+                        "object_classes": (
+                            schema.class_mask(classes)
+                            if (classes := increments.member_classes.get((c, w, kind, m))) is not None
+                            else None
+                        ),
+                    }
                     for c, w, kind, m in sorted(increments.members)
                 ],
             )
@@ -448,8 +471,8 @@ class StatisticsStore:
                     figures[camera_id] = CameraWindowFigures(
                         camera_id, covered_seconds=float(covered), frames=int(frames)
                     )
-                for camera_id, kind, member in await conn.execute(
-                    select(m.c.camera_id, m.c.kind, m.c.member_id).where(
+                for camera_id, kind, member, mask in await conn.execute(
+                    select(m.c.camera_id, m.c.kind, m.c.member_id, m.c.object_classes).where(
                         m.c.window_start == window_start, m.c.camera_id.in_(chunk)
                     )
                 ):
@@ -458,8 +481,14 @@ class StatisticsStore:
                         continue
                     if kind == "line":
                         camera.line_ids.add(member)
+                        if mask is not None:
+                            camera.line_classes[member] = schema.mask_classes(int(mask))
                     elif kind == "zone":
                         camera.zone_ids.add(member)
+                        if mask is not None:
+                            camera.zone_classes[member] = schema.mask_classes(int(mask))
+                    elif kind == "dwel":
+                        camera.dwell_buckets.add(member)
                     else:
                         versions.setdefault(camera_id, set()).add(member)
                 for camera_id, line, direction, object_class, count in await conn.execute(
