@@ -1,12 +1,15 @@
 """A running inference replica follows the policy bucket of a secured nats-server (inference connects as
 its own user; the policy is written as the registry's user): a pause drops the frame in flight at Triton
 and every frame captured during the pause, ends the camera's tracks, and analysis resumes after it; a
-replica that cannot read the policy analyses nothing and says so."""
+replica that cannot read the policy analyses nothing and says so; only the classes the policy lists are
+tracked, each track for no longer than its track_max_seconds, and a change of either applies live."""
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
+import av
 import httpx
 import nats
 import numpy as np
@@ -20,12 +23,14 @@ from vigie_core.streams import AuditStream, FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.policies import PolicyBucketWriter, camera_policy
 from vigie_embedded.testing import running_service
+from vigie_embedded.triton import EmbeddedTriton
 from vigie_inference.detector import DetectorOutput, ImageBatch, ModelIdentity
 from vigie_inference.service import serve
 from vigie_inference.settings import InferenceSettings
 from vigie_models import DETECTION_COUNT
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
-from vigie_proto.v1.tracks_pb2 import TrackFrame
+from vigie_proto.v1.policy_pb2 import CameraPolicy
+from vigie_proto.v1.tracks_pb2 import ObjectClass, TrackFrame
 
 pytestmark = pytest.mark.integration
 
@@ -229,3 +234,134 @@ async def test_a_replica_that_cannot_read_the_policy_analyses_nothing_and_says_s
             assert (await http.get(f"{inference.http_url}/readyz")).status_code == 200
         finally:
             await writer.close()
+
+
+class PersonAndCarDetector(HeldDetector):
+    """Sees a person and a car in every frame."""
+
+    async def detect(self, images: ImageBatch) -> DetectorOutput:
+        output = await super().detect(images)
+        output.boxes[:, 1] = [250, 200, 400, 300]
+        output.scores[:, 1, 2] = 0.8  # COCO class 2: car
+        return output
+
+
+def with_rules(policy: CameraPolicy, *classes: ObjectClass.ValueType, track_max_s: int = 600) -> CameraPolicy:
+    if classes:
+        del policy.object_classes[:]
+        policy.object_classes.extend(classes)
+    policy.track_max_seconds = track_max_s
+    return policy
+
+
+async def test_only_the_classes_of_the_policy_are_tracked_and_no_longer_than_it_allows(
+    secured_nats_server: EmbeddedNats, admin: Client
+) -> None:
+    writer = await registry_writer(secured_nats_server)
+    person, car = ObjectClass.OBJECT_CLASS_PERSON, ObjectClass.OBJECT_CLASS_CAR
+    await writer.put(with_rules(camera_policy(CAMERA), person, track_max_s=1))
+    received = await tracks_of(admin)
+    camera = Camera(admin)
+
+    async def body(runtime: ServiceRuntime) -> None:
+        await serve(runtime, PersonAndCarDetector())
+
+    def objects(since: int, object_class: int) -> list[bytes]:
+        return [
+            o.track_id
+            for m in received
+            if m.sequence >= since
+            for o in m.objects
+            if o.object_class == object_class
+        ]
+
+    async def analysed(inference: ServiceRuntime, count: int) -> None:  # and its tracks received
+        await until(lambda: metric(inference, "vigie_inference_frames_total", camera=CAMERA) == count)
+        await until(lambda: any(m.sequence == count - 1 for m in received))
+
+    async def change(inference: ServiceRuntime, policy: CameraPolicy) -> None:
+        updates = metric(inference, "vigie_policy_updates_total")
+        await writer.put(policy)
+        await until(lambda: metric(inference, "vigie_policy_updates_total") > updates)
+
+    try:
+        async with running_service("inference", settings(secured_nats_server), body) as inference:
+            # Persons only, a track may live 1 s: the car is never tracked, the person's id changes.
+            await camera.publish(30)  # 1.5 s at least
+            await analysed(inference, 30)
+            assert objects(0, car) == []
+            discarded = "vigie_inference_detections_discarded_total"
+            assert metric(inference, discarded, object_class="car") == 30
+            assert metric(inference, discarded, object_class="person") == 0
+            persons = list(dict.fromkeys(objects(0, person)))
+            assert len(persons) >= 2, "renewed after 1 s"
+            ended = {t for m in received for t in m.ended_track_ids}
+            assert set(persons[:-1]) <= ended
+            aged_out = metric(
+                inference, "vigie_inference_tracks_ended_at_max_age_total", object_class="person"
+            )
+            assert aged_out == len(persons) - 1
+
+            # Cars allowed from now on: tracked from the next frames.
+            await change(inference, with_rules(camera_policy(CAMERA, version=2)))
+            await camera.publish(4)
+            await analysed(inference, 34)
+            cars = set(objects(30, car))
+            assert len(cars) == 1
+
+            # Persons only again: the car's track ends with the next frame, and no car comes back.
+            await change(inference, with_rules(camera_policy(CAMERA, version=3), person))
+            await camera.publish(3)
+            await analysed(inference, 37)
+            [first_after] = [m for m in received if m.sequence == 34]
+            assert set(first_after.ended_track_ids) == cars
+            assert objects(34, car) == []
+            assert metric(inference, discarded, object_class="car") == 33
+    finally:
+        await writer.close()
+
+
+async def test_real_detections_of_classes_the_policy_does_not_list_never_reach_tracks(
+    audit_stream: EmbeddedNats, triton_server: EmbeddedTriton, sample_video: Path
+) -> None:
+    # The sample film's first frames show people, cars and a truck; this camera may count people only.
+    client = await nats.connect(audit_stream.url)
+    await ensure_stream(client.jetstream(), FramesStream(partitions=1, max_age_s=60).config())
+    writer = await PolicyBucketWriter.open(audit_stream.url)
+    await writer.put(with_rules(camera_policy(CAMERA), ObjectClass.OBJECT_CLASS_PERSON))
+    received = await tracks_of(client)
+    service = InferenceSettings(nats={"url": audit_stream.url}, triton_url=triton_server.grpc_url)
+    frames = 6
+    try:
+        async with running_service("inference", service, serve) as inference:
+            with av.open(str(sample_video)) as video:
+                for sequence, picture in zip(range(frames), video.decode(video=0), strict=False):
+                    frame = Frame(
+                        camera_id=CAMERA,
+                        run_id="film",
+                        sequence=sequence,
+                        width=416,
+                        height=234,
+                        pixel_format=PIXEL_FORMAT_RGB24,
+                        pixels=picture.to_ndarray(format="rgb24", width=416, height=234).tobytes(),
+                    )
+                    frame.captured_at.FromNanoseconds(time.time_ns())
+                    await client.jetstream().publish(frames_subject(CAMERA), frame.SerializeToString())
+            await until(
+                lambda: metric(inference, "vigie_inference_frames_total", camera=CAMERA) == frames,
+                within_s=60,
+            )
+            await until(lambda: any(m.sequence == frames - 1 for m in received))
+            discarded = {
+                name: metric(inference, "vigie_inference_detections_discarded_total", object_class=name)
+                for name in ("car", "truck")
+            }
+    finally:
+        await writer.close()
+        await client.close()
+
+    tracked = [o for m in received for o in m.objects]
+    assert tracked, "the people were tracked"
+    assert {o.object_class for o in tracked} == {ObjectClass.OBJECT_CLASS_PERSON}
+    assert discarded["car"] >= frames, "a car in every frame, discarded"
+    assert discarded["truck"] >= 1

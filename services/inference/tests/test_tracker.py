@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from vigie_inference.detections import CountedClass, Detections
-from vigie_inference.tracker import Tracker, TrackerParams, TrackerUpdate
+from vigie_inference.tracker import Tracker, TrackerParams, TrackerUpdate, TrackingRules
 from vigie_inference.tracking.association import FORBIDDEN_COST, assign, iou_matrix
 from vigie_inference.tracking.kalman import BoxKalmanFilter, MotionNoise
 
@@ -377,3 +377,156 @@ def test_random_detections_never_break_the_id_rules(
     final = tracker.end_all()
     assert set(final) == live
     assert len(final) == len(live)
+
+
+# -- the camera's policy: classes and max age ---------------------------------------------------------
+
+EVERY_CLASS = TrackingRules()
+PERSONS_ONLY = TrackingRules(frozenset({CountedClass.PERSON}))
+
+
+def car_at(x: float, y: float = 0.7) -> Box:
+    return (x, y, x + 0.2, y + 0.12)
+
+
+def test_a_class_the_policy_does_not_list_never_gets_a_track() -> None:
+    tracker = Tracker()
+    updates = [
+        tracker.update(
+            detections(
+                [person_at(0.1 + 0.01 * i), car_at(0.6 - 0.01 * i)],
+                classes=[CountedClass.PERSON, CountedClass.CAR],
+            ),
+            i / FPS,
+            PERSONS_ONLY,
+        )
+        for i in range(20)
+    ]
+
+    reported = [track for update in updates for track in update.tracks]
+    assert len(reported) == 19
+    assert {track.object_class for track in reported} == {CountedClass.PERSON}
+    assert len({track.track_id for track in reported}) == 1
+    assert all(update.discarded == {CountedClass.CAR: 1} for update in updates)
+    assert tracker.live_tracks == 1
+
+
+def test_no_class_listed_tracks_nothing() -> None:
+    tracker = Tracker()
+    nothing = TrackingRules(frozenset())
+    updates = [tracker.update(detections([person_at(0.5)]), i / FPS, nothing) for i in range(5)]
+
+    assert all(update.tracks == () for update in updates)
+    assert updates[0].discarded == {CountedClass.PERSON: 1}
+
+
+def test_tracks_of_a_class_no_longer_allowed_end_at_once_and_come_back_under_new_ids() -> None:
+    tracker = Tracker()
+
+    def frame(i: int, rules: TrackingRules = EVERY_CLASS) -> TrackerUpdate:
+        boxes = [person_at(0.1 + 0.01 * i), car_at(0.6 - 0.01 * i)]
+        both = detections(boxes, classes=[CountedClass.PERSON, CountedClass.CAR])
+        return tracker.update(both, i / FPS, rules)
+
+    before = [frame(i) for i in range(5)][-1]
+    ids = {track.object_class: track.track_id for track in before.tracks}
+    assert set(ids) == {CountedClass.PERSON, CountedClass.CAR}
+
+    changed = frame(5, PERSONS_ONLY)  # the policy changed: persons only
+    assert changed.ended == (ids[CountedClass.CAR],)
+    assert ids_of(changed) == [ids[CountedClass.PERSON]], "the person's track goes on"
+    assert changed.aged_out == ()
+    assert all(ids_of(frame(i, PERSONS_ONLY)) == [ids[CountedClass.PERSON]] for i in range(6, 10))
+
+    again = [frame(i) for i in range(10, 13)]  # cars allowed again
+    cars = {t.track_id for update in again for t in update.tracks if t.object_class is CountedClass.CAR}
+    assert len(cars) == 1
+    assert ids[CountedClass.CAR] not in cars
+
+
+def test_a_track_reaching_its_max_age_ends_and_its_object_goes_on_under_a_new_id() -> None:
+    tracker = Tracker()
+    rules = TrackingRules(track_max_s=2.0)
+    updates = [tracker.update(detections([person_at(0.1 + 0.005 * i)]), i / FPS, rules) for i in range(50)]
+
+    # Reported at every frame from its confirmation on, without a gap at the renewals.
+    assert all(len(update.tracks) == 1 for update in updates[1:])
+    ids = [update.tracks[0].track_id for update in updates[1:]]
+    first, second, third = dict.fromkeys(ids)
+    # Born at 0.0 s, so older than 2 s at 2.1 s; the new one, born at 2.1 s, at 4.2 s.
+    assert ids.index(second) == 21 - 1
+    assert ids.index(third) == 42 - 1
+    assert updates[21].ended == (first,)
+    assert updates[42].ended == (second,)
+    assert updates[21].aged_out == (CountedClass.PERSON,)
+    assert sum(len(update.ended) for update in updates) == 2
+    assert tracker.end_all() == (third,)
+
+
+def test_the_max_age_counts_from_the_first_frame_and_defaults_to_the_params() -> None:
+    tracker = Tracker(TrackerParams(track_max_s=1.0, confirm_hits=3))
+    updates = [tracker.update(detections([person_at(0.5)]), i / FPS) for i in range(13)]
+
+    first = updates[2].tracks[0].track_id  # confirmed at its third frame, born at the first
+    assert updates[11].ended == (first,)
+    assert updates[11].tracks[0].track_id != first
+    assert updates[12].ended == ()
+
+
+def test_a_lost_track_reaching_its_max_age_ends_and_is_not_found_again() -> None:
+    tracker = Tracker(TrackerParams(track_buffer_s=2.0))
+    rules = TrackingRules(track_max_s=1.5)
+    box = [person_at(0.5)]
+    seen = {tid for i in range(10) for tid in ids_of(tracker.update(detections(box), i / FPS, rules))}
+    hidden = [tracker.update(detections([]), i / FPS, rules) for i in range(10, 18)]
+    back = [tracker.update(detections(box), i / FPS, rules) for i in range(18, 22)]
+
+    ended = [
+        (i, update.ended, update.aged_out) for i, update in enumerate(hidden + back, start=10) if update.ended
+    ]
+    assert ended == [(16, tuple(seen), (CountedClass.PERSON,))], "older than 1.5 s at 1.6 s, while hidden"
+    later = {tid for update in back for tid in ids_of(update)}
+    assert len(later) == 1
+    assert later.isdisjoint(seen)
+
+
+def test_rules_reject_a_max_age_out_of_range() -> None:
+    with pytest.raises(ValueError, match="track_max_s"):
+        TrackingRules(track_max_s=0.0)
+    with pytest.raises(ValueError, match="track_max_s"):
+        TrackingRules(track_max_s=2 * 86_400.0)
+    with pytest.raises(ValidationError):
+        TrackerParams(track_max_s=0.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    frames=st.lists(st.tuples(_frame, st.booleans()), max_size=40),
+    allowed=st.frozensets(st.sampled_from(list(CountedClass))),
+    track_max_s=st.floats(1.0, 4.0),
+)
+def test_random_detections_never_track_a_class_not_allowed_nor_keep_an_id_too_long(
+    frames: list[tuple[tuple[float, list[tuple[Box, float, CountedClass]]], bool]],
+    allowed: frozenset[CountedClass],
+    track_max_s: float,
+) -> None:
+    tracker = Tracker(TrackerParams(track_buffer_s=1.0))
+    restricted = TrackingRules(allowed, track_max_s)
+    unrestricted = TrackingRules(track_max_s=track_max_s)
+    first_seen: dict[bytes, float] = {}
+    ended: set[bytes] = set()
+    t = 0.0
+    for (dt, frame), restrict in frames:
+        t += dt
+        rules = restricted if restrict else unrestricted
+        update = tracker.update(
+            detections([d[0] for d in frame], [d[1] for d in frame], [d[2] for d in frame]), t, rules
+        )
+        assert sum(update.discarded.values()) == sum(d[2] not in rules.classes for d in frame)
+        assert set(update.ended) <= set(first_seen) - ended
+        ended |= set(update.ended)
+        for track in update.tracks:
+            assert track.object_class in rules.classes
+            assert track.track_id not in ended
+            # An id is reported only while its track is younger than the max age (born at or before).
+            assert t - first_seen.setdefault(track.track_id, t) <= track_max_s

@@ -3,17 +3,47 @@
 A camera's tracker lives as long as its ingest run (``run_id``): a new run (ingest restarted, source
 reconnected with a new run) ends every track of the old one. A camera that sends nothing for
 ``camera_idle_s`` has its tracks ended and its tracker dropped, so no state outlives its use.
+
+Each frame is tracked under the rules of its camera's policy in force at its capture time
+(:func:`tracking_rules`: the classes its purpose needs, the longest a track may live), so a policy change
+takes effect at the camera's next analysed frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vigie_inference.detections import CountedClass, Detections
 from vigie_inference.settings import InferenceSettings
-from vigie_inference.tracker import Tracker, TrackerUpdate
+from vigie_inference.tracker import TRACK_MAX_CEILING_S, Tracker, TrackerUpdate, TrackingRules
 from vigie_proto.v1.frames_pb2 import Frame
+from vigie_proto.v1.policy_pb2 import CameraPolicy
 from vigie_proto.v1.tracks_pb2 import Box, ObjectClass, TrackedObject, TrackFrame
+
+_COUNTED_CODES = frozenset(int(c) for c in CountedClass)
+
+
+def tracking_rules(policy: CameraPolicy) -> TrackingRules:
+    """What a camera's policy allows its tracker: only the classes it lists (``object_classes``: none
+    listed, none tracked), for at most ``track_max_seconds`` (0: the tracker's own ``track_max_s``)."""
+    classes = frozenset(CountedClass(c) for c in policy.object_classes if c in _COUNTED_CODES)
+    # The registry refuses more than 24 hours; a bad entry must not stretch the limit either.
+    track_max_s = min(float(policy.track_max_seconds), TRACK_MAX_CEILING_S)
+    return TrackingRules(classes, track_max_s or None)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameAnalysis:
+    """What analysing one frame gives: the messages to publish, in order, and what the rules removed.
+
+    discarded: detections of classes the policy does not allow, by class (never tracked).
+    aged_out: the classes of the tracks ended at their max age (one per track).
+    """
+
+    messages: list[TrackFrame]
+    discarded: Mapping[CountedClass, int] = field(default_factory=dict)
+    aged_out: tuple[CountedClass, ...] = ()
 
 
 @dataclass(slots=True)
@@ -45,8 +75,12 @@ class CameraTrackers:
         run.last_submitted = frame.sequence
         return True
 
-    def analyse(self, frame: Frame, detections: Detections, now: float) -> list[TrackFrame]:
-        """The tracks of this frame, preceded by the end of the camera's previous run if it changed."""
+    def analyse(
+        self, frame: Frame, detections: Detections, now: float, rules: TrackingRules | None = None
+    ) -> FrameAnalysis:
+        """The tracks of this frame under `rules` (default: every class, the tracker's own max age),
+        preceded by the end of the camera's previous run if it changed."""
+        rules = rules if rules is not None else TrackingRules()
         messages: list[TrackFrame] = []
         run = self._runs.get(frame.camera_id)
         if run is not None and run.run_id != frame.run_id:
@@ -56,22 +90,22 @@ class CameraTrackers:
             run = CameraRun(frame.run_id, Tracker(self._params), last_submitted=frame.sequence)
             self._runs[frame.camera_id] = run
         if frame.sequence <= run.last_sequence:
-            return messages  # a late redelivery: the tracker has moved past it
+            return FrameAnalysis(messages)  # a late redelivery: the tracker has moved past it
         run.last_sequence = frame.sequence
         run.last_submitted = max(run.last_submitted, frame.sequence)
         run.last_seen = now
         run.last_frame = frame
         timestamp = frame.captured_at.ToNanoseconds() / 1e9
         try:
-            update = run.tracker.update(detections, timestamp)
+            update = run.tracker.update(detections, timestamp, rules)
         except ValueError:
             # The camera's clock stepped back: the motion model cannot bridge that, start afresh.
             messages.append(self._end(run))
             run.tracker = Tracker(self._params)
             run.reported.clear()
-            update = run.tracker.update(detections, timestamp)
+            update = run.tracker.update(detections, timestamp, rules)
         messages.append(self._message(frame, update))
-        return messages
+        return FrameAnalysis(messages, update.discarded, update.aged_out)
 
     def expire_idle(self, now: float) -> list[TrackFrame]:
         idle = [camera for camera, run in self._runs.items() if now - run.last_seen > self._idle_s]

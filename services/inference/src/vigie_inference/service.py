@@ -16,7 +16,9 @@ counted in ``vigie_inference_frames_dropped_total{reason=<cause>}``, and its cam
 once; the tracks of a camera that stops being analysable without sending frames (ingest stopped
 publishing) are ended within the fetch interval. The service waits for a first read of the bucket at start
 and then fails closed: while the policy cannot be read, no frame is analysed (``/readyz`` check
-``policy``, ``vigie_policy_synced``).
+``policy``, ``vigie_policy_synced``). An analysed frame is tracked under the same policy
+(:func:`.analysis.tracking_rules`): detections of classes it does not list are discarded before the
+tracker, and no track lives longer than its ``track_max_seconds``.
 
 Audit (``vigie_core.audit``): the configuration in force at start-up (a digest, the partition); the model
 and version that answer, at start-up and whenever another version answers (:mod:`.model_audit`); a frame
@@ -60,8 +62,8 @@ from vigie_core.streams import (
     partitions_of,
     tracks_subject,
 )
-from vigie_inference.analysis import CameraTrackers
-from vigie_inference.detections import decode_detections
+from vigie_inference.analysis import CameraTrackers, FrameAnalysis, tracking_rules
+from vigie_inference.detections import CountedClass, decode_detections
 from vigie_inference.detector import Detector, DetectorError, DetectorOutput, ImageBatch
 from vigie_inference.frames import (
     InvalidFrameError,
@@ -73,6 +75,7 @@ from vigie_inference.frames import (
 from vigie_inference.letterbox import LetterboxTransform, letterbox
 from vigie_inference.model_audit import ServedModel
 from vigie_inference.settings import InferenceSettings
+from vigie_inference.tracker import TrackingRules
 from vigie_models import INPUT_SIZE
 from vigie_proto.v1.frames_pb2 import Frame
 
@@ -137,6 +140,31 @@ class InferenceMetrics:
             ["object_class"],
             registry=registry,
         )
+        # The policy's minimisation at work; all cameras together too, since a per-camera count of the
+        # people a camera may not count would publish, scrape by scrape, what its purpose excludes.
+        self.discarded = Counter(
+            "vigie_inference_detections_discarded",
+            "Detections of classes their camera's policy does not list, discarded before tracking, "
+            "all cameras together, by class",
+            ["object_class"],
+            registry=registry,
+        )
+        self.aged_out = Counter(
+            "vigie_inference_tracks_ended_at_max_age",
+            "Tracks ended because they reached their camera's track_max_seconds (an object still seen "
+            "goes on under a new id), all cameras together, by class",
+            ["object_class"],
+            registry=registry,
+        )
+        for counted in CountedClass:  # every class shows as 0 until it happens
+            self.discarded.labels(counted.name.lower())
+            self.aged_out.labels(counted.name.lower())
+
+    def count(self, analysis: FrameAnalysis) -> None:
+        for counted, detections in analysis.discarded.items():
+            self.discarded.labels(counted.name.lower()).inc(detections)
+        for counted in analysis.aged_out:
+            self.aged_out.labels(counted.name.lower()).inc()
 
 
 @dataclass(slots=True)
@@ -249,11 +277,20 @@ class InferencePipeline:
         await self._served.identified(identity)
 
     def _decision(self, frame: Frame) -> AnalysisDecision | None:
-        """Why the frame may not be analysed (None: it may): its camera's policy at its capture time."""
+        """Its camera's policy decision at the frame's capture time; None when the policy is not followed
+        (``policy.enabled`` false: every frame is analysed, every class tracked)."""
         if self._policies is None:
             return None
-        decision = self._policies.decision(frame.camera_id, frame.captured_at.ToNanoseconds() / 1e9)
-        return None if decision.analyse else decision
+        return self._policies.decision(frame.camera_id, frame.captured_at.ToNanoseconds() / 1e9)
+
+    @staticmethod
+    def _rules(decision: AnalysisDecision | None) -> TrackingRules:
+        """What the policy that allowed analysing a frame allows its tracker."""
+        if decision is None:
+            return TrackingRules()
+        if decision.policy is None:  # never with an analysing decision; fail closed all the same
+            return TrackingRules(frozenset())
+        return tracking_rules(decision.policy)
 
     async def _drop_forbidden(self, js: JetStreamContext, message: Msg, decision: AnalysisDecision) -> None:
         """A frame its camera's policy does not allow analysing: never analysed, never redelivered; the
@@ -299,9 +336,9 @@ class InferencePipeline:
                 self._metrics.dropped.labels("invalid").inc()
                 await message.term()  # never redeliver garbage
                 continue
-            forbidden = self._decision(frame)
-            if forbidden is not None:
-                await self._drop_forbidden(js, message, forbidden)
+            decision = self._decision(frame)
+            if decision is not None and not decision.analyse:
+                await self._drop_forbidden(js, message, decision)
                 continue
             if not self._trackers.in_order(frame):
                 self._metrics.dropped.labels("out_of_order").inc()
@@ -368,10 +405,11 @@ class InferencePipeline:
             return
         await self._served.answered_by(model_version, settings.model_name)
         for i, (message, frame) in enumerate(zip(pending.messages, pending.frames, strict=True)):
-            # In flight when the policy changed (an objection): dropped before any tracker sees it.
-            forbidden = self._decision(frame)
-            if forbidden is not None:
-                await self._drop_forbidden(js, message, forbidden)
+            # In flight when the policy changed (an objection): dropped before any tracker sees it; else
+            # tracked under the policy in force now (its classes, its tracks' max age).
+            decision = self._decision(frame)
+            if decision is not None and not decision.analyse:
+                await self._drop_forbidden(js, message, decision)
                 continue
             with self._tracer.start_as_current_span(
                 "inference.track",
@@ -386,7 +424,9 @@ class InferencePipeline:
                     score_threshold=settings.tracker.low_threshold,
                     iou_threshold=settings.iou_threshold,
                 )
-                for tracks in self._trackers.analyse(frame, detections, time.monotonic()):
+                analysis = self._trackers.analyse(frame, detections, time.monotonic(), self._rules(decision))
+                self._metrics.count(analysis)
+                for tracks in analysis.messages:
                     for started in self._trackers.started(tracks):
                         self._metrics.tracks_started.labels(started).inc()
                     await js.publish(

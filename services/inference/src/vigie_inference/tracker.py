@@ -18,17 +18,29 @@ takes detections of that class, so the class reported for an id never changes (w
 counts by). When the detector hesitates between classes (car/truck) for a frame, the track misses that
 frame and is found again at the next, within `track_buffer_s`.
 
-Privacy: a track holds its Kalman state (current box and velocity), class, last score and counters —
-no history of positions, no appearance. Ids are 16 random bytes drawn at confirmation (128 bits make a
-repeat practically impossible, which is what "never reused" rests on: no list of past ids is kept) and
-are dropped when the track ends, after being reported once in `TrackerUpdate.ended` (or by `Tracker.end_all`).
+The camera's policy (`TrackingRules`, from the registry's `CameraPolicy`) bounds what is tracked:
+
+- only the classes its purpose needs (PRIVACY.md rule 7): a detection of another class is discarded
+  before step 2, so it never gets a track nor an id (`TrackerUpdate.discarded` counts them), and a track
+  of a class no longer allowed (the policy changed) ends at step 1;
+- for at most `track_max_s` from the capture time of its first frame (PRIVACY.md rule 14): a track
+  reaching that age ends (its id in `TrackerUpdate.ended`, its class in `aged_out`). If its object is seen
+  in that frame it goes on at once as a new track: a new random id, a Kalman state started afresh from
+  this frame's detection, a new age; nothing of the old track carries over. Otherwise it simply ends.
+
+Privacy: a track holds its Kalman state (current box and velocity), class, last score, the capture time
+of its first frame and counters — no history of positions, no appearance. Ids are 16 random bytes drawn
+at confirmation or renewal (128 bits make a repeat practically impossible, which is what "never reused"
+rests on: no list of past ids is kept) and are dropped when the track ends, after being reported once in
+`TrackerUpdate.ended` (or by `Tracker.end_all`).
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Self
 
 import numpy as np
@@ -39,9 +51,11 @@ from vigie_inference.detections import CountedClass, Detections
 from vigie_inference.tracking.association import FORBIDDEN_COST, assign, iou_matrix
 from vigie_inference.tracking.kalman import BoxKalmanFilter, MotionNoise, boxes_to_state, state_to_boxes
 
-__all__ = ["Tracker", "TrackerParams", "TrackerUpdate", "VisibleTrack"]
+__all__ = ["Tracker", "TrackerParams", "TrackerUpdate", "TrackingRules", "VisibleTrack"]
 
 TRACK_ID_BYTES = 16
+# PRIVACY.md rule 14: pseudonymous data anonymous "at worst within 24 hours"; the registry refuses more.
+TRACK_MAX_CEILING_S = 86_400.0
 
 
 class TrackerParams(BaseModel):
@@ -67,6 +81,10 @@ class TrackerParams(BaseModel):
         1 s at 30 fps; 2 s here (10 frames at 5 fps, 20 at 10 fps) covers a pedestrian hidden by a
         passing vehicle, while a longer buffer lets the extrapolated box drift onto someone else and
         keeps ids alive longer than counting needs.
+    track_max_s: the longest a track may live (from the capture time of its first frame) when the camera's
+        policy sets no limit (`TrackingRules.track_max_s` None: the policy is not followed, or its
+        `track_max_seconds` is 0). 600 s is the registry's default (`DEFAULT_TRACK_MAX_S`, PRIVACY.md
+        rule 14: anonymous within minutes).
     measurement_noise, position_noise, velocity_noise, initial_velocity_noise: Kalman filter standard
         deviations as fractions of the box's size (see `MotionNoise`): ByteTrack's per-frame values
         (1/20, 1/20, 1/160, 10/160 per frame) at the 30 fps they were tuned for, expressed per second
@@ -83,6 +101,7 @@ class TrackerParams(BaseModel):
     fuse_score: bool = True
     confirm_hits: int = Field(default=2, ge=1, le=100)
     track_buffer_s: float = Field(default=2.0, gt=0.0, le=60.0)
+    track_max_s: float = Field(default=600.0, ge=1.0, le=TRACK_MAX_CEILING_S)
     measurement_noise: float = Field(default=0.05, gt=0.0)
     position_noise: float = Field(default=0.27, gt=0.0)
     velocity_noise: float = Field(default=1.0, gt=0.0)
@@ -100,6 +119,36 @@ class TrackerParams(BaseModel):
                 f"({self.high_threshold}): only confident detections start tracks"
             )
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingRules:
+    """What a camera's policy allows its tracker (`vigie_core.policy`: ``object_classes``,
+    ``track_max_seconds``); the default allows every class for the tracker's own `track_max_s`.
+
+    classes: the classes that may be tracked; detections of the others are discarded before tracking.
+    track_max_s: the longest a track may live, seconds from the capture time of its first frame; None:
+        `TrackerParams.track_max_s`.
+    """
+
+    classes: frozenset[CountedClass] = frozenset(CountedClass)
+    track_max_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.track_max_s is not None and not 0.0 < self.track_max_s <= TRACK_MAX_CEILING_S:
+            raise ValueError(
+                f"track_max_s: must be in (0, {TRACK_MAX_CEILING_S:.0f}] seconds, got {self.track_max_s}"
+            )
+
+    @property
+    def every_class(self) -> bool:
+        return len(self.classes) == len(CountedClass)
+
+    def allows(self, classes: NDArray[np.int8]) -> NDArray[np.bool_]:
+        """Which of these `CountedClass` codes may be tracked."""
+        allowed = np.zeros(_MAX_CODE + 1, dtype=bool)
+        allowed[[int(c) for c in self.classes]] = True
+        return allowed[classes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +170,17 @@ class VisibleTrack:
 @dataclass(frozen=True, slots=True)
 class TrackerUpdate:
     """What one frame changed: the confirmed tracks visible in it, and the ids of tracks that ended
-    (each reported once, never to appear again)."""
+    (each reported once, never to appear again).
+
+    discarded: this frame's detections of classes the rules do not allow, by class (never tracked).
+    aged_out: the classes of the tracks that ended because they reached `track_max_s` (one per track;
+    their ids are in `ended`, and a renewed one's new id among `tracks`).
+    """
 
     tracks: tuple[VisibleTrack, ...]
     ended: tuple[bytes, ...]
+    discarded: Mapping[CountedClass, int] = field(default_factory=dict)
+    aged_out: tuple[CountedClass, ...] = ()
 
 
 # Track states, plain ints rather than an enum because they live in a numpy array.
@@ -133,6 +189,8 @@ _TRACKED = 1  # confirmed and matched in the latest frame
 _LOST = 2  # confirmed, unmatched since `last_seen`; may be found again within the buffer
 
 _CLASS_BY_CODE = {int(counted): counted for counted in CountedClass}
+_MAX_CODE = max(_CLASS_BY_CODE)
+_EVERY_CLASS = TrackingRules()
 
 
 class Tracker:
@@ -157,6 +215,7 @@ class Tracker:
         self._states = np.zeros(0, dtype=np.int8)
         self._hits = np.zeros(0, dtype=np.int32)
         self._last_seen = np.zeros(0)
+        self._born = np.zeros(0)  # capture time of each track's first frame
         self._ids: list[bytes | None] = []
 
     @property
@@ -168,11 +227,17 @@ class Tracker:
         """Confirmed tracks not yet ended (visible or lost)."""
         return sum(track_id is not None for track_id in self._ids)
 
-    def update(self, detections: Detections, timestamp: float) -> TrackerUpdate:
+    def update(
+        self, detections: Detections, timestamp: float, rules: TrackingRules = _EVERY_CLASS
+    ) -> TrackerUpdate:
         """Advance to a frame taken at `timestamp` (seconds, any clock, never decreasing) with its
-        detections, all classes together."""
+        detections, all classes together, under the camera's policy in force at that time."""
         dt = self._advance_clock(timestamp)
-        ended = self._end_tracks(timestamp - self._last_seen > self._params.track_buffer_s)
+        detections, discarded = _admit(detections, rules)
+        ending = timestamp - self._last_seen > self._params.track_buffer_s
+        if not rules.every_class:
+            ending |= ~rules.allows(self._classes)
+        ended = self._end_tracks(ending)
         self._predict(dt)
 
         params = self._params
@@ -207,13 +272,29 @@ class Tracker:
         )
         self._correct(matched_rows, matched_detections, detections, timestamp)
         self._hits[tentative[third.rows]] += 1
+        max_age = rules.track_max_s if rules.track_max_s is not None else params.track_max_s
+        aged = (self._states[matched_rows] != _TENTATIVE) & (timestamp - self._born[matched_rows] > max_age)
+        renewed = matched_rows[aged]
+        aged_out: list[int] = self._classes[renewed].tolist()
+        if renewed.size:
+            ended += self._renew(renewed, matched_detections[aged], detections, timestamp)
         self._apply_transitions(matched_rows)
+        # Lost tracks that reached the age: nothing to go on with, they end.
+        too_old = (self._states == _LOST) & (timestamp - self._born > max_age)
+        if too_old.any():
+            aged_out += self._classes[too_old].tolist()
+            ended += self._end_tracks(too_old)
 
         unmatched_high = high_left[third.unmatched_columns]
         self._start_tracks(
             unmatched_high[scores[unmatched_high] >= params.new_track_threshold], detections, timestamp
         )
-        return TrackerUpdate(tracks=self._visible_tracks(), ended=tuple(ended))
+        return TrackerUpdate(
+            tracks=self._visible_tracks(),
+            ended=tuple(ended),
+            discarded=discarded,
+            aged_out=tuple(_CLASS_BY_CODE[code] for code in aged_out),
+        )
 
     def end_all(self) -> tuple[bytes, ...]:
         """End every track (the camera's run ends, or its analysis pauses); return their ids, reported
@@ -271,6 +352,28 @@ class Tracker:
         self._scores[rows] = detections.scores[detection_rows]
         self._last_seen[rows] = timestamp
 
+    def _renew(
+        self,
+        rows: NDArray[np.intp],
+        detection_rows: NDArray[np.intp],
+        detections: Detections,
+        timestamp: float,
+    ) -> list[bytes]:
+        """The tracks in `rows` reached their max age while matched in this frame: end them (their ids
+        are returned) and let their objects go on as new tracks, with new ids and a Kalman state started
+        afresh from this frame's detections, so that nothing of the old track links to the new one."""
+        self._mean[rows], self._covariance[rows] = self._filter.initiate(
+            boxes_to_state(detections.boxes[detection_rows])
+        )
+        self._born[rows] = timestamp
+        ended = []
+        for row in rows.tolist():
+            track_id = self._ids[row]
+            assert track_id is not None, "only confirmed tracks age out"
+            ended.append(track_id)
+            self._ids[row] = secrets.token_bytes(TRACK_ID_BYTES)
+        return ended
+
     def _apply_transitions(self, matched_rows: NDArray[np.intp]) -> None:
         matched = np.zeros(len(self._ids), dtype=bool)
         matched[matched_rows] = True
@@ -301,6 +404,7 @@ class Tracker:
         self._states = np.concatenate((self._states, np.full(count, state, dtype=np.int8)))
         self._hits = np.concatenate((self._hits, np.ones(count, dtype=np.int32)))
         self._last_seen = np.concatenate((self._last_seen, np.full(count, timestamp)))
+        self._born = np.concatenate((self._born, np.full(count, timestamp)))
         self._ids.extend(secrets.token_bytes(TRACK_ID_BYTES) if confirmed else None for _ in range(count))
 
     def _end_tracks(self, ending: NDArray[np.bool_]) -> list[bytes]:
@@ -323,6 +427,7 @@ class Tracker:
         self._states = self._states[keep]
         self._hits = self._hits[keep]
         self._last_seen = self._last_seen[keep]
+        self._born = self._born[keep]
         self._ids = [track_id for track_id, kept in zip(self._ids, keep.tolist(), strict=True) if kept]
 
     def _visible_tracks(self) -> tuple[VisibleTrack, ...]:
@@ -345,3 +450,15 @@ class Tracker:
                 )
             )
         return tuple(visible)
+
+
+def _admit(detections: Detections, rules: TrackingRules) -> tuple[Detections, dict[CountedClass, int]]:
+    """The detections the rules allow tracking, and how many of each other class were discarded."""
+    if rules.every_class or len(detections) == 0:
+        return detections, {}
+    allowed = rules.allows(detections.classes)
+    if allowed.all():
+        return detections, {}
+    counts = np.bincount(detections.classes[~allowed], minlength=_MAX_CODE + 1)
+    discarded = {_CLASS_BY_CODE[code]: int(counts[code]) for code in np.flatnonzero(counts).tolist()}
+    return detections.select(allowed), discarded
