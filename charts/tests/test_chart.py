@@ -350,6 +350,8 @@ def test_cloudnativepg_provides_the_database_url(render: Callable[[str], Any]) -
         (("nats.enabled=false",), "messaging.url: set the URL of your NATS server"),
         (("ingress.enabled=true",), "ingress.host: set the host name"),
         (("components.ingest.resources=null",), "components.ingest"),
+        (("sourceKey.existingSecret=Not_A_Name",), "sourceKey.existingSecret: Does not match pattern"),
+        (("components.ingest.registryCameras=yes",), "components.ingest.registryCameras: Invalid type"),
     ],
 )
 def test_invalid_values_are_refused_with_a_clear_message(
@@ -399,3 +401,43 @@ def test_the_registry_behind_the_ingress_sees_the_citizen_and_links_to_the_city_
     assert env["VIGIE_REGISTRY_PUBLIC__BASE_URL"] == "https://vigie.ville.test"
     default = _env(_pod_spec(render("default").named("Deployment", "vigie-registry"))["containers"][0])
     assert "VIGIE_REGISTRY_OBJECTION__FORWARDED_HOPS" not in default  # no proxy to trust
+
+
+def test_the_registry_and_ingest_share_the_source_key_and_ingest_reads_the_registry_cameras(
+    render: Callable[[str], Any], helm_template: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    from vigie_ingest.settings import IngestSettings
+
+    rendering = render("production")
+    key = {"secretKeyRef": {"name": "vigie-source-key", "key": "source-key"}}
+    registry = _env(_pod_spec(rendering.named("Deployment", "vigie-registry"))["containers"][0])
+    assert registry["VIGIE_REGISTRY_SOURCE_KEY"] == key
+    ingest = _env(_pod_spec(rendering.named("Deployment", "vigie-ingest"))["containers"][0])
+    assert ingest["VIGIE_INGEST_SOURCES__ENABLED"] == "true"
+    assert ingest["VIGIE_INGEST_SOURCES__SOURCE_KEY"] == key
+    # What the service makes of these variables (with a key of the right form in place of the Secret's).
+    from cryptography.fernet import Fernet
+
+    settings = IngestSettings.model_validate(
+        {"sources": {"enabled": ingest["VIGIE_INGEST_SOURCES__ENABLED"], "source_key": Fernet.generate_key()}}
+    )
+    assert settings.sources.enabled
+    # Only the registry and ingest get the key.
+    for workload in rendering.of_kind("Deployment", "StatefulSet"):
+        env = _env(_pod_spec(workload)["containers"][0])
+        holders = {name for name, value in env.items() if value == key}
+        component = _pod_labels(workload)["app.kubernetes.io/component"]
+        assert bool(holders) == (component in ("registry", "ingest")), component
+    # Without the Secret, nothing: ingest reads the cameras of its settings alone.
+    for name in ("default", "minimal"):
+        for workload in render(name).of_kind("Deployment", "StatefulSet"):
+            env = _env(_pod_spec(workload)["containers"][0])
+            assert not any("SOURCE" in variable for variable in env), workload["metadata"]["name"]
+    # With it, but registryCameras off: the registry has its key, ingest does not follow it.
+    result = helm_template(sets=("sourceKey.existingSecret=k", "components.ingest.registryCameras=false"))
+    assert result.returncode == 0, result.stderr
+    manifests = [m for m in yaml.safe_load_all(result.stdout) if m]
+    [ingest_workload] = [
+        m for m in manifests if m["metadata"]["name"] == "vigie-ingest" and m["kind"] == "Deployment"
+    ]
+    assert "VIGIE_INGEST_SOURCES__ENABLED" not in _env(_pod_spec(ingest_workload)["containers"][0])

@@ -83,6 +83,25 @@ audit:
 - name: {{ $prefix }}FRAMES_PARTITIONS
   value: {{ $root.Values.components.inference.replicas | quote }}
 {{- end }}
+{{- $sourceKey := $root.Values.sourceKey }}
+{{- if and $sourceKey.existingSecret (eq $name "registry") }}
+# The key sealing the cameras' source URLs, at rest and in the bucket vigie-sources (shared with ingest).
+- name: {{ $prefix }}SOURCE_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $sourceKey.existingSecret }}
+      key: {{ $sourceKey.key }}
+{{- end }}
+{{- if and $sourceKey.existingSecret (eq $name "ingest") $values.registryCameras }}
+# The cameras the registry declares, read live from the bucket vigie-sources, opened with the registry's key.
+- name: {{ $prefix }}SOURCES__ENABLED
+  value: "true"
+- name: {{ $prefix }}SOURCES__SOURCE_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $sourceKey.existingSecret }}
+      key: {{ $sourceKey.key }}
+{{- end }}
 {{- if eq $name "inference" }}
 # As many TRACKS partitions as anonymiser replicas: anonymiser replica k consumes partition k.
 - name: {{ $prefix }}TRACKS_PARTITIONS

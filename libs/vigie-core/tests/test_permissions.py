@@ -7,6 +7,7 @@ import pytest
 from vigie_core import permissions
 from vigie_core.permissions import (
     SERVICES,
+    SOURCES_BUCKET,
     all_permissions,
     inbox_prefix,
     nats_authorization,
@@ -80,10 +81,31 @@ def test_every_service_reads_the_policy_and_only_the_registry_writes_it() -> Non
         assert allowed.may_publish("$KV.vigie-policy.cameras.north-gate") == (service == "registry")
 
 
+def test_only_ingest_reads_the_sources_and_only_the_registry_writes_them() -> None:
+    stream = "KV_vigie-sources"
+    reads = [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.$KV.vigie-sources.north-gate",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.watcher.$KV.vigie-sources.>",
+    ]
+    for service, allowed in all_permissions().items():
+        for subject in reads:
+            # The registry reads back what it writes (its writes are conditional on the revision read).
+            assert allowed.may_publish(subject) == (service in ("ingest", "registry")), (service, subject)
+        assert allowed.may_publish("$KV.vigie-sources.north-gate") == (service == "registry")
+        assert allowed.may_publish(f"$JS.API.STREAM.CREATE.{stream}") == (service == "registry")
+        assert not allowed.may_subscribe("$KV.vigie-sources.north-gate")
+    assert SOURCES_BUCKET == "vigie-sources"
+
+
 @pytest.mark.parametrize(
     "subject",
     [
         "$JS.API.STREAM.DELETE.FRAMES",
+        "$JS.API.STREAM.DELETE.KV_vigie-sources",
+        "$JS.API.STREAM.PURGE.KV_vigie-sources",
         "$JS.API.STREAM.PURGE.AUDIT",
         "$JS.API.STREAM.CREATE.COPY",  # a new stream could source or mirror FRAMES or TRACKS
         "$JS.API.STREAM.NAMES",

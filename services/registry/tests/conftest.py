@@ -21,8 +21,9 @@ from vigie_registry.http import form_tokens_for, mount_registry
 from vigie_registry.metrics import RegistryMetrics
 from vigie_registry.objections import ClientRateLimiter, ReceiptSigner
 from vigie_registry.public.form_token import FormTokens
-from vigie_registry.publication import MemoryPolicyBucket, PolicyPublisher
+from vigie_registry.publication import CameraPublisher, MemoryKeyValueBucket
 from vigie_registry.settings import RegistrySettings
+from vigie_registry.sources import sources_publication
 from vigie_registry.storage.store import RegistryStore, SourceCipher
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -121,12 +122,14 @@ class Api:
     sink: MemoryAuditSink
     issuer: LocalTokenIssuer
     store: RegistryStore
-    bucket: MemoryPolicyBucket
-    publisher: PolicyPublisher
+    bucket: MemoryKeyValueBucket
+    publisher: CameraPublisher
     clock: Clock
     registry: CollectorRegistry
     signer: ReceiptSigner
     audit: AuditPublisher
+    # The sources bucket (vigie-sources): sealed source URLs for ingest.
+    sources: MemoryKeyValueBucket
 
     def token(self, *scopes: str, subject: str = "operator-7") -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.issuer.mint(subject, scopes)}"}
@@ -138,6 +141,19 @@ class Api:
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         return self.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+def publisher_of(
+    store: RegistryStore,
+    bucket: MemoryKeyValueBucket,
+    sources: MemoryKeyValueBucket,
+    registry: CollectorRegistry,
+    clock: Clock,
+    cipher: SourceCipher | None = None,
+) -> CameraPublisher:
+    """The service's publisher on in-memory buckets: the policy, then the sealed sources."""
+    publication = sources_publication(store, cipher or SourceCipher(CIPHER_KEY), sources, registry)
+    return CameraPublisher.for_policy(store, bucket, registry=registry, clock=clock, extra=[publication])
 
 
 QUICK_AUDIT = AuditPublishSettings(
@@ -156,8 +172,9 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     )
     clock = Clock()
     registry = CollectorRegistry()
-    bucket = MemoryPolicyBucket()
-    publisher = PolicyPublisher(store, bucket, registry=registry, clock=clock)
+    bucket = MemoryKeyValueBucket()
+    sources = MemoryKeyValueBucket()
+    publisher = publisher_of(store, bucket, sources, registry, clock)
     issuer = LocalTokenIssuer.generate()
     sink = MemoryAuditSink()
     audit = AuditPublisher("registry", sink, settings=QUICK_AUDIT)
@@ -177,7 +194,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, sink, issuer, store, bucket, publisher, clock, registry, signer, audit)
+            yield Api(client, sink, issuer, store, bucket, publisher, clock, registry, signer, audit, sources)
     finally:
         await audit.close()
         await store.close()
@@ -192,7 +209,7 @@ class Site:
     sink: MemoryAuditSink
     issuer: LocalTokenIssuer
     store: RegistryStore
-    bucket: MemoryPolicyBucket
+    bucket: MemoryKeyValueBucket
     clock: Clock
     registry: CollectorRegistry
     tokens: FormTokens
@@ -231,8 +248,8 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     )
     clock = Clock(datetime.now(UTC))
     registry = CollectorRegistry()
-    bucket = MemoryPolicyBucket()
-    publisher = PolicyPublisher(store, bucket, registry=registry, clock=clock)
+    bucket = MemoryKeyValueBucket()
+    publisher = publisher_of(store, bucket, MemoryKeyValueBucket(), registry, clock)
     issuer = LocalTokenIssuer.generate()
     sink = MemoryAuditSink()
     audit = AuditPublisher("registry", sink, settings=QUICK_AUDIT)

@@ -251,7 +251,7 @@ async def test_a_failed_publication_is_retried_by_the_reconciler(api: Api) -> No
     assert api.metric("vigie_registry_policy_publications_total", {"outcome": "failed"}) == 1
     result = await api.publisher.reconcile()
     assert result.failed == 1
-    assert api.publisher.problem() == "1 camera policies not yet in the bucket"
+    assert api.publisher.problem() == "1 camera(s) not yet in every bucket (policy, sources)"
     api.bucket.fail = False
     assert (await api.publisher.reconcile()).published == 1
     assert api.publisher.problem() is None

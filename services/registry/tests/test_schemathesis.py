@@ -29,7 +29,7 @@ from vigie_registry.declaration import CameraDeclaration, SourceDeclaration
 from vigie_registry.http import API_PREFIX, mount_registry
 from vigie_registry.metrics import RegistryMetrics
 from vigie_registry.objections import ReceiptSigner
-from vigie_registry.publication import MemoryPolicyBucket, PolicyPublisher
+from vigie_registry.publication import CameraPublisher, MemoryKeyValueBucket
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import RegistryStore
 
@@ -62,7 +62,7 @@ class LiveApi(ThreadedServer):
             mount_registry(
                 app,
                 store=store,
-                publisher=PolicyPublisher(store, MemoryPolicyBucket()),
+                publisher=CameraPublisher.for_policy(store, MemoryKeyValueBucket()),
                 audit=audit,
                 verifier=TokenVerifier(AuthSettings(), local_issuer=issuer),
                 settings=SETTINGS,

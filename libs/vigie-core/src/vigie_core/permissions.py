@@ -14,6 +14,9 @@ What the lists say, in words:
 - EVENTS (anonymous): the anonymiser publishes and manages it; the aggregation reads it.
 - AUDIT: every service publishes on ``vigie.audit.<itself>`` only; the audit service alone reads it.
 - The policy bucket (NATS KV ``vigie-policy``): the registry writes it; every service reads and watches it.
+- The sources bucket (NATS KV ``vigie-sources``: where each camera is read, its URL sealed with the registry's
+  ``source_key``): the registry writes it (and reads it back, to write conditionally); ingest alone reads
+  and watches it. No other service may look it up, watch it or get one of its messages.
 - No service may subscribe to anything but its own inbox: JetStream delivers fetched messages to the
   fetching client's inbox, so a shared ``_INBOX.>`` permission would let any service read the frames
   delivered to inference. Each user's inbox prefix is therefore ``_INBOX_<user>`` (:func:`inbox_prefix`),
@@ -22,7 +25,12 @@ What the lists say, in words:
 NATS wildcards match whole tokens, so a consumer name cannot be constrained to ``inference-*``: the
 JetStream API subjects are scoped to the stream (``$JS.API.CONSUMER.MSG.NEXT.FRAMES.*``), which is what
 matters for the boundary. Granting a stream's CREATE/UPDATE lets its owner configure it, including
-``sources``: streams are owned only by the service that already holds that stream's data.
+``sources``: streams are owned only by the service that already holds that stream's data. The limit of that
+argument: sourcing is done by the server, out of reach of subject permissions, so a stream's owner can make
+it source any stream of the account; a service that also reads its own stream (audit: AUDIT) could copy
+another stream to itself that way (``libs/vigie-core/tests/test_sources_bucket_permissions.py`` keeps a
+strict xfail saying so). The camera sources are sealed for that reason too. Closing it takes the streams
+created by a bootstrap user (services granted ``STREAM.INFO`` only) or separate NATS accounts.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from vigie_core.streams import (
 __all__ = [
     "POLICY_BUCKET",
     "SERVICES",
+    "SOURCES_BUCKET",
     "ServicePermissions",
     "all_permissions",
     "inbox_prefix",
@@ -63,7 +72,8 @@ SERVICES: tuple[str, ...] = ("ingest", "inference", "anonymiser", "aggregation",
 # The NATS KV bucket the registry writes the policy to (cameras, masks, pauses, zones) and every service
 # watches.
 POLICY_BUCKET = "vigie-policy"
-_POLICY_STREAM = f"KV_{POLICY_BUCKET}"
+# The NATS KV bucket the registry writes the cameras' sealed source URLs to; ingest alone reads it.
+SOURCES_BUCKET = "vigie-sources"
 _API = "$JS.API"
 
 
@@ -135,22 +145,24 @@ def _consumes(stream: str) -> list[str]:
     ]
 
 
-def _reads_policy() -> list[str]:
-    """Read and watch the policy bucket (a KV watch is an ordered push consumer with flow control)."""
+def _reads_bucket(bucket: str) -> list[str]:
+    """Read and watch a KV bucket (a KV watch is an ordered push consumer with flow control)."""
+    stream = f"KV_{bucket}"
     return [
-        f"{_API}.STREAM.INFO.{_POLICY_STREAM}",
-        f"{_API}.CONSUMER.INFO.{_POLICY_STREAM}.*",
-        f"{_API}.CONSUMER.CREATE.{_POLICY_STREAM}",
-        f"{_API}.CONSUMER.CREATE.{_POLICY_STREAM}.>",
-        f"{_API}.DIRECT.GET.{_POLICY_STREAM}",
-        f"{_API}.DIRECT.GET.{_POLICY_STREAM}.>",
-        f"{_API}.STREAM.MSG.GET.{_POLICY_STREAM}",
-        f"$JS.FC.{_POLICY_STREAM}.>",
+        f"{_API}.STREAM.INFO.{stream}",
+        f"{_API}.CONSUMER.INFO.{stream}.*",
+        f"{_API}.CONSUMER.CREATE.{stream}",
+        f"{_API}.CONSUMER.CREATE.{stream}.>",
+        f"{_API}.DIRECT.GET.{stream}",
+        f"{_API}.DIRECT.GET.{stream}.>",
+        f"{_API}.STREAM.MSG.GET.{stream}",
+        f"$JS.FC.{stream}.>",
     ]
 
 
-def _writes_policy() -> list[str]:
-    return [*_owns_stream(_POLICY_STREAM), f"$KV.{POLICY_BUCKET}.>"]
+def _writes_bucket(bucket: str) -> list[str]:
+    """Create the bucket, keep its configuration, put and delete its keys."""
+    return [*_owns_stream(f"KV_{bucket}"), f"$KV.{bucket}.>"]
 
 
 def _dead_letters(service: str) -> list[str]:
@@ -171,7 +183,7 @@ def all_permissions() -> Mapping[str, ServicePermissions]:
     events = _stream_name(EventsStream().config().name)
     audit = _stream_name(AuditStream().config().name)
     publish: dict[str, list[str]] = {
-        "ingest": [f"{FRAMES_PREFIX}.*", *_owns_stream(frames)],
+        "ingest": [f"{FRAMES_PREFIX}.*", *_owns_stream(frames), *_reads_bucket(SOURCES_BUCKET)],
         "inference": [f"{TRACKS_PREFIX}.*", *_owns_stream(tracks), *_consumes(frames)],
         "anonymiser": [
             f"{EVENTS_PREFIX}.*",
@@ -180,12 +192,16 @@ def all_permissions() -> Mapping[str, ServicePermissions]:
             *_dead_letters("anonymiser"),
         ],
         "aggregation": [*_consumes(events), *_dead_letters("aggregation")],
-        "registry": _writes_policy(),
+        "registry": [
+            *_writes_bucket(POLICY_BUCKET),
+            *_writes_bucket(SOURCES_BUCKET),
+            *_reads_bucket(SOURCES_BUCKET),
+        ],
         "audit": [*_owns_stream(audit), *_consumes(audit)],
     }
     permissions = {}
     for service in SERVICES:
-        allowed = [*publish[service], *_reads_policy(), audit_subject(service)]
+        allowed = [*publish[service], *_reads_bucket(POLICY_BUCKET), audit_subject(service)]
         permissions[service] = ServicePermissions(
             service=service,
             publish=tuple(dict.fromkeys(allowed)),  # without repeats, in a stable order

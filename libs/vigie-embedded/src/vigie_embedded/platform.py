@@ -11,7 +11,9 @@ The camera is declared the way a city declares one: through the registry's admin
 basis, DPIA reference, counting lines, reporting window with its justification), then activated. The
 registry publishes its policy to the bucket ``vigie-policy``, and ingest, inference and the anonymiser
 follow it (``policy.enabled`` is left at its default): the lines and window the anonymiser counts with
-come from there, and an objection on the camera's public page pauses it.
+come from there, and an objection on the camera's public page pauses it. Ingest is given no camera: the
+registry hands it the camera's source, sealed with the registry's key, through the bucket
+``vigie-sources`` that only ingest may read, and ingest starts reading it from there.
 """
 
 from __future__ import annotations
@@ -232,12 +234,6 @@ class EmbeddedPlatform:
         }
         if options.window_s < 1200:
             disclosure["window_justification"] = WINDOW_JUSTIFICATION
-        camera = {
-            "id": CAMERA_ID,
-            "url": str(options.video.resolve()),
-            "sample_fps": options.sample_fps,
-            "realtime": options.realtime,
-        }
         by_service: dict[str, dict[str, Any]] = {
             "audit": {
                 "database_url": self._database("audit"),
@@ -268,7 +264,17 @@ class EmbeddedPlatform:
                 "camera_idle_s": options.camera_idle_s + 2,
             },
             "inference": {"triton_url": triton_url, "camera_idle_s": options.camera_idle_s},
-            "ingest": {"cameras": [camera], "frames_max_age_s": 600},
+            "ingest": {
+                # No camera here: ingest reads the cameras the registry hands over (their sources sealed
+                # with the registry's key, in a bucket only ingest may read).
+                "sources": {
+                    "enabled": True,
+                    "source_key": self._source_key,
+                    "realtime": options.realtime,
+                    "sample_fps": options.sample_fps,
+                },
+                "frames_max_age_s": 600,
+            },
         }
         return {"log_level": "INFO", "http": {"port": int(self.urls[service].rsplit(":", 1)[1])}} | (
             by_service[service]

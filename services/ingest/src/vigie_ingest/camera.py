@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -12,6 +12,13 @@ from vigie_core.settings import CameraId
 
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
 FILE_SCHEME = "file"
+
+
+def file_only_options(url: str, *, loop: bool, realtime: bool) -> dict[str, bool]:
+    """``loop`` and ``realtime`` for a file source; nothing for a live one (they do not apply)."""
+    if urlsplit(url).scheme.lower() in LIVE_SCHEMES:
+        return {}
+    return {"loop": loop, "realtime": realtime}
 
 
 class CameraConfig(BaseModel):
@@ -90,8 +97,13 @@ class CameraConfig(BaseModel):
 
     @property
     def display_url(self) -> str:
-        """The URL without its password: the only form that may appear in logs and errors."""
-        return redact_url(self.url)
+        """The URL without its password nor its query values (a token, often): the only form that may
+        appear in logs and errors."""
+        parts = urlsplit(redact_url(self.url))
+        if not parts.query:
+            return parts.geturl()
+        query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+        return urlunsplit(parts._replace(query=query))
 
 
 class LiveConnectionPolicy(BaseModel):

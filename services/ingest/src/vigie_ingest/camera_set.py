@@ -1,4 +1,5 @@
-"""Running all the cameras of an ingest service at once, each one isolated from the others."""
+"""Running all the cameras of an ingest service at once, each one isolated from the others, the set
+changing while it runs (the cameras the registry declares come and go)."""
 
 from __future__ import annotations
 
@@ -27,14 +28,21 @@ class CameraSet:
     A camera that fails (a corrupt file, an unreachable host) is logged and shown in its status;
     live cameras keep reconnecting and the others keep running. Only the publisher can stop the set:
     an exception from `publish` stops every camera and is raised by `run`.
+
+    Cameras can be added, removed and replaced while the set runs (`add`, `remove`): the others are not
+    disturbed, and a removed camera's reading has stopped (thread, connection) when `remove` returns.
     """
 
-    def __init__(self, sources: Sequence[FrameSource]) -> None:
+    def __init__(self, sources: Sequence[FrameSource] = ()) -> None:
         ids = [source.camera_id for source in sources]
         duplicates = sorted({camera_id for camera_id in ids if ids.count(camera_id) > 1})
         if duplicates:
             raise ValueError(f"camera ids must be unique, repeated: {', '.join(duplicates)}")
-        self._sources = list(sources)
+        self._sources: dict[str, FrameSource] = {source.camera_id: source for source in sources}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._publish: Publish | None = None
+        self._failure: BaseException | None = None
+        self._changed = asyncio.Event()
 
     @classmethod
     def from_configs(
@@ -70,26 +78,70 @@ class CameraSet:
 
     @property
     def camera_ids(self) -> list[str]:
-        return [source.camera_id for source in self._sources]
+        return list(self._sources)
 
     def statuses(self) -> Mapping[str, CameraStatus]:
         """A snapshot of every camera's status, by camera id."""
-        return {source.camera_id: source.status() for source in self._sources}
+        return {camera_id: source.status() for camera_id, source in list(self._sources.items())}
 
-    async def run(self, publish: Publish) -> None:
-        """Deliver every camera's frames to `publish` until all sources end or the task is cancelled.
+    async def add(self, source: FrameSource) -> None:
+        """Read one more camera; at once if the set is running. Its id must not be in the set."""
+        if source.camera_id in self._sources:
+            raise ValueError(f"camera {source.camera_id!r} is already read")
+        self._sources[source.camera_id] = source
+        if self._publish is not None:
+            self._start(source, self._publish)
+
+    async def remove(self, camera_id: str) -> bool:
+        """Stop reading a camera and wait until its reading has stopped; False if it was not read."""
+        source = self._sources.pop(camera_id, None)
+        task = self._tasks.pop(camera_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return source is not None
+
+    async def run(self, publish: Publish, *, keep_open: bool = False) -> None:
+        """Deliver every camera's frames to `publish` until the task is cancelled, or until all sources
+        have ended unless `keep_open` (cameras may still be added).
 
         Files end; live sources only end when cancelled. `publish` is awaited for one frame of a
         camera at a time, so a slow publisher slows that camera down (files) or makes it drop its
         oldest waiting frames (live sources), without holding back the other cameras.
         """
+        if self._publish is not None:
+            raise RuntimeError("the camera set is already running")
+        self._publish = publish
+        self._failure = None
         try:
-            async with asyncio.TaskGroup() as cameras:
-                for source in self._sources:
-                    cameras.create_task(self._run_camera(source, publish), name=f"camera-{source.camera_id}")
-        except BaseExceptionGroup as group:
-            # Camera failures never get here; what does is the publisher's, raised as it was raised.
-            raise group.exceptions[0] from None
+            for source in list(self._sources.values()):
+                self._start(source, publish)
+            while True:
+                if self._failure is not None:
+                    # Camera failures never get here; what does is the publisher's, raised as it was raised.
+                    raise self._failure
+                if not keep_open and not any(not task.done() for task in self._tasks.values()):
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+        finally:
+            self._publish = None
+            tasks = list(self._tasks.values())
+            self._tasks.clear()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, source: FrameSource, publish: Publish) -> None:
+        task = asyncio.create_task(self._run_camera(source, publish), name=f"camera-{source.camera_id}")
+        self._tasks[source.camera_id] = task
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+        self._changed.set()
 
     async def _run_camera(self, source: FrameSource, publish: Publish) -> None:
         try:

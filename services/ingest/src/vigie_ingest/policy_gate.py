@@ -6,10 +6,14 @@ times a second (a pause ends without a message). `PolicyGate.admit` is the last 
 published: the camera must be analysable *now*, and the frame must carry every mask in force now (a frame
 decoded just before a mask was added is blanked again here). Without a policy (``policy.enabled = false``)
 the gate admits everything and leaves the controls unrestricted.
+
+Cameras come and go while the service runs (`add`, `remove`: the ones the registry declares): a camera
+from the registry is gated exactly like one from the configuration, by its id.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -33,22 +37,9 @@ class PolicyGate:
         policies: PolicyView | None,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        self._cameras = {camera.id: camera for camera in cameras}
+        self._cameras: dict[str, CameraConfig] = {}
         self._policies = policies
         self.controls: dict[str, CameraControl] = {}
-        for camera in cameras:
-            if policies is None:
-                self.controls[camera.id] = CameraControl.unrestricted(camera)
-            else:
-                # Until the first refresh: not analysed (fail closed).
-                self.controls[camera.id] = CameraControl(
-                    CameraDirectives(
-                        analyse=False,
-                        sample_fps=camera.sample_fps,
-                        cause="policy_unavailable",
-                        reason="the policy has not been read yet",
-                    )
-                )
         self.withheld = Counter(
             "vigie_ingest_frames_withheld",
             "Frames decoded but not published: the policy forbade analysing the camera by then",
@@ -56,22 +47,51 @@ class PolicyGate:
             registry=registry,
         )
         for camera in cameras:
+            self.add(camera)
+
+    def add(self, camera: CameraConfig) -> CameraControl:
+        """Follow one more camera (one the registry just declared); its control, fail closed until
+        :meth:`refresh` reads its policy."""
+        self._cameras[camera.id] = camera
+        if self._policies is None:
+            control = CameraControl.unrestricted(camera)
+        else:
+            # Until the first refresh: not analysed (fail closed).
+            control = CameraControl(
+                CameraDirectives(
+                    analyse=False,
+                    sample_fps=camera.sample_fps,
+                    cause="policy_unavailable",
+                    reason="the policy has not been read yet",
+                )
+            )
+        self.controls[camera.id] = control
+        for cause in DECISION_CAUSES[1:]:
+            self.withheld.labels(camera.id, cause)
+        return control
+
+    def remove(self, camera_id: str) -> None:
+        """Forget a camera that is no longer read (after its reading has stopped)."""
+        self._cameras.pop(camera_id, None)
+        if self.controls.pop(camera_id, None) is not None:
             for cause in DECISION_CAUSES[1:]:
-                self.withheld.labels(camera.id, cause)
+                with contextlib.suppress(KeyError):
+                    self.withheld.remove(camera_id, cause)
 
     @property
     def follows_policy(self) -> bool:
         return self._policies is not None
 
     def directives(self) -> Mapping[str, CameraDirectives]:
-        return {camera: control.current for camera, control in self.controls.items()}
+        # A copy first: /metrics reads this from another thread while cameras come and go.
+        return {camera: control.current for camera, control in list(self.controls.items())}
 
     def refresh(self, camera_ids: Iterable[str] | None = None) -> list[str]:
         """Apply the current policy to the cameras' controls; the cameras whose directives changed."""
         if self._policies is None:
             return []
         changed = []
-        for camera_id in self._cameras if camera_ids is None else camera_ids:
+        for camera_id in list(self._cameras) if camera_ids is None else camera_ids:
             if self._apply(camera_id, self._policies.decision(camera_id)):
                 changed.append(camera_id)
         return changed
@@ -80,7 +100,7 @@ class PolicyGate:
         """Whether the controls no longer say what the policy says now (cheap: no masks are built)."""
         if self._policies is None:
             return False
-        for camera_id, control in self.controls.items():
+        for camera_id, control in list(self.controls.items()):
             decision = self._policies.decision(camera_id)
             current = control.current
             version = decision.policy.version if decision.policy is not None else None
@@ -96,12 +116,15 @@ class PolicyGate:
         """The frame as it may be published (masks complete), or None when it must not be."""
         if self._policies is None:
             return frame
+        control = self.controls.get(frame.camera_id)
+        if control is None:  # a camera no longer read: nothing of it is published
+            return None
         decision = self._policies.decision(frame.camera_id)
         self._apply(frame.camera_id, decision)
         if not decision.analyse:
             self.withheld.labels(frame.camera_id, decision.cause).inc()
             return None
-        masks = self.controls[frame.camera_id].current.masks
+        masks = control.current.masks
         if masks and frame.masked_with != masks:
             # Decoded before these masks were in force (or by a source that does not blank): blank now.
             return replace(frame, pixels=_frozen(masks.blank(frame.pixels.copy())), masked_with=masks)

@@ -5,8 +5,13 @@ before it starts its cameras, then follows it (`PolicyGate`): a camera that may 
 connected but nothing of it is decoded or published; masks are blanked in the decoding thread and checked
 again before publishing; the policy's sampling rate replaces the configured one.
 
+Cameras: the static ``cameras`` of the settings and, with ``sources.enabled``, the cameras the registry
+declares (the bucket ``vigie-sources``, :mod:`vigie_ingest.registry_sources`), started, replaced and
+stopped live as the bucket changes (:mod:`vigie_ingest.registry_cameras`), read after the policy.
+
 Audit: at start-up the configuration in force (its digest without credentials, the cameras read); every
-operation the NATS server refuses to the service (``vigie_core.audit.connect_with_audit``).
+change of the cameras read from the registry; every operation the NATS server refuses to the service
+(``vigie_core.audit.connect_with_audit``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from opentelemetry import trace
 from prometheus_client import Counter
@@ -32,11 +38,16 @@ from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import ensure_stream, trace_headers
 from vigie_core.policy import PolicyWatcher, policy_view
 from vigie_core.streams import FramesStream, frames_subject
+from vigie_ingest.camera import CameraConfig
 from vigie_ingest.camera_set import CameraSet
+from vigie_ingest.directives import CameraControl
 from vigie_ingest.frame import CapturedFrame
 from vigie_ingest.policy_gate import PolicyGate
+from vigie_ingest.pyav_source import PyAVCameraSource
+from vigie_ingest.registry_cameras import RegistryCameras
+from vigie_ingest.registry_sources import SOURCES_BUCKET, SealedUrlOpener, SourcesWatcher, decode_source
 from vigie_ingest.settings import IngestSettings
-from vigie_ingest.source import CameraState
+from vigie_ingest.source import CameraState, FrameSource
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
 
 logger = logging.getLogger("vigie.ingest")
@@ -145,6 +156,11 @@ async def record_start(audit: AuditPublisher, settings: IngestSettings) -> None:
                 "cameras": str(len(settings.cameras)),
                 "frames_partitions": str(settings.frames_partitions),
                 "target_size": str(settings.target_size),
+                "registry_sources": (
+                    f"shard {settings.sources.shard_index}/{settings.sources.shard_count}"
+                    if settings.sources.enabled
+                    else "off"
+                ),
             },
         )
     except AuditUnavailableError as error:  # cannot happen with an empty buffer; said, not hidden
@@ -169,6 +185,7 @@ async def serve(runtime: ServiceRuntime) -> None:
     )
     runtime.registry.register(CameraStatusCollector(cameras, gate))
     logger.info("reading %d camera(s): %s", len(settings.cameras), ", ".join(cameras.camera_ids) or "none")
+    sources = await registry_cameras(runtime, nc, audit, cameras, gate) if settings.sources.enabled else None
 
     runtime.readiness.mark_started()
     following = (
@@ -176,7 +193,14 @@ async def serve(runtime: ServiceRuntime) -> None:
         if policies is not None
         else None
     )
-    reading = asyncio.create_task(cameras.run(FramePublisher(js, runtime, gate)))
+    following_sources = (
+        asyncio.create_task(sources[0].follow(sources[1], runtime.stop_requested), name="ingest-sources")
+        if sources is not None
+        else None
+    )
+    reading = asyncio.create_task(
+        cameras.run(FramePublisher(js, runtime, gate), keep_open=settings.sources.enabled)
+    )
     stopping = asyncio.create_task(runtime.stop_requested.wait())
     try:
         await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -189,10 +213,67 @@ async def serve(runtime: ServiceRuntime) -> None:
             await asyncio.gather(reading, return_exceptions=True)
     finally:
         stopping.cancel()
-        if following is not None:
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
+        for task in (following, following_sources):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def registry_cameras(
+    runtime: ServiceRuntime, nc: Client, audit: AuditPublisher, cameras: CameraSet, gate: PolicyGate
+) -> tuple[RegistryCameras, SourcesWatcher]:
+    """The cameras the registry declares: the watcher of the sources bucket (readiness check ``sources``,
+    closed with the runtime) and what turns its views into cameras read, with the first view applied (or,
+    after ``sources.startup_wait_s``, none yet: the cameras start as the bucket is read)."""
+    settings = runtime.settings
+    assert isinstance(settings, IngestSettings)
+    options = settings.sources
+    assert options.source_key is not None
+    opener = SealedUrlOpener(options.source_key.get_secret_value())
+    watcher = SourcesWatcher(
+        nc, lambda key, value: decode_source(key, value, opener, options), registry=runtime.registry
+    )
+    await watcher.start()
+    runtime.exit_stack.push_async_callback(watcher.close)
+    runtime.readiness.add("sources", watcher.problem)
+
+    def make_source(config: CameraConfig, control: CameraControl) -> FrameSource:
+        return PyAVCameraSource(
+            config, target_size=settings.target_size, live_policy=settings.live, control=control
+        )
+
+    follower = RegistryCameras(
+        cameras,
+        gate,
+        options,
+        make_source=make_source,
+        static=settings.cameras,
+        audit=audit,
+        registry=runtime.registry,
+    )
+    try:
+        await watcher.wait_for(lambda: watcher.entries() is not None, options.startup_wait_s)
+    except TimeoutError:
+        logger.error(
+            "the sources bucket %s could not be read within %.1f s (%s): the registry's cameras start when "
+            "it is",
+            SOURCES_BUCKET,
+            options.startup_wait_s,
+            watcher.problem(),
+        )
+    else:
+        entries = watcher.entries()
+        assert entries is not None
+        await follower.apply(entries)
+    logger.info(
+        "following the registry's cameras (bucket %s, shard %d of %d): %d read",
+        SOURCES_BUCKET,
+        options.shard_index,
+        options.shard_count,
+        len(follower.reading),
+    )
+    return follower, watcher
 
 
 async def follow_policy(gate: PolicyGate, watcher: PolicyWatcher, stop: asyncio.Event) -> None:

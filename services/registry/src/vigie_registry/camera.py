@@ -29,7 +29,7 @@ from vigie_registry.purposes import (
 )
 from vigie_registry.rules import effective_classes, effective_outputs
 
-__all__ = ["LiveState", "StoredCamera", "build_policy"]
+__all__ = ["LiveState", "StoredCamera", "build_policy", "timestamp_of"]
 
 LiveState = Literal["analysing", "paused_by_objection", "off"]
 
@@ -82,7 +82,8 @@ def _point(x: float, y: float) -> NormalisedPoint:
     return NormalisedPoint(x=x, y=y)
 
 
-def _timestamp(value: datetime | float) -> Timestamp:
+def timestamp_of(value: datetime | float) -> Timestamp:
+    """A protobuf timestamp of a datetime or of Unix seconds."""
     stamp = Timestamp()
     if isinstance(value, datetime):
         stamp.FromDatetime(value.astimezone(UTC))
@@ -130,11 +131,11 @@ def build_policy(camera: StoredCamera, now: float) -> CameraPolicy:
         dwell_bucket_seconds=list(d.dwell_buckets_s),
         track_max_seconds=d.retention.track_max_s,
     )
-    policy.issued_at.CopyFrom(_timestamp(now))
+    policy.issued_at.CopyFrom(timestamp_of(now))
     if camera.paused_until is not None:
-        policy.paused_until.CopyFrom(_timestamp(float(camera.paused_until)))
+        policy.paused_until.CopyFrom(timestamp_of(float(camera.paused_until)))
     if d.security_events is not None and purpose.needs_authorisation:
         policy.security_events.extend(security_event_code(k) for k in d.security_events.detections)
-        policy.authorised_from.CopyFrom(_timestamp(d.security_events.authorised_from))
-        policy.authorised_until.CopyFrom(_timestamp(d.security_events.authorised_until))
+        policy.authorised_from.CopyFrom(timestamp_of(d.security_events.authorised_from))
+        policy.authorised_until.CopyFrom(timestamp_of(d.security_events.authorised_until))
     return policy

@@ -19,7 +19,7 @@ from vigie_registry.metrics import RegistryMetrics
 from vigie_registry.objections import ClientRateLimiter, ReceiptSigner
 from vigie_registry.public.form_token import FormTokens
 from vigie_registry.public.site import SECURITY_HEADERS, public_site
-from vigie_registry.publication import PolicyPublisher
+from vigie_registry.publication import CameraPublisher
 from vigie_registry.right_to_object import ObjectionDesk
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import RegistryStore
@@ -43,7 +43,7 @@ def mount_registry(
     root: FastAPI,
     *,
     store: RegistryStore,
-    publisher: PolicyPublisher,
+    publisher: CameraPublisher,
     audit: AuditPublisher,
     verifier: TokenVerifier,
     settings: RegistrySettings,

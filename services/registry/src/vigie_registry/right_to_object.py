@@ -17,7 +17,7 @@ from vigie_core.audit import AuditAction, AuditPublisher
 from vigie_registry.camera import StoredCamera
 from vigie_registry.metrics import RegistryMetrics
 from vigie_registry.objections import ClientRateLimiter, Receipt, ReceiptSigner, new_receipt_id
-from vigie_registry.publication import PolicyPublisher
+from vigie_registry.publication import CameraPublisher
 from vigie_registry.settings import ObjectionSettings
 from vigie_registry.storage.store import RegistryStore
 
@@ -77,7 +77,7 @@ class ObjectionDesk:
         self,
         *,
         store: RegistryStore,
-        publisher: PolicyPublisher,
+        publisher: CameraPublisher,
         audit: AuditPublisher,
         signer: ReceiptSigner,
         settings: ObjectionSettings,
@@ -158,7 +158,8 @@ class ObjectionDesk:
         except NotHonouredError:
             self._metrics.objections.labels("refused").inc()
             raise
-        applied = await self._publisher.publish(outcome.camera)
+        # Applied once the policy holds the pause (the sources bucket does not matter to an objection).
+        applied = "policy" not in (await self._publisher.publish(outcome.camera)).failed
         self._metrics.objections.labels("extended" if outcome.extended else "paused").inc()
         receipt = self.signer.sign(outcome.receipt_id, camera_id, outcome.recorded_at, outcome.paused_until)
         return HonouredObjection(receipt, outcome.camera, outcome.extended, applied)

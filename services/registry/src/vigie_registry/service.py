@@ -1,8 +1,9 @@
 """The registry service: the admin, DPO and public API, and the policy bucket kept equal to the database.
 
 Start-up: open the database and run its migrations, connect to NATS, start the audit publisher, create or
-bind the policy bucket, publish every camera's policy and remove keys of cameras the registry does not
-have (so the bucket matches the database), mount the API under ``/v1``, then run until SIGTERM:
+bind the policy bucket and the sources bucket, publish every camera's policy and source (sealed; none
+without a ``source_key``: :mod:`vigie_registry.sources`) and remove keys of cameras the registry does not
+have (so the buckets match the database), mount the API under ``/v1``, then run until SIGTERM:
 
 - the reconciler publishes what a failed publish left behind (``policy.reconcile_interval_s``);
 - the authorisation job switches off a ``security_events`` camera whose authorisation has ended (status
@@ -27,12 +28,14 @@ from vigie_core.audit import AuditAction, AuditPublisher, start_audit_publisher
 from vigie_core.auth import TokenVerifier
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import connect
+from vigie_core.permissions import POLICY_BUCKET
 from vigie_registry.camera import StoredCamera
 from vigie_registry.http import API_PREFIX, mount_registry
 from vigie_registry.metrics import RegistryMetrics
 from vigie_registry.objections import ReceiptSigner
-from vigie_registry.publication import NatsPolicyBucket, PolicyBucket, PolicyPublisher
+from vigie_registry.publication import CameraPublisher, KeyValueBucket, NatsKeyValueBucket
 from vigie_registry.settings import RegistrySettings
+from vigie_registry.sources import SOURCES_BUCKET, sources_publication
 from vigie_registry.storage.store import RegistryStore, SourceCipher
 
 __all__ = ["ACTOR", "API_PREFIX", "end_authorisations", "remove_old_objections", "serve"]
@@ -44,7 +47,7 @@ ACTOR = "service:registry"
 
 async def end_authorisations(
     store: RegistryStore,
-    publisher: PolicyPublisher,
+    publisher: CameraPublisher,
     audit: AuditPublisher,
     now: float,
     metrics: RegistryMetrics,
@@ -125,9 +128,12 @@ def receipt_signer(settings: RegistrySettings) -> ReceiptSigner:
 
 
 async def _bucket(
-    runtime: ServiceRuntime, settings: RegistrySettings, ensure: Callable[[], Awaitable[PolicyBucket]]
-) -> PolicyBucket | None:
-    """The policy bucket, retried until JetStream answers or the service is asked to stop."""
+    runtime: ServiceRuntime,
+    settings: RegistrySettings,
+    ensure: Callable[[], Awaitable[KeyValueBucket]],
+    name: str = POLICY_BUCKET,
+) -> KeyValueBucket | None:
+    """A bucket, retried until JetStream answers or the service is asked to stop."""
     attempt = 0
     while not runtime.stop_requested.is_set():
         try:
@@ -135,7 +141,7 @@ async def _bucket(
         except Exception as error:
             attempt += 1
             if attempt in (1, 10) or attempt % 100 == 0:
-                logger.warning("cannot create or bind the policy bucket (%s); retrying", error)
+                logger.warning("cannot create or bind the bucket %s (%s); retrying", name, error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runtime.stop_requested.wait(), settings.policy.reconcile_interval_s)
     return None
@@ -145,14 +151,22 @@ async def serve(
     runtime: ServiceRuntime,
     *,
     clock: Callable[[], float] = time.time,
-    bucket: PolicyBucket | None = None,
+    bucket: KeyValueBucket | None = None,
+    sources_bucket: KeyValueBucket | None = None,
 ) -> None:
-    """The service's body: run until asked to stop."""
+    """The service's body: run until asked to stop (``bucket``, ``sources_bucket``: in-memory ones for
+    tests; by default the NATS buckets)."""
     settings = runtime.settings
     assert isinstance(settings, RegistrySettings)
     stop = runtime.stop_requested
     if settings.source_key is None:
-        logger.warning("no source_key configured: camera source URLs are stored unencrypted")
+        logger.warning(
+            "no source_key configured: camera source URLs are stored unencrypted, and NOT distributed to "
+            "ingest (a source is never sent unsealed; the bucket %s is kept empty): ingest reads only the "
+            "cameras of its own configuration. Set VIGIE_REGISTRY_SOURCE_KEY "
+            "(python -m vigie_registry keygen)",
+            SOURCES_BUCKET,
+        )
     cipher = SourceCipher(settings.source_key.get_secret_value() if settings.source_key else None)
     store = await RegistryStore.open(
         settings.database_url.get_secret_value(), schema_name=settings.database_schema, cipher=cipher
@@ -165,14 +179,29 @@ async def serve(
     audit = await start_audit_publisher(runtime, nc, settings.audit)
     js = nc.jetstream(timeout=settings.policy.publish_timeout_s)
     found = bucket or await _bucket(
-        runtime, settings, lambda: NatsPolicyBucket.ensure(js, history=settings.policy.history)
+        runtime, settings, lambda: NatsKeyValueBucket.ensure(js, history=settings.policy.history)
     )
-    if found is None:
+    found_sources = sources_bucket or await _bucket(
+        runtime,
+        settings,
+        lambda: NatsKeyValueBucket.ensure(
+            js,
+            # One revision: no older sealed URL lingers in the stream.
+            history=1,
+            bucket=SOURCES_BUCKET,
+            description="Vigie: each camera's source URL, sealed, written by the registry for ingest",
+        ),
+        SOURCES_BUCKET,
+    )
+    if found is None or found_sources is None:
         return
-    publisher = PolicyPublisher(store, found, registry=runtime.registry, clock=clock)
+    sources = sources_publication(store, cipher, found_sources, runtime.registry)
+    publisher = CameraPublisher.for_policy(
+        store, found, registry=runtime.registry, clock=clock, extra=[sources]
+    )
     result = await publisher.reconcile(full=True)
     logger.info(
-        "policy bucket reconciled: %d published, %d removed, %d failed",
+        "policy and sources buckets reconciled: %d published, %d removed, %d failed",
         result.published,
         result.removed,
         result.failed,

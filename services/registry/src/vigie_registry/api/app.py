@@ -74,7 +74,7 @@ from vigie_registry.objections import (
     client_address,
     cross_site,
 )
-from vigie_registry.publication import PolicyPublisher
+from vigie_registry.publication import CameraPublisher
 from vigie_registry.purposes import OUTPUTS, PURPOSES, SECURITY_EVENT_KINDS
 from vigie_registry.register import dpia_document, processing_register, register_csv, register_entry
 from vigie_registry.right_to_object import (
@@ -203,7 +203,7 @@ def _justifications(declaration: CameraDeclaration) -> dict[str, str]:
 def registry_app(
     *,
     store: RegistryStore,
-    publisher: PolicyPublisher,
+    publisher: CameraPublisher,
     audit: AuditPublisher,
     verifier: TokenVerifier,
     settings: RegistrySettings,

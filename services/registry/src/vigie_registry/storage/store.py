@@ -65,6 +65,21 @@ class SourceCipher:
             return f"plain:{url}"
         return f"fernet:{self._fernet.encrypt(url.encode()).decode()}"
 
+    def token(self, url: str) -> bytes:
+        """``url`` sealed as a Fernet token for ingest (bucket ``vigie-sources``); never without a key."""
+        if self._fernet is None:
+            raise UnreadableSourceError("no source_key is configured: a source URL is never sent unsealed")
+        return self._fernet.encrypt(url.encode())
+
+    def open_token(self, token: bytes) -> str:
+        """The URL in a token made by :meth:`token` with the same key."""
+        if self._fernet is None:
+            raise UnreadableSourceError("no source_key is configured")
+        try:
+            return self._fernet.decrypt(token).decode()
+        except (InvalidToken, UnicodeDecodeError):
+            raise UnreadableSourceError("the token does not open with the configured source_key") from None
+
     def open(self, stored: str) -> str:
         kind, _, value = stored.partition(":")
         if kind == "plain":
