@@ -28,8 +28,6 @@ says so in a warning.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +40,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigie_core.kv import KeyValueWatcher
 from vigie_core.permissions import POLICY_BUCKET
 from vigie_proto.v1.policy_pb2 import (
     AnalysisOutput,
@@ -86,7 +85,6 @@ logger = logging.getLogger("vigie.policy")
 # may have added a rule (a new kind of mask, say) that an older consumer would otherwise silently ignore,
 # since protobuf skips unknown fields.
 POLICY_SCHEMA_VERSION = 1
-_KV_DELETE_OPERATIONS = frozenset({"DEL", "PURGE"})
 
 
 # Why a camera is, or is not, analysed: bounded values for metric labels (``AnalysisDecision.cause``).
@@ -273,10 +271,6 @@ class _Entry:
     error: str | None = None
 
 
-class _WatchLostError(Exception):
-    """The watch no longer reflects the bucket (disconnected, reconnected, bucket missing)."""
-
-
 class _WatcherMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.synced = Gauge(
@@ -305,11 +299,16 @@ class _WatcherMetrics:
         )
 
 
-class PolicyWatcher:
-    """Watches the policy bucket and answers from memory; fails closed (see the module's doc).
+class PolicyWatcher(KeyValueWatcher[_Entry]):
+    """Watches the policy bucket (the loop of :class:`~vigie_core.kv.KeyValueWatcher`) and answers from
+    memory; fails closed (see the module's doc): nothing is analysed while :meth:`problem` says why not.
 
     ``start`` returns at once; :meth:`wait_synced` waits for the first complete view of the bucket.
     """
+
+    _subject = "policy bucket"
+    _while_lost = "no camera is analysed until it is read again"
+    _logger = logger
 
     def __init__(
         self,
@@ -321,37 +320,18 @@ class PolicyWatcher:
         retry_s: float = 1.0,
         check_s: float = 0.25,
     ) -> None:
-        self._nc = nc
-        self._bucket = bucket
-        self._clock = clock
-        self._retry_s = retry_s
-        self._check_s = check_s
         self._metrics = _WatcherMetrics(registry or CollectorRegistry())
-        self._entries: dict[str, _Entry] = {}
-        self._synced = False
-        self._watch_reconnects = -1
-        self._problem: str | None = "the policy bucket has not been read yet"
-        self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Condition()
+        super().__init__(nc, bucket, self._metrics, retry_s=retry_s, check_s=check_s)
+        self._clock = clock
         self._warned_unknown: set[str] = set()
 
     # -- what services ask ------------------------------------------------------------------------------
-
-    def problem(self) -> str | None:
-        """None when every camera's current policy is known; otherwise why nothing is analysed."""
-        if not self._nc.is_connected:
-            return "not connected to NATS: the policy cannot be read"
-        if self._synced and self._nc.stats["reconnects"] != self._watch_reconnects:
-            return "reconnected to NATS: reading the policy bucket again"
-        if not self._synced:
-            return self._problem or "reading the policy bucket"
-        return None
 
     def policy(self, camera_id: str) -> CameraPolicy | None:
         """The camera's current policy, or None when it is unknown or unreadable (do not analyse)."""
         if self.problem() is not None:
             return None
-        entry = self._entries.get(camera_id)
+        entry = (self._view or {}).get(camera_id)
         return entry.policy if entry is not None else None
 
     def decision(self, camera_id: str, now: float | None = None) -> AnalysisDecision:
@@ -360,7 +340,7 @@ class PolicyWatcher:
             return AnalysisDecision(
                 camera_id, False, f"policy unknown: {problem}", cause="policy_unavailable"
             )
-        entry = self._entries.get(camera_id)
+        entry = (self._view or {}).get(camera_id)
         if entry is None:
             if camera_id not in self._warned_unknown:
                 self._warned_unknown.add(camera_id)
@@ -376,7 +356,7 @@ class PolicyWatcher:
 
     def cameras(self) -> list[str]:
         """The cameras with an entry (readable or not) in the bucket."""
-        return sorted(self._entries)
+        return sorted(self._view or ())
 
     @property
     def synced(self) -> bool:
@@ -385,133 +365,33 @@ class PolicyWatcher:
     async def wait_synced(self, timeout_s: float = 10.0) -> None:
         await self.wait_until(lambda: self.synced, timeout_s)
 
-    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-        """Wait until ``predicate()`` holds, re-checked at every update (tests, start-up)."""
+    # -- the watch's entries ----------------------------------------------------------------------------
 
-        async def wait() -> None:
-            async with self._changed:
-                while not predicate():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), self._check_s)
-
-        await asyncio.wait_for(wait(), timeout_s)
-
-    # -- the watch --------------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"policy-watcher-{self._bucket}")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self._set_unsynced("stopped")
-
-    async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                await self._watch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # anything: the loop retries, and fails closed meanwhile
-                failures += 1
-                self._metrics.watch_failures.inc()
-                reason = (
-                    str(error) if isinstance(error, _WatchLostError) else f"{type(error).__name__}: {error}"
-                )
-                was_synced = self._synced
-                self._set_unsynced(reason)
-                log = (
-                    logger.warning
-                    if was_synced or failures in (1, 10) or failures % 100 == 0
-                    else logger.debug
-                )
-                log(
-                    "policy bucket %s: %s; no camera is analysed until it is read again", self._bucket, reason
-                )
-            await asyncio.sleep(self._retry_s)
-
-    async def _watch(self) -> None:
-        from nats.errors import TimeoutError as NatsTimeoutError
-        from nats.js.errors import BucketNotFoundError
-        from nats.js.kv import StopIterSentinel
-
-        if not self._nc.is_connected:
-            raise _WatchLostError("not connected to NATS")
-        reconnects = self._nc.stats["reconnects"]
+    def _decode(self, key: str, value: bytes, revision: int) -> _Entry:
         try:
-            kv = await self._nc.jetstream().key_value(self._bucket)
-        except BucketNotFoundError:
-            raise _WatchLostError("the bucket does not exist yet (the registry creates it)") from None
-        watch = await kv.watchall()
-        snapshot: dict[str, _Entry] | None = {}
-        try:
-            while True:
-                try:
-                    entry = await watch.updates(timeout=self._check_s)  # type: ignore[no-untyped-call]
-                except NatsTimeoutError:
-                    if not self._nc.is_connected or self._nc.stats["reconnects"] != reconnects:
-                        raise _WatchLostError("the connection to NATS was lost") from None
-                    continue
-                if isinstance(entry, StopIterSentinel):
-                    raise _WatchLostError("the watch stopped")
-                if entry is None:  # the end of the initial snapshot
-                    if snapshot is not None:
-                        await self._synchronised(snapshot, reconnects)
-                        snapshot = None
-                    continue
-                self._metrics.updates.inc()
-                target = snapshot if snapshot is not None else self._entries
-                self._apply(target, entry.key, entry.value, entry.revision or 0, entry.operation)
-                if snapshot is None:
-                    await self._notify()
-        finally:
-            with contextlib.suppress(Exception):
-                await watch.stop()  # type: ignore[no-untyped-call]
-
-    def _apply(
-        self, entries: dict[str, _Entry], key: str, value: bytes | None, revision: int, operation: str | None
-    ) -> None:
-        if operation in _KV_DELETE_OPERATIONS:
-            if entries.pop(key, None) is not None and entries is self._entries:
-                self._metrics.last_update.set(self._clock())
-                logger.info("camera %s: policy removed, it is no longer analysed", key)
-            return
-        try:
-            policy = decode_policy(key, value or b"")
+            policy = decode_policy(key, value)
         except UnreadablePolicyError as error:
             logger.error("camera %s: unreadable policy (revision %d), not analysed: %s", key, revision, error)
-            entries[key] = _Entry(None, revision, str(error))
-            return
+            return _Entry(None, revision, str(error))
         self._warned_unknown.discard(key)
-        if entries is self._entries:
+        return _Entry(policy, revision)
+
+    def _entry_read(self, key: str, before: _Entry | None, after: _Entry | None, *, live: bool) -> None:
+        self._metrics.updates.inc()
+        if not live:
+            return
+        if after is None:
+            if before is not None:
+                self._metrics.last_update.set(self._clock())
+                logger.info("camera %s: policy removed, it is no longer analysed", key)
+        elif after.policy is not None:
             self._metrics.last_update.set(self._clock())
-            logger.info("camera %s: policy version %d applied", key, policy.version)
-        entries[key] = _Entry(policy, revision)
+            logger.info("camera %s: policy version %d applied", key, after.policy.version)
 
-    async def _synchronised(self, snapshot: dict[str, _Entry], reconnects: int) -> None:
-        self._entries = snapshot
-        self._watch_reconnects = reconnects
-        self._synced = True
-        self._problem = None
-        logger.info("policy bucket %s read: %d camera(s)", self._bucket, len(snapshot))
-        await self._notify()
-
-    def _set_unsynced(self, reason: str) -> None:
-        self._synced = False
-        self._problem = reason
-        self._metrics.synced.set(0)
-
-    async def _notify(self) -> None:
-        self._metrics.synced.set(1 if self._synced else 0)
-        self._metrics.entries.set(len(self._entries))
-        self._metrics.unreadable.set(sum(1 for e in self._entries.values() if e.policy is None))
-        async with self._changed:
-            self._changed.notify_all()
+    def _view_changed(self) -> None:
+        entries = self._view or {}
+        self._metrics.entries.set(len(entries))
+        self._metrics.unreadable.set(sum(1 for e in entries.values() if e.policy is None))
 
 
 async def start_policy_watcher(runtime: ServiceRuntime, nc: Client, **options: Any) -> PolicyWatcher:

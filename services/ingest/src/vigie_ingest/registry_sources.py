@@ -24,11 +24,9 @@ its user, password and query values, so that changing a password alone leaves it
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
@@ -38,6 +36,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
+from vigie_core.kv import KeyValueWatcher
 from vigie_core.permissions import SOURCES_BUCKET
 from vigie_ingest.camera import CameraConfig, file_only_options
 from vigie_ingest.settings import RegistrySourcesSettings
@@ -66,7 +65,6 @@ logger = logging.getLogger("vigie.ingest.sources")
 # The CameraSource.schema_version this code reads; any other is refused (a newer registry may have added a
 # field that changes how the camera must be read).
 SOURCE_SCHEMA_VERSION = 1
-_KV_DELETE_OPERATIONS = frozenset({"DEL", "PURGE"})
 # Why an entry is refused: bounded values for the metric's label.
 UNREADABLE_REASONS = ("not_a_source", "unknown_schema", "wrong_camera", "cannot_open", "unusable_url")
 
@@ -179,10 +177,6 @@ def decode_source(
     return RegistrySource(key, source.version, config)
 
 
-class _WatchLostError(Exception):
-    """The watch no longer reflects the bucket (disconnected, reconnected, bucket missing)."""
-
-
 class _WatcherMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.synced = Gauge(
@@ -210,12 +204,17 @@ class _WatcherMetrics:
         )
 
 
-class SourcesWatcher:
-    """Watches the sources bucket; :meth:`entries` is the last complete view (None before the first).
+class SourcesWatcher(KeyValueWatcher[SourceEntry]):
+    """Watches the sources bucket (the loop of :class:`~vigie_core.kv.KeyValueWatcher`); :meth:`entries` is
+    the last complete view (None before the first), in force while :meth:`problem` says why it may be stale.
 
     ``read(key, value)`` turns an entry into a :class:`RegistrySource` or raises
     :class:`UnreadableSourceError` (:func:`decode_source` with the key and settings, in the service).
     """
+
+    _subject = "sources bucket"
+    _while_lost = "the cameras read stay as they are until it is read again"
+    _logger = logger
 
     def __init__(
         self,
@@ -227,137 +226,17 @@ class SourcesWatcher:
         retry_s: float = 1.0,
         check_s: float = 0.25,
     ) -> None:
-        self._nc = nc
-        self._read = read
-        self._bucket = bucket
-        self._retry_s = retry_s
-        self._check_s = check_s
         self._metrics = _WatcherMetrics(registry or CollectorRegistry())
-        self._entries: dict[str, SourceEntry] | None = None
-        self._synced = False
-        self._watch_reconnects = -1
-        self._problem: str | None = "the sources bucket has not been read yet"
-        self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Condition()
-        # Bumped at every change of the view: a follower applies each generation once.
-        self.generation = 0
-
-    def entries(self) -> Mapping[str, SourceEntry] | None:
-        return None if self._entries is None else dict(self._entries)
-
-    def problem(self) -> str | None:
-        """None while the bucket is read and watched; otherwise why (the last view stays in force)."""
-        if not self._nc.is_connected:
-            return "not connected to NATS: the sources bucket cannot be read"
-        if self._synced and self._nc.stats["reconnects"] != self._watch_reconnects:
-            return "reconnected to NATS: reading the sources bucket again"
-        if not self._synced:
-            return self._problem or "reading the sources bucket"
-        return None
+        super().__init__(nc, bucket, self._metrics, retry_s=retry_s, check_s=check_s)
+        self._read = read
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> None:
         """Wait until ``predicate()`` holds, checked at every change (TimeoutError after ``timeout_s``)."""
+        await self.wait_until(predicate, timeout_s)
 
-        async def wait() -> None:
-            async with self._changed:
-                while not predicate():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), self._check_s)
-
-        await asyncio.wait_for(wait(), timeout_s)
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"sources-watcher-{self._bucket}")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self._synced = False
-        self._metrics.synced.set(0)
-
-    async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                await self._watch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # anything: the loop retries, the last view stays meanwhile
-                failures += 1
-                self._metrics.watch_failures.inc()
-                reason = (
-                    str(error) if isinstance(error, _WatchLostError) else f"{type(error).__name__}: {error}"
-                )
-                was_synced = self._synced
-                self._synced = False
-                self._problem = reason
-                self._metrics.synced.set(0)
-                log = (
-                    logger.warning
-                    if was_synced or failures in (1, 10) or failures % 100 == 0
-                    else logger.debug
-                )
-                log(
-                    "sources bucket %s: %s; the cameras read stay as they are until it is read again",
-                    self._bucket,
-                    reason,
-                )
-            await asyncio.sleep(self._retry_s)
-
-    async def _watch(self) -> None:
-        from nats.errors import TimeoutError as NatsTimeoutError
-        from nats.js.errors import BucketNotFoundError
-        from nats.js.kv import StopIterSentinel
-
-        if not self._nc.is_connected:
-            raise _WatchLostError("not connected to NATS")
-        reconnects = self._nc.stats["reconnects"]
+    def _decode(self, key: str, value: bytes, revision: int) -> SourceEntry:
         try:
-            kv = await self._nc.jetstream().key_value(self._bucket)
-        except BucketNotFoundError:
-            raise _WatchLostError("the bucket does not exist yet (the registry creates it)") from None
-        watch = await kv.watchall()
-        snapshot: dict[str, SourceEntry] | None = {}
-        try:
-            while True:
-                try:
-                    entry = await watch.updates(timeout=self._check_s)  # type: ignore[no-untyped-call]
-                except NatsTimeoutError:
-                    if not self._nc.is_connected or self._nc.stats["reconnects"] != reconnects:
-                        raise _WatchLostError("the connection to NATS was lost") from None
-                    continue
-                if isinstance(entry, StopIterSentinel):
-                    raise _WatchLostError("the watch stopped")
-                if entry is None:  # the end of the initial snapshot
-                    if snapshot is not None:
-                        self._entries, snapshot = snapshot, None
-                        self._watch_reconnects = reconnects
-                        self._synced = True
-                        self._problem = None
-                        logger.info("sources bucket %s read: %d camera(s)", self._bucket, len(self._entries))
-                        await self._notify()
-                    continue
-                target = snapshot if snapshot is not None else self._entries
-                assert target is not None
-                self._apply(target, entry.key, entry.value, entry.operation)
-                if snapshot is None:
-                    await self._notify()
-        finally:
-            with contextlib.suppress(Exception):
-                await watch.stop()  # type: ignore[no-untyped-call]
-
-    def _apply(
-        self, entries: dict[str, SourceEntry], key: str, value: bytes | None, operation: str | None
-    ) -> None:
-        if operation in _KV_DELETE_OPERATIONS:
-            entries.pop(key, None)
-            return
-        try:
-            entries[key] = self._read(key, value or b"")
+            return self._read(key, value)
         except UnreadableSourceError as error:
             self._metrics.refused.labels(error.reason).inc()
             logger.error(
@@ -367,12 +246,8 @@ class SourcesWatcher:
                 error.reason,
                 error,
             )
-            entries[key] = UnreadableSource(key, error.reason, str(error))
+            return UnreadableSource(key, error.reason, str(error))
 
-    async def _notify(self) -> None:
-        self.generation += 1
-        self._metrics.synced.set(1 if self._synced else 0)
-        entries = self._entries or {}
+    def _view_changed(self) -> None:
+        entries = self._view or {}
         self._metrics.unreadable.set(sum(1 for e in entries.values() if isinstance(e, UnreadableSource)))
-        async with self._changed:
-            self._changed.notify_all()
