@@ -34,8 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
-from vigie_core.messaging import ensure_stream
-from vigie_core.streams import AuditStream
+from vigie_core.provision import ProvisionSettings
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.processes import ProcessSet, free_port
 from vigie_embedded.triton import EmbeddedTriton
@@ -147,14 +146,13 @@ async def single_process_loop(video: Path, model: Path, sample_fps: float) -> tu
 async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_per_frame: float) -> Figures:
     with (
         tempfile.TemporaryDirectory(prefix="vigie-bench-") as logs,
-        EmbeddedNats() as nats_server,
+        # FRAMES keeps frames 10 minutes: the benchmark publishes the film faster than it is analysed.
+        EmbeddedNats(provision=ProvisionSettings(frames_max_age_s=600)) as nats_server,
         EmbeddedTriton(repository / "python") as triton,
     ):
         processes = ProcessSet(Path(logs))
         completions: list[float] = []
         observer = await nats.connect(nats_server.url)
-        # The audit service's stream: the services record their start-up there (not measured).
-        await ensure_stream(observer.jetstream(), AuditStream().config())
 
         async def on_tracks(msg) -> None:  # type: ignore[no-untyped-def]
             completions.append(time.perf_counter())

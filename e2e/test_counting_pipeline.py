@@ -24,7 +24,8 @@ from vigie_proto.v1.events_pb2 import WindowReport
 # No registry in this test: the static configuration only (vigie_core.policy).
 STATIC_ONLY = PolicySettings(enabled=False)
 
-pytestmark = pytest.mark.integration
+# FRAMES keeps the film's frames while they wait for inference (seconds in production).
+pytestmark = [pytest.mark.integration, pytest.mark.provision(frames_max_age_s=300)]
 
 # The film is shot from a tram driving down the street: people and vehicles drift outwards from the
 # middle of the picture, across these lines.

@@ -26,7 +26,8 @@ from vigie_proto.v1.tracks_pb2 import OBJECT_CLASS_PERSON, TrackFrame
 # No registry in this test: the static configuration only (vigie_core.policy).
 STATIC_ONLY = PolicySettings(enabled=False)
 
-pytestmark = pytest.mark.integration
+# FRAMES keeps the film's frames while they wait for inference (seconds in production).
+pytestmark = [pytest.mark.integration, pytest.mark.provision(frames_max_age_s=300)]
 
 
 async def _metrics(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

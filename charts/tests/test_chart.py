@@ -352,6 +352,8 @@ def test_cloudnativepg_provides_the_database_url(render: Callable[[str], Any]) -
         (("components.ingest.resources=null",), "components.ingest"),
         (("sourceKey.existingSecret=Not_A_Name",), "sourceKey.existingSecret: Does not match pattern"),
         (("components.ingest.registryCameras=yes",), "components.ingest.registryCameras: Invalid type"),
+        (("provisioner.env.VIGIE_PROVISION_NATS__USER=registry",), "provisioner.env"),
+        (("provisioner.image=busybox",), "provisioner.image: Does not match pattern"),
     ],
 )
 def test_invalid_values_are_refused_with_a_clear_message(
@@ -441,3 +443,39 @@ def test_the_registry_and_ingest_share_the_source_key_and_ingest_reads_the_regis
         m for m in manifests if m["metadata"]["name"] == "vigie-ingest" and m["kind"] == "Deployment"
     ]
     assert "VIGIE_INGEST_SOURCES__ENABLED" not in _env(_pod_spec(ingest_workload)["containers"][0])
+
+
+def test_the_provisioner_job_creates_the_streams_as_its_own_user_and_reaches_nats_only(
+    render: Callable[[str], Any],
+) -> None:
+    """No service may create or change a stream (vigie_core.permissions): a Job does, as the NATS user
+    provisioner, sizing FRAMES and TRACKS to the replicas that consume them."""
+    rendering = render("production")
+    [job] = rendering.of_kind("Job")
+    assert job["metadata"]["name"] == "vigie-provision-1"  # one per revision: each upgrade runs it again
+    assert "helm.sh/hook" not in job["metadata"].get("annotations", {})
+    pod = _pod_spec(job)
+    assert pod["restartPolicy"] == "OnFailure"
+    [container] = pod["containers"]
+    assert container["command"] == ["python", "-m", "vigie_core.provision"]
+    assert container["image"].split("/")[-1].startswith("vigie-")
+    env = _env(container)
+    assert env["VIGIE_PROVISION_NATS__USER"] == "provisioner"
+    assert env["VIGIE_PROVISION_NATS__PASSWORD"]["secretKeyRef"] == {
+        "name": "vigie-nats-users",
+        "key": "provisioner",
+    }
+    assert env["VIGIE_PROVISION_NATS__URL"].startswith("nats://")
+    assert (env["VIGIE_PROVISION_FRAMES_PARTITIONS"], env["VIGIE_PROVISION_TRACKS_PARTITIONS"]) == ("3", "2")
+
+    labels = _pod_labels(job)
+    policies = [p for p in rendering.of_kind("NetworkPolicy") if _selects(p["spec"]["podSelector"], labels)]
+    for policy in policies:
+        assert not policy["spec"].get("ingress"), policy["metadata"]["name"]
+    ports = {
+        port["port"]
+        for policy in policies
+        for rule in policy["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+    }
+    assert ports == {53, 4222}

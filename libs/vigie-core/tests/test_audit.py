@@ -24,7 +24,8 @@ from vigie_core.audit import (
     new_audit_event,
     validate_audit_event,
 )
-from vigie_core.messaging import connect, ensure_stream
+from vigie_core.messaging import connect
+from vigie_core.provision import provision_stream
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import AuditStream, audit_subject
 from vigie_embedded.nats import EmbeddedNats
@@ -186,6 +187,7 @@ async def test_an_unstarted_publisher_refuses_instead_of_dropping() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.provision(False)
 async def test_events_wait_for_the_stream_and_duplicates_are_dropped(nats_server: EmbeddedNats) -> None:
     from vigie_core.audit import JetStreamAuditSink
 
@@ -198,7 +200,7 @@ async def test_events_wait_for_the_stream_and_duplicates_are_dropped(nats_server
     events = [await publisher.record(READ, actor="op-1", motive=f"read {i}") for i in range(10)]
     await asyncio.sleep(0.2)
     assert metric(registry, "vigie_audit_publisher_failed_attempts_total") > 0
-    await ensure_stream(js, AuditStream().config())
+    await provision_stream(js, AuditStream().config())
     confirmed = await publisher.record(READ, actor="op-1", motive="confirmed", confirm=True)
     # A publisher's retry after a lost acknowledgement: same Nats-Msg-Id, dropped by the stream.
     await publisher.publish(events[3])

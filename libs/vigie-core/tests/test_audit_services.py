@@ -26,9 +26,8 @@ from vigie_core.audit import (
     settings_digest,
 )
 from vigie_core.lifecycle import service_runtime
-from vigie_core.messaging import PermissionViolation, ensure_stream, permission_violation
+from vigie_core.messaging import PermissionViolation, permission_violation
 from vigie_core.settings import NatsSettings, ServiceSettings
-from vigie_core.streams import AuditStream
 from vigie_embedded.nats import EmbeddedNats
 
 FAST = AuditPublishSettings(
@@ -236,7 +235,6 @@ async def test_a_service_stepping_outside_its_nats_permissions_is_recorded_as_de
     server = secured_nats_server
     admin = await nats.connect(server.url, user=server.admin.user, password=server.admin.password)
     js = admin.jetstream()
-    await ensure_stream(js, AuditStream().config())  # the audit service's job
     credentials = server.credentials("ingest")
     service_nats = NatsSettings(url=server.url, user=credentials.user, password=credentials.password)
     settings = ServiceSettings(nats=service_nats)

@@ -1,17 +1,21 @@
 import asyncio
 
 import pytest
-from nats.js.api import StorageType
+from nats.js.api import StorageType, StreamSource
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from vigie_core.health import Readiness
 from vigie_core.messaging import (
     StreamConfigConflictError,
+    StreamCopiesError,
+    StreamNotProvisionedError,
     connect,
     context_from_headers,
     ensure_stream,
     trace_headers,
 )
+from vigie_core.provision import provision_stream
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import FramesStream, TracksStream, frames_partition_filter, frames_subject
 from vigie_embedded.nats import EmbeddedNats
@@ -19,21 +23,23 @@ from vigie_embedded.nats import EmbeddedNats
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.provision(False)
 async def test_streams_are_provisioned_idempotently(nats_server: EmbeddedNats) -> None:
     nc = await connect(NatsSettings(url=nats_server.url), "test")
     js = nc.jetstream()
-    await ensure_stream(js, FramesStream().config())
-    await ensure_stream(js, FramesStream().config())
-    await ensure_stream(js, TracksStream().config())
+    assert (await provision_stream(js, FramesStream().config())).outcome == "created"
+    assert (await provision_stream(js, FramesStream().config())).outcome == "unchanged"
+    await provision_stream(js, TracksStream().config())
     info = await js.stream_info("FRAMES")
     assert info.config.storage == StorageType.MEMORY
     assert info.config.max_age == pytest.approx(5.0)
 
-    await ensure_stream(js, FramesStream(max_age_s=8.0).config())
+    assert (await provision_stream(js, FramesStream(max_age_s=8.0).config())).outcome.startswith("updated")
     assert (await js.stream_info("FRAMES")).config.max_age == pytest.approx(8.0)
     await nc.close()
 
 
+@pytest.mark.provision(False)
 async def test_storage_change_is_refused_with_a_clear_error(nats_server: EmbeddedNats) -> None:
     nc = await connect(NatsSettings(url=nats_server.url), "test")
     js = nc.jetstream()
@@ -41,14 +47,57 @@ async def test_storage_change_is_refused_with_a_clear_error(nats_server: Embedde
     config.storage = StorageType.FILE
     await js.add_stream(config)
     with pytest.raises(StreamConfigConflictError, match="storage"):
+        await provision_stream(js, TracksStream().config())
+    with pytest.raises(StreamConfigConflictError, match="stream TRACKS: storage is file, expected memory"):
         await ensure_stream(js, TracksStream().config())
     await nc.close()
 
 
+@pytest.mark.provision(False)
+async def test_a_service_waits_for_the_provisioner_and_says_so(nats_server: EmbeddedNats) -> None:
+    nc = await connect(NatsSettings(url=nats_server.url), "test")
+    js = nc.jetstream()
+    readiness = Readiness()
+    waiting = asyncio.create_task(
+        ensure_stream(js, FramesStream().config(), readiness=readiness, retry_s=0.05)
+    )
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    assert readiness.failures()["stream FRAMES"] == "waiting for the stream FRAMES (not provisioned)"
+    await provision_stream(js, FramesStream(max_age_s=60).config())
+    info = await asyncio.wait_for(waiting, 5)  # a longer retention is the provisioner's to decide
+    assert info.config.max_age == pytest.approx(60)
+    assert "stream FRAMES" not in readiness.failures()
+
+    with pytest.raises(StreamNotProvisionedError, match="the stream TRACKS is missing"):
+        await ensure_stream(js, TracksStream().config(), wait_s=0.2, retry_s=0.05)
+    stop = asyncio.Event()
+    stop.set()
+    with pytest.raises(StreamNotProvisionedError):
+        await ensure_stream(js, TracksStream().config(), stop=stop)
+    await nc.close()
+
+
+async def test_a_stream_that_copies_from_another_is_refused(nats_server: EmbeddedNats) -> None:
+    nc = await connect(NatsSettings(url=nats_server.url), "test")
+    js = nc.jetstream()
+    tracks = TracksStream().config()
+    tracks.sources = [StreamSource(name="FRAMES")]
+    await js.update_stream(tracks)
+    with pytest.raises(StreamCopiesError, match="TRACKS copies messages from FRAMES") as refused:
+        await ensure_stream(js, TracksStream().config())
+    assert refused.value.copied == ["FRAMES"]
+    # The provisioner puts it right.
+    assert "sources removed: FRAMES" in (await provision_stream(js, TracksStream().config())).outcome
+    assert not (await js.stream_info("TRACKS")).config.sources
+    await ensure_stream(js, TracksStream().config())
+    await nc.close()
+
+
+@pytest.mark.provision(frames_partitions=3)
 async def test_every_frame_of_a_camera_lands_in_one_partition(nats_server: EmbeddedNats) -> None:
     nc = await connect(NatsSettings(url=nats_server.url), "test")
     js = nc.jetstream()
-    await ensure_stream(js, FramesStream(partitions=3).config())
     cameras = [f"camera-{i}" for i in range(12)]
     for round_ in range(3):
         for camera in cameras:

@@ -6,6 +6,7 @@ import pytest
 
 from vigie_core import permissions
 from vigie_core.permissions import (
+    PROVISIONER,
     SERVICES,
     SOURCES_BUCKET,
     all_permissions,
@@ -14,6 +15,7 @@ from vigie_core.permissions import (
     permissions_for,
     subject_matches,
 )
+from vigie_core.streams import provisioned_stream_names
 
 
 def _reads(stream: str, consumer: str, subject: str) -> list[str]:
@@ -56,11 +58,13 @@ def test_each_stream_has_exactly_one_reader(stream: str, reader: str, consumer: 
         ("vigie.events.north-gate", "anonymiser"),
         ("vigie.deadletter.anonymiser", "anonymiser"),
         ("$KV.vigie-policy.cameras.north-gate", "registry"),
-        ("$JS.API.STREAM.CREATE.FRAMES", "ingest"),
-        ("$JS.API.STREAM.UPDATE.TRACKS", "inference"),
-        ("$JS.API.STREAM.UPDATE.EVENTS", "anonymiser"),
-        ("$JS.API.STREAM.UPDATE.AUDIT", "audit"),
-        ("$JS.API.STREAM.UPDATE.KV_vigie-policy", "registry"),
+        ("$JS.API.STREAM.CREATE.FRAMES", PROVISIONER),
+        ("$JS.API.STREAM.UPDATE.TRACKS", PROVISIONER),
+        ("$JS.API.STREAM.UPDATE.EVENTS", PROVISIONER),
+        ("$JS.API.STREAM.UPDATE.AUDIT", PROVISIONER),
+        ("$JS.API.STREAM.CREATE.DEADLETTER_ANONYMISER", PROVISIONER),
+        ("$JS.API.STREAM.UPDATE.KV_vigie-policy", PROVISIONER),
+        ("$JS.API.STREAM.CREATE.KV_vigie-sources", PROVISIONER),
         ("$JS.ACK.FRAMES.inference-0.1.1.1.1795693825087069543.0", "inference"),
     ],
 )
@@ -75,7 +79,8 @@ def test_every_service_audits_as_itself_only() -> None:
 
 
 def test_every_service_reads_the_policy_and_only_the_registry_writes_it() -> None:
-    for service, allowed in all_permissions().items():
+    for service in SERVICES:
+        allowed = permissions_for(service)
         assert allowed.may_publish("$JS.API.DIRECT.GET.KV_vigie-policy.$KV.vigie-policy.cameras.north-gate")
         assert allowed.may_publish("$JS.API.CONSUMER.CREATE.KV_vigie-policy")
         assert allowed.may_publish("$KV.vigie-policy.cameras.north-gate") == (service == "registry")
@@ -90,13 +95,16 @@ def test_only_ingest_reads_the_sources_and_only_the_registry_writes_them() -> No
         f"$JS.API.CONSUMER.CREATE.{stream}",
         f"$JS.API.CONSUMER.CREATE.{stream}.watcher.$KV.vigie-sources.>",
     ]
-    for service, allowed in all_permissions().items():
+    for service in SERVICES:
+        allowed = permissions_for(service)
         for subject in reads:
             # The registry reads back what it writes (its writes are conditional on the revision read).
             assert allowed.may_publish(subject) == (service in ("ingest", "registry")), (service, subject)
         assert allowed.may_publish("$KV.vigie-sources.north-gate") == (service == "registry")
-        assert allowed.may_publish(f"$JS.API.STREAM.CREATE.{stream}") == (service == "registry")
+        assert not allowed.may_publish(f"$JS.API.STREAM.CREATE.{stream}")
         assert not allowed.may_subscribe("$KV.vigie-sources.north-gate")
+    provisioner = permissions_for(PROVISIONER)
+    assert [s for s in reads if provisioner.may_publish(s)] == [f"$JS.API.STREAM.INFO.{stream}"]
     assert SOURCES_BUCKET == "vigie-sources"
 
 
@@ -170,7 +178,7 @@ def test_an_unknown_service_is_named_in_the_error() -> None:
 def test_the_json_document_is_what_the_chart_renders(capsys: pytest.CaptureFixture[str]) -> None:
     assert permissions.main(["json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert list(document) == list(SERVICES)
+    assert list(document) == [*SERVICES, PROVISIONER]
     for service, entry in document.items():
         p = permissions_for(service)
         assert entry == {"user": p.user, "inbox_prefix": p.inbox_prefix, "permissions": p.nats_permissions()}
@@ -179,4 +187,36 @@ def test_the_json_document_is_what_the_chart_renders(capsys: pytest.CaptureFixtu
 def test_the_table_lists_every_service(capsys: pytest.CaptureFixture[str]) -> None:
     assert permissions.main(["table"]) == 0
     rows = capsys.readouterr().out.splitlines()[2:]
-    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == list(SERVICES)
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == [*SERVICES, PROVISIONER]
+
+
+@pytest.mark.parametrize("stream", provisioned_stream_names())
+def test_no_service_may_configure_a_stream_only_look_it_up(stream: str) -> None:
+    """Whoever configures a stream can make it copy another (sources, mirror), out of reach of subject
+    permissions: the provisioner alone creates and updates streams, and nobody deletes one."""
+    for service in SERVICES:
+        allowed = permissions_for(service)
+        for action in ("CREATE", "UPDATE", "DELETE", "PURGE"):
+            assert not allowed.may_publish(f"$JS.API.STREAM.{action}.{stream}"), (service, action, stream)
+    provisioner = permissions_for(PROVISIONER)
+    for action in ("INFO", "CREATE", "UPDATE"):
+        assert provisioner.may_publish(f"$JS.API.STREAM.{action}.{stream}")
+    for action in ("DELETE", "PURGE", "MSG.GET", "DIRECT.GET", "MSG.DELETE"):
+        assert not provisioner.may_publish(f"$JS.API.STREAM.{action}.{stream}")
+
+
+def test_the_provisioner_may_manage_streams_and_nothing_else() -> None:
+    provisioner = permissions_for(PROVISIONER)
+    assert all(s.startswith("$JS.API.STREAM.") for s in provisioner.publish)
+    assert provisioner.subscribe == ("_INBOX_provisioner.>",)
+    for subject in (
+        "vigie.frames.cam",
+        "vigie.audit.provisioner",
+        "$KV.vigie-sources.cam",
+        "$JS.API.CONSUMER.CREATE.FRAMES.x",
+        "$JS.API.CONSUMER.MSG.NEXT.FRAMES.x",
+        "$JS.API.STREAM.CREATE.COPY",
+        "$JS.API.STREAM.NAMES",
+    ):
+        assert not provisioner.may_publish(subject), subject
+    assert not provisioner.may_subscribe("vigie.frames.cam")

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
@@ -198,10 +197,9 @@ async def service_client(server: EmbeddedNats, service: str) -> Client:
 
 
 async def registry_bucket(server: EmbeddedNats) -> tuple[Client, KeyValue]:
+    """The policy bucket (the provisioner's), as the registry writes it."""
     nc = await service_client(server, "registry")
-    kv = await nc.jetstream().create_key_value(
-        KeyValueConfig(bucket=POLICY_BUCKET, history=5, storage=StorageType.FILE, direct=True)
-    )
+    kv = await nc.jetstream().key_value(POLICY_BUCKET)
     return nc, kv
 
 
@@ -223,6 +221,7 @@ def metric(registry: CollectorRegistry, name: str) -> float:
 
 
 @pytest.mark.integration
+@pytest.mark.provision(False)
 async def test_the_watcher_fails_closed_until_the_bucket_exists_then_follows_it(
     secured_nats_server: EmbeddedNats,
     ingest: tuple[PolicyWatcher, CollectorRegistry],
@@ -239,6 +238,7 @@ async def test_the_watcher_fails_closed_until_the_bucket_exists_then_follows_it(
     assert metric(registry, "vigie_policy_synced") == 0
     assert "no camera is analysed" in caplog.text
 
+    secured_nats_server.provision()
     nc, kv = await registry_bucket(secured_nats_server)
     try:
         await kv.put("north-gate", encode_policy(policy()))
@@ -302,7 +302,7 @@ async def test_only_the_registry_may_write_the_policy_every_service_may_read_it(
 @pytest.mark.integration
 async def test_the_watcher_fails_closed_when_nats_is_lost(nats_server: EmbeddedNats) -> None:
     nc = await connect(NatsSettings(url=nats_server.url, connect_timeout_s=1), "test-lost")
-    kv = await nc.jetstream().create_key_value(KeyValueConfig(bucket=POLICY_BUCKET, storage=StorageType.FILE))
+    kv = await nc.jetstream().key_value(POLICY_BUCKET)
     await kv.put("north-gate", encode_policy(policy()))
     watcher = PolicyWatcher(nc, retry_s=0.05, check_s=0.05)
     await watcher.start()

@@ -1,6 +1,7 @@
 """The sources bucket (vigie-sources: the cameras' sealed source URLs) on a real nats-server running the
 permissions of vigie_core.permissions: the registry writes it, ingest reads and watches it and cannot write
-it, and no other service can look it up, get an entry, watch it or subscribe to its subjects.
+it, and no other service can look it up, get an entry, watch it or subscribe to its subjects; and no
+service can configure a stream, so none can make one copy the bucket (or FRAMES) server-side.
 
 A denied JetStream API request gets no answer; each refusal is checked by the server's violation message
 for that subject (on the connection's error callback) and by the attacker having received nothing.
@@ -17,11 +18,19 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import KeyValueConfig, StorageType, StreamSource
+from nats.js.api import StreamConfig, StreamSource
 
-from vigie_core.messaging import ensure_stream
-from vigie_core.permissions import SOURCES_BUCKET
-from vigie_core.streams import AuditStream
+from vigie_core.permissions import SERVICES, SOURCES_BUCKET
+from vigie_core.streams import (
+    AuditStream,
+    DeadLetterStream,
+    EventsStream,
+    FramesStream,
+    SourcesBucket,
+    TracksStream,
+    bucket_stream,
+    provisioned_stream_names,
+)
 from vigie_embedded.nats import EmbeddedNats
 
 pytestmark = pytest.mark.integration
@@ -107,9 +116,9 @@ async def test_only_ingest_reads_the_sources_and_only_the_registry_writes_them(
         c = {
             s: await stack.enter_async_context(connected(server, s)) for s in ("registry", "ingest", *OTHERS)
         }
-        # The registry creates the bucket and writes, conditionally, as its publisher does.
-        config = KeyValueConfig(bucket=SOURCES_BUCKET, history=1, storage=StorageType.FILE, direct=True)
-        kv = await c["registry"].nc.jetstream().create_key_value(config)
+        # The provisioner created the bucket; the registry binds it and writes, conditionally, as its
+        # publisher does.
+        kv = await c["registry"].nc.jetstream().key_value(SOURCES_BUCKET)
         revision = await kv.create("north-gate", SEALED)
         await kv.update("north-gate", SEALED, last=revision)
         assert (await kv.get("north-gate")).value == SEALED
@@ -144,30 +153,53 @@ async def test_only_ingest_reads_the_sources_and_only_the_registry_writes_them(
         assert not c["registry"].errors
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a service that both configures and reads its own stream (audit: AUDIT) can make that stream "
-    "source the sources bucket server-side, out of reach of subject permissions; the URLs stay sealed. "
-    "Closing it needs the streams created by a bootstrap user (services granted STREAM.INFO only) or the "
-    "bucket in a NATS account of its own",
-)
-async def test_no_service_can_copy_the_sources_into_a_stream_it_reads(
+async def _cannot_configure(connection: Connection, config: StreamConfig) -> None:
+    js = connection.nc.jetstream(timeout=DENIED_TIMEOUT_S)
+    with pytest.raises(nats.errors.TimeoutError):
+        await js.update_stream(config)
+    await connection.violation("publish", f"$JS.API.STREAM.UPDATE.{config.name}")
+    copy = StreamConfig(name=f"COPY_{connection.service.upper()}", subjects=[], sources=config.sources)
+    with pytest.raises(nats.errors.TimeoutError):
+        await js.add_stream(copy)
+    await connection.violation("publish", f"$JS.API.STREAM.CREATE.{copy.name}")
+    with pytest.raises(nats.errors.TimeoutError):
+        await js.delete_stream(_name(config))
+    await connection.violation("publish", f"$JS.API.STREAM.DELETE.{config.name}")
+
+
+def _name(config: StreamConfig) -> str:
+    assert config.name is not None
+    return config.name
+
+
+async def test_no_service_can_copy_the_sources_or_the_frames_into_a_stream_it_reads(
     secured_nats_server: EmbeddedNats,
 ) -> None:
+    """A stream's sources are copied by the server, out of reach of subject permissions: no service may
+    create, update or delete a stream, so none can make one copy the sealed sources or the frames."""
     server = secured_nats_server
-    async with connected(server, "registry") as registry, connected(server, "audit") as audit:
-        kv = await registry.nc.jetstream().create_key_value(
-            KeyValueConfig(bucket=SOURCES_BUCKET, storage=StorageType.FILE, direct=True)
-        )
+    own: dict[str, StreamConfig] = {
+        "ingest": FramesStream().config(),
+        "inference": TracksStream().config(),
+        "anonymiser": EventsStream().config(),
+        "aggregation": DeadLetterStream("aggregation").config(),
+        "registry": bucket_stream(SourcesBucket().config()),
+        "audit": AuditStream().config(),
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        c = {s: await stack.enter_async_context(connected(server, s)) for s in SERVICES}
+        kv = await c["registry"].nc.jetstream().key_value(SOURCES_BUCKET)
         await kv.put("north-gate", SEALED)
-        js = audit.nc.jetstream(timeout=1)
-        config = AuditStream().config()
-        config.sources = [StreamSource(name=STREAM)]
-        with contextlib.suppress(Exception):
-            await ensure_stream(js, config)
-        await asyncio.sleep(0.5)
-        copied: list[bytes] = []
-        with contextlib.suppress(Exception):
-            subscription = await js.pull_subscribe(f"$KV.{SOURCES_BUCKET}.>", durable="audit", stream="AUDIT")
-            copied = [m.data for m in await subscription.fetch(1, timeout=1)]
-        assert copied == []
+        attempts = []
+        for service, config in own.items():
+            config.sources = [StreamSource(name=STREAM), StreamSource(name="FRAMES")]
+            config.max_msg_size = None
+            attempts.append(_cannot_configure(c[service], config))
+        await asyncio.gather(*attempts)
+
+    admin = await nats.connect(server.url, user=server.admin.user, password=server.admin.password)
+    try:
+        for name in provisioned_stream_names():
+            assert not (await admin.jetstream().stream_info(name)).config.sources, name
+    finally:
+        await admin.close()

@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
-from vigie_core.messaging import connect, ensure_stream
+from vigie_core.messaging import StreamNotProvisionedError, connect, ensure_stream
 from vigie_core.permissions import POLICY_BUCKET, SERVICES, subject_matches
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import (
@@ -132,8 +132,8 @@ async def test_each_service_can_do_what_it_must(secured_nats_server: EmbeddedNat
     async with contextlib.AsyncExitStack() as stack:
         c = {s: await stack.enter_async_context(connected(server, s)) for s in SERVICES}
 
-        # The registry writes the policy; ingest watches it.
-        policy = await c["registry"].nc.jetstream().create_key_value(bucket=POLICY_BUCKET)
+        # The registry writes the policy (in the bucket the provisioner created); ingest watches it.
+        policy = await c["registry"].nc.jetstream().key_value(POLICY_BUCKET)
         watcher = await (await c["ingest"].nc.jetstream().key_value(POLICY_BUCKET)).watch("cameras.>")
         await policy.put("cameras.north-gate", b'{"paused": false}')
         update = await watcher.updates(timeout=2)
@@ -143,13 +143,15 @@ async def test_each_service_can_do_what_it_must(secured_nats_server: EmbeddedNat
         await watcher.stop()
         assert await (await c["anonymiser"].nc.jetstream().key_value(POLICY_BUCKET)).get("cameras.north-gate")
 
-        # The audit service owns AUDIT; every service records there under its own name.
+        # The provisioner created every stream: each service binds its own (it may look it up and no more),
+        # and records audit events on AUDIT under its own name.
         await ensure_stream(c["audit"].nc.jetstream(), AuditStream().config())
         for service in SERVICES:
             await c[service].nc.jetstream().publish(audit_subject(service), service.encode())
 
         # ingest -> FRAMES -> inference -> TRACKS -> anonymiser -> EVENTS -> aggregation.
         await ensure_stream(c["ingest"].nc.jetstream(), FramesStream().config())
+        await ensure_stream(c["inference"].nc.jetstream(), FramesStream().config(), sized=False)
         await c["ingest"].nc.jetstream().publish(frames_subject("north-gate"), b"pixels")
         frame = await _fetch_one(c["inference"], frames_partition_filter(0), "FRAMES", "inference-0")
         assert frame.data == b"pixels"
@@ -346,8 +348,12 @@ async def test_a_service_connects_through_vigie_core_with_its_inbox_prefix(
     settings = NatsSettings(url=secured_nats_server.url, user=credentials.user, password=credentials.password)
     nc = await connect(settings, "vigie-ingest")
     try:
-        await ensure_stream(nc.jetstream(timeout=DENIED_REQUEST_TIMEOUT_S), FramesStream().config())
-    except nats.errors.TimeoutError:
+        await ensure_stream(
+            nc.jetstream(timeout=DENIED_REQUEST_TIMEOUT_S),
+            FramesStream().config(),
+            wait_s=DENIED_REQUEST_TIMEOUT_S,
+        )
+    except StreamNotProvisionedError:
         pytest.fail(
             "no reply under the shared _INBOX: vigie_core.messaging.connect must pass "
             "inbox_prefix=vigie_core.permissions.inbox_prefix(settings.user) to nats.connect"

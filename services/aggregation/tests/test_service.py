@@ -34,9 +34,8 @@ from vigie_aggregation.storage.store import StatisticsStore
 from vigie_aggregation.synthetic import T0, random_report, window_report
 from vigie_core.audit import AuditPublishSettings
 from vigie_core.auth import AuthSettings, LocalTokenIssuer
-from vigie_core.messaging import ensure_stream
 from vigie_core.settings import NatsSettings
-from vigie_core.streams import AuditStream, EventsStream, events_subject
+from vigie_core.streams import events_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_proto.v1.audit_pb2 import AuditEvent
@@ -68,11 +67,9 @@ def make_settings(nats_url: str, database: Any, **changes: Any) -> AggregationSe
 
 @pytest.fixture
 async def js(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamContext]:
-    """A client with EVENTS (the anonymiser's) and AUDIT (the audit service's) in place."""
+    """A client of the server, where EVENTS and AUDIT are provisioned."""
     client: Client = await nats.connect(nats_server.url)
     stream = client.jetstream()
-    await ensure_stream(stream, EventsStream().config())
-    await ensure_stream(stream, AuditStream().config())
     try:
         yield stream
     finally:

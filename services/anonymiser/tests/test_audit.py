@@ -9,6 +9,7 @@ from collections.abc import Callable
 import nats
 import pytest
 from nats.js import JetStreamContext
+from nats.js.api import StreamSource
 
 from vigie_anonymiser import CameraGeometryConfig, ConfigGeometrySource, LineConfig
 from vigie_anonymiser.service import serve
@@ -16,9 +17,16 @@ from vigie_anonymiser.settings import AnonymiserSettings
 from vigie_anonymiser.synthetic import FrameBuilder, to_track_frame
 from vigie_core.audit import AuditAction, AuditEvent, AuditOutcome, AuditPublishSettings, settings_digest
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import ensure_stream
+from vigie_core.messaging import StreamCopiesError
 from vigie_core.policy import PolicySettings
-from vigie_core.streams import AuditStream, TracksStream, tracks_subject
+from vigie_core.provision import provision_stream
+from vigie_core.streams import (
+    DeadLetterStream,
+    EventsStream,
+    FramesStream,
+    TracksStream,
+    tracks_subject,
+)
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
@@ -82,8 +90,6 @@ async def test_the_anonymiser_records_its_configuration_geometry_changes_and_bou
 ) -> None:
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
-    await ensure_stream(js, TracksStream().config())
-    await ensure_stream(js, AuditStream().config())  # the audit service's job
     source = ConfigGeometrySource([CAMERA])
     settings = AnonymiserSettings(
         nats={"url": nats_server.url}, cameras=[CAMERA], camera_idle_s=600, audit=FAST, policy=STATIC_ONLY
@@ -154,10 +160,13 @@ async def test_the_anonymiser_records_its_configuration_geometry_changes_and_bou
     await client.close()
 
 
+@pytest.mark.provision(False)
 async def test_counting_goes_on_while_the_audit_stream_is_missing(nats_server: EmbeddedNats) -> None:
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
-    await ensure_stream(js, TracksStream().config())  # and no AUDIT: the audit service is not up
+    # Every stream the anonymiser binds, and no AUDIT: the audit stream is lost (deleted by hand, say).
+    for stream in (TracksStream(), EventsStream(), DeadLetterStream("anonymiser")):
+        await provision_stream(js, stream.config())
     settings = AnonymiserSettings(
         nats={"url": nats_server.url}, cameras=[CAMERA], camera_idle_s=600, audit=FAST, policy=STATIC_ONLY
     )
@@ -177,4 +186,28 @@ async def test_counting_goes_on_while_the_audit_stream_is_missing(nats_server: E
         )
     # Stopped with AUDIT still missing: the event that never reached it is counted, not silently dropped.
     assert metric(service, "vigie_audit_publisher_lost_events_total", reason="shutdown") == 1
+    await client.close()
+
+
+async def test_the_anonymiser_refuses_an_events_stream_that_copies_frames(nats_server: EmbeddedNats) -> None:
+    """Whoever could configure EVENTS (file storage) could make it source FRAMES: pixels on disk, readable
+    by the aggregation. No service may configure a stream any more; the anonymiser also refuses to bind an
+    EVENTS that copies from anywhere, and says so in the journal."""
+    client = await nats.connect(nats_server.url)
+    js = client.jetstream()
+    events = EventsStream().config()
+    events.sources = [StreamSource(name="FRAMES")]
+    events.max_msg_size = FramesStream().max_msg_size  # a frame must fit
+    await js.update_stream(events)
+    settings = AnonymiserSettings(
+        nats={"url": nats_server.url}, cameras=[CAMERA], camera_idle_s=600, audit=FAST, policy=STATIC_ONLY
+    )
+    reader = AuditReader(js)
+    with pytest.raises(StreamCopiesError, match="EVENTS copies messages from FRAMES"):
+        async with running_service("anonymiser", settings, serve) as service:
+            await wait_for(lambda: service.stop_requested.is_set(), "the anonymiser to stop")
+    while (event := await reader.next()).action != AuditAction.AUDIT_ACTION_BOUNDARY_FAULT:
+        pass
+    assert event.outcome == AuditOutcome.AUDIT_OUTCOME_DENIED
+    assert (event.details["stream"], event.details["copies_from"]) == ("EVENTS", "FRAMES")
     await client.close()

@@ -19,9 +19,9 @@ from vigie_anonymiser.service import serve
 from vigie_anonymiser.settings import AnonymiserSettings
 from vigie_anonymiser.synthetic import FrameBuilder, to_track_frame
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import ensure_stream
 from vigie_core.policy import PolicySettings
-from vigie_core.streams import AuditStream, TracksStream, tracks_subject
+from vigie_core.provision import ProvisionSettings, provision_stream, provisioned_streams
+from vigie_core.streams import tracks_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.policies import PolicyBucketWriter, camera_policy
 from vigie_embedded.testing import running_service
@@ -39,9 +39,6 @@ LOWER = {"lower": ((0.0, 0.8), (1.0, 0.8))}
 async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
     credentials = secured_nats_server.admin
     client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    js = client.jetstream()
-    await ensure_stream(js, AuditStream().config())  # the audit service's
-    await ensure_stream(js, TracksStream().config())  # inference's
     yield client
     await client.close()
 
@@ -179,10 +176,13 @@ async def test_geometry_and_pauses_reach_a_running_anonymiser(
     assert 2 * 1.8 - 0.5 <= covered <= (ended - walked) - 2.0, (covered, ended - walked)
 
 
+@pytest.mark.provision(False)
 async def test_an_anonymiser_that_cannot_read_the_policy_counts_nothing_and_says_so(
     secured_nats_server: EmbeddedNats, admin: Client
 ) -> None:
     js = admin.jetstream()
+    for config in provisioned_streams(ProvisionSettings()):  # the streams, not the buckets
+        await provision_stream(js, config)
     static = CameraGeometryConfig(
         id="cam",
         reporting_window_s=WINDOW_S,
@@ -199,6 +199,7 @@ async def test_an_anonymiser_that_cannot_read_the_policy_counts_nothing_and_says
         ready = await http.get(f"{anonymiser.http_url}/readyz")
         assert ready.status_code == 503
         assert "policy" in ready.json()["reasons"]
+        secured_nats_server.provision()  # the bucket, at last
         writer = await registry_writer(secured_nats_server)
         try:
             # The registry declares the camera without lines: the settings' line fills in.

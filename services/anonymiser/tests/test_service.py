@@ -22,9 +22,8 @@ from vigie_anonymiser.service import DEADLETTER_SUBJECT, serve
 from vigie_anonymiser.settings import AnonymiserSettings
 from vigie_anonymiser.synthetic import T0, FrameBuilder, to_track_frame
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import ensure_stream
 from vigie_core.policy import PolicySettings
-from vigie_core.streams import AuditStream, TracksStream, tracks_subject
+from vigie_core.streams import tracks_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_proto.v1.events_pb2 import CROSSING_DIRECTION_LEFT_TO_RIGHT, WindowReport
@@ -109,8 +108,6 @@ async def test_tracks_become_anonymous_window_reports_exactly_once(nats_server: 
     track_ids = {o.track_id for observation in observations for o in observation.objects}
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
-    await ensure_stream(js, TracksStream().config())
-    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
     half = len(wire) // 2
     # Every message twice: a redelivery or a republication must not count twice.
     await publish(js, [m for m in wire[:half] for _ in range(2)])
@@ -180,8 +177,6 @@ async def test_garbage_goes_to_the_dead_letter_subject_and_counting_goes_on(
 ) -> None:
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
-    await ensure_stream(js, TracksStream().config())
-    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
     bad_box = TrackFrame(
         camera_id="cam",
         run_id="r",
@@ -216,8 +211,6 @@ async def test_garbage_goes_to_the_dead_letter_subject_and_counting_goes_on(
 async def test_geometry_changes_apply_without_a_restart(nats_server: EmbeddedNats) -> None:
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
-    await ensure_stream(js, TracksStream().config())
-    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
     source = ConfigGeometrySource([CAMERA])
     frames = FrameBuilder()
 

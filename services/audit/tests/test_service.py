@@ -21,9 +21,9 @@ from vigie_core.audit import AuditEvent, AuditPublishSettings, action_name
 from vigie_core.auth import AuthSettings, LocalTokenIssuer
 from vigie_core.database import make_engine
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect, ensure_stream
+from vigie_core.messaging import connect
 from vigie_core.settings import NatsSettings
-from vigie_core.streams import AuditStream, audit_subject
+from vigie_core.streams import audit_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 
@@ -120,17 +120,10 @@ def assert_complete_and_in_order(events: list[AuditEvent], stored: list[AuditEve
         assert sequence == sorted(sequence), f"{service}'s events out of order"
 
 
-async def ensure_audit_stream(nats_url: str) -> None:
-    nc = await connect(NatsSettings(url=nats_url), "setup")
-    await ensure_stream(nc.jetstream(), AuditStream().config())
-    await nc.close()
-
-
 async def test_a_restart_mid_stream_loses_and_duplicates_nothing(
     settings: AuditSettings, nats_server: EmbeddedNats, make_events: EventFactory
 ) -> None:
     events = interleaved(make_events, 500)
-    await ensure_audit_stream(nats_server.url)
     publishing = asyncio.create_task(publish_all(nats_server.url, events))
 
     async with running_service("audit", settings, serve):
@@ -179,7 +172,6 @@ async def test_a_crash_between_commit_and_acknowledgement_appends_nothing_twice(
 
     monkeypatch.setattr(JournalStore, "append", append_then_fail)
     events = interleaved(make_events, 100)
-    await ensure_audit_stream(nats_server.url)
     await publish_all(nats_server.url, events)
     async with running_service("audit", settings, serve) as runtime:
         await wait_until(lambda: _at_least(settings, len(events)))
@@ -198,7 +190,6 @@ def _sample(runtime: ServiceRuntime, name: str) -> float:
 async def test_garbage_on_the_stream_is_set_aside_and_the_service_goes_on(
     settings: AuditSettings, nats_server: EmbeddedNats, make_events: EventFactory
 ) -> None:
-    await ensure_audit_stream(nats_server.url)
     nc = await connect(NatsSettings(url=nats_server.url), "intruder")
     js = nc.jetstream()
     await js.publish(audit_subject("registry"), b"\xff\xfenot a protobuf")
@@ -227,7 +218,6 @@ async def _rejected(runtime: ServiceRuntime, count: int) -> bool:
 async def test_api_reads_are_journaled_through_the_stream(
     settings: AuditSettings, nats_server: EmbeddedNats, make_events: EventFactory
 ) -> None:
-    await ensure_audit_stream(nats_server.url)
     await publish_all(nats_server.url, make_events(3))
     token = LocalTokenIssuer.from_settings(settings.auth).mint("dpo-1", ["audit:read"])
     async with running_service("audit", settings, serve) as runtime, httpx.AsyncClient() as client:
@@ -245,6 +235,7 @@ async def test_api_reads_are_journaled_through_the_stream(
     assert (read.service, read.actor, read.motive) == ("audit", "dpo-1", "yearly review")
 
 
+@pytest.mark.provision(False)
 async def test_export_is_journaled_first_and_verifies_offline(
     settings: AuditSettings, nats_server: EmbeddedNats, make_events: EventFactory, tmp_path: Path
 ) -> None:
@@ -279,7 +270,7 @@ async def test_export_is_journaled_first_and_verifies_offline(
         await asyncio.to_thread(main, export)
     assert not out.exists()
 
-    await ensure_audit_stream(nats_server.url)
+    nats_server.provision()
     assert await asyncio.to_thread(main, export) == 0
     assert await asyncio.to_thread(main, ["verify", "--export", str(out)]) == 0
     nc = await connect(NatsSettings(url=nats_server.url), "check")
@@ -298,7 +289,6 @@ async def test_export_is_journaled_first_and_verifies_offline(
 async def test_a_deleted_consumer_is_recreated_and_nothing_is_lost(
     settings: AuditSettings, nats_server: EmbeddedNats, make_events: EventFactory
 ) -> None:
-    await ensure_audit_stream(nats_server.url)
     events = make_events(20)
     await publish_all(nats_server.url, events[:10])
     async with running_service("audit", settings, serve):

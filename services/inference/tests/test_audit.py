@@ -21,10 +21,11 @@ from vigie_core.audit import (
     settings_digest,
 )
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect, ensure_stream
+from vigie_core.messaging import connect
 from vigie_core.policy import PolicySettings
+from vigie_core.provision import provision_stream
 from vigie_core.settings import NatsSettings
-from vigie_core.streams import AuditStream, FramesStream, frames_subject
+from vigie_core.streams import FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_embedded.triton import EmbeddedTriton
@@ -162,8 +163,7 @@ async def wait_for(condition: Callable[[], bool], what: str, within_s: float = 1
 async def observer(nats_url: str) -> tuple[Client, JetStreamContext, list[TrackFrame]]:
     nc = await connect(NatsSettings(url=nats_url), "test")
     js = nc.jetstream()
-    await ensure_stream(js, FramesStream(max_age_s=60).config())
-    await ensure_stream(js, AuditStream().config())  # the audit service's job
+    await provision_stream(js, FramesStream(max_age_s=60).config())
     tracks: list[TrackFrame] = []
 
     async def on_tracks(msg) -> None:  # type: ignore[no-untyped-def]

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect, ensure_stream
+from vigie_core.messaging import connect
 from vigie_core.policy import PolicySettings
+from vigie_core.provision import provision_stream
 from vigie_core.settings import NatsSettings
-from vigie_core.streams import AuditStream, FramesStream, frames_subject
+from vigie_core.streams import FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_inference.detector import DetectorError, DetectorOutput, ImageBatch, ModelIdentity
@@ -63,8 +64,7 @@ def _frame(sequence: int) -> bytes:
 async def test_the_service_waits_for_the_detector_and_then_analyses(nats_server: EmbeddedNats) -> None:
     nc = await connect(NatsSettings(url=nats_server.url), "test")
     js = nc.jetstream()
-    await ensure_stream(js, FramesStream(max_age_s=60).config())
-    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
+    await provision_stream(js, FramesStream(max_age_s=60).config())
     analysed: list[int] = []
 
     async def on_tracks(msg) -> None:  # type: ignore[no-untyped-def]

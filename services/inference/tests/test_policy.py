@@ -17,9 +17,9 @@ import pytest
 from nats.aio.client import Client
 
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import ensure_stream
 from vigie_core.policy import PolicySettings
-from vigie_core.streams import AuditStream, FramesStream, frames_subject
+from vigie_core.provision import ProvisionSettings, provision_stream
+from vigie_core.streams import AuditStream, FramesStream, TracksStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.policies import PolicyBucketWriter, camera_policy
 from vigie_embedded.testing import running_service
@@ -80,8 +80,7 @@ async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
     credentials = secured_nats_server.admin
     client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
     js = client.jetstream()
-    await ensure_stream(js, AuditStream().config())  # the audit service's
-    await ensure_stream(js, FramesStream(partitions=1, max_age_s=60).config())  # ingest's
+    await provision_stream(js, FramesStream(partitions=1, max_age_s=60).config())  # ingest's
     yield client
     await client.close()
 
@@ -205,9 +204,13 @@ async def test_a_pause_drops_frames_in_flight_and_during_it_ends_tracks_and_then
         await writer.close()
 
 
+@pytest.mark.provision(False)
 async def test_a_replica_that_cannot_read_the_policy_analyses_nothing_and_says_so(
     secured_nats_server: EmbeddedNats, admin: Client
 ) -> None:
+    # Every stream inference uses (FRAMES: the fixture's), and no policy bucket.
+    for stream in (TracksStream(), AuditStream()):
+        await provision_stream(admin.jetstream(), stream.config())
     detector = HeldDetector()
     camera = Camera(admin)
 
@@ -225,6 +228,7 @@ async def test_a_replica_that_cannot_read_the_policy_analyses_nothing_and_says_s
         assert ready.status_code == 503
         assert "policy" in ready.json()["reasons"]
 
+        secured_nats_server.provision(ProvisionSettings(frames_max_age_s=60))  # the bucket, at last
         writer = await registry_writer(secured_nats_server)
         try:
             await writer.put(camera_policy(CAMERA))
@@ -326,7 +330,7 @@ async def test_real_detections_of_classes_the_policy_does_not_list_never_reach_t
 ) -> None:
     # The sample film's first frames show people, cars and a truck; this camera may count people only.
     client = await nats.connect(audit_stream.url)
-    await ensure_stream(client.jetstream(), FramesStream(partitions=1, max_age_s=60).config())
+    await provision_stream(client.jetstream(), FramesStream(partitions=1, max_age_s=60).config())
     writer = await PolicyBucketWriter.open(audit_stream.url)
     await writer.put(with_rules(camera_policy(CAMERA), ObjectClass.OBJECT_CLASS_PERSON))
     received = await tracks_of(client)

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect, ensure_stream
+from vigie_core.messaging import connect
 from vigie_core.policy import PolicySettings
+from vigie_core.provision import provision_stream
 from vigie_core.settings import NatsSettings
-from vigie_core.streams import AuditStream, FramesStream, frames_subject
+from vigie_core.streams import FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_inference.detector import DetectorOutput, ImageBatch, ModelIdentity
@@ -59,8 +60,7 @@ def _replica(detector: OnePersonDetector):  # type: ignore[no-untyped-def]
 async def test_each_camera_is_tracked_by_one_replica_in_order(nats_server: EmbeddedNats) -> None:
     nc = await connect(NatsSettings(url=nats_server.url), "test")
     js = nc.jetstream()
-    await ensure_stream(js, FramesStream(partitions=2, max_age_s=60).config())
-    await ensure_stream(js, AuditStream().config())  # the audit service's, where the service records
+    await provision_stream(js, FramesStream(partitions=2, max_age_s=60).config())
     cameras = [f"camera-{i}" for i in range(6)]
     frames_per_camera = 15
     received: dict[str, list[TrackFrame]] = defaultdict(list)
@@ -111,8 +111,7 @@ async def test_each_camera_is_tracked_by_one_replica_in_order(nats_server: Embed
 
 async def test_a_replica_expecting_other_partitions_refuses_to_start(nats_server: EmbeddedNats) -> None:
     nc = await connect(NatsSettings(url=nats_server.url), "test")
-    await ensure_stream(nc.jetstream(), FramesStream(partitions=2).config())
-    await ensure_stream(nc.jetstream(), AuditStream().config())
+    await provision_stream(nc.jetstream(), FramesStream(partitions=2).config())
     await nc.close()
     settings = InferenceSettings(nats={"url": nats_server.url}, partition=0, partitions=3, policy=STATIC_ONLY)
     with pytest.raises(RuntimeError, match="FRAMES is split into 2 partitions but inference expects 3"):

@@ -9,8 +9,6 @@ import pytest
 from nats.js import JetStreamContext
 
 from vigie_core.audit import AuditAction, AuditEvent, AuditOutcome, settings_digest
-from vigie_core.messaging import ensure_stream
-from vigie_core.streams import AuditStream
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_ingest.service import serve
@@ -45,7 +43,6 @@ async def test_ingest_records_its_configuration_without_credentials(
     server = secured_nats_server
     admin = await nats.connect(server.url, user=server.admin.user, password=server.admin.password)
     js = admin.jetstream()
-    await ensure_stream(js, AuditStream().config())  # the audit service's job
     credentials = server.credentials("ingest")
     video = videos.write("short.mp4", frames=10)
     settings = IngestSettings(

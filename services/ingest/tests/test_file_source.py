@@ -51,6 +51,8 @@ async def test_25_fps_file_sampled_at_5_fps(videos, codec: str, name: str) -> No
     status = source.status()
     assert status.state is CameraState.FINISHED
     assert (status.frames_kept, status.decode_errors, status.connections) == (10, 0, 1)
+    # The status gives the origin of the capture times: the first frame's, at media time 0.
+    assert status.opened_at == frames[0].captured_at
 
 
 async def test_intra_only_files_skip_decoding_dropped_packets(videos) -> None:

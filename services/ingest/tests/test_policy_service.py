@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from nats.aio.client import Client
 
-from vigie_core.messaging import ensure_stream
 from vigie_core.policy import PolicySettings
-from vigie_core.streams import AuditStream
+from vigie_core.provision import provision_stream
+from vigie_core.streams import AuditStream, FramesStream
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.policies import PolicyBucketWriter, camera_policy
 from vigie_embedded.testing import running_service
@@ -43,7 +43,6 @@ class PublishedFrames:
 async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
     credentials = secured_nats_server.admin
     client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    await ensure_stream(client.jetstream(), AuditStream().config())  # the audit service's job
     yield client
     await client.close()
 
@@ -122,9 +121,13 @@ async def test_masks_pauses_and_sampling_reach_a_running_ingest(
         await writer.close()
 
 
+@pytest.mark.provision(False)
 async def test_without_a_readable_policy_nothing_is_published_and_readiness_says_why(
     secured_nats_server: EmbeddedNats, admin: Client, mjpeg_server
 ) -> None:
+    # Every stream ingest uses, and no policy bucket.
+    for stream in (FramesStream(), AuditStream()):
+        await provision_stream(admin.jetstream(), stream.config())
     published = await observe(admin)
     settings = ingest_settings(secured_nats_server, mjpeg_server.url, startup_wait_s=0.5)
     async with running_service("ingest", settings, serve) as ingest, httpx.AsyncClient() as http:
@@ -141,7 +144,9 @@ async def test_without_a_readable_policy_nothing_is_published_and_readiness_says
         )
         assert (withheld or 0) > 10, "the stream is read, nothing of it decoded"
 
-        # The registry creates the bucket, without this camera: still nothing (no policy, no analysis).
+        # The provisioner creates the bucket, the registry writes it without this camera: still nothing (no
+        # policy, no analysis).
+        secured_nats_server.provision()
         writer = await registry_writer(secured_nats_server)
         try:
             await writer.put(camera_policy("other-camera"))

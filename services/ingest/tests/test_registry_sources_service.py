@@ -23,9 +23,7 @@ from nats.aio.msg import Msg
 
 from vigie_core.audit import AuditEvent, AuditPublishSettings, action_name
 from vigie_core.auth import AuthSettings, LocalTokenIssuer
-from vigie_core.messaging import ensure_stream
 from vigie_core.permissions import SOURCES_BUCKET
-from vigie_core.streams import AuditStream
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_ingest.service import serve as serve_ingest
@@ -69,7 +67,6 @@ class Published:
 async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
     credentials = secured_nats_server.admin
     client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    await ensure_stream(client.jetstream(), AuditStream().config())  # the audit service's job
     yield client
     await client.close()
 
@@ -144,6 +141,11 @@ async def test_a_camera_declared_in_the_registry_is_read_by_a_running_ingest(
     ):
         metric = ingest.registry.get_sample_value
         await until(lambda: metric("vigie_ingest_sources_synced") == 1)
+        # The buckets are provisioned before either starts: wait for the registry's API too.
+        for _ in range(200):
+            if (await http.get(f"{registry.http_url}/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
 
         # Declared once, in the registry: ingest reads it, frames reach FRAMES.
         url = f"{first.as_uri()}?token={SECRET}"

@@ -6,30 +6,26 @@ policy watcher (the inference user's, as ingest and inference run it) must see a
 the whole window, and allowed again after it. Every page passes axe-core's WCAG 2.x A/AA checks, and
 the browser fetches nothing outside the registry.
 
-Chromium missing: skipped with the reason, failed on CI (``CI`` set), where ``.ci/run`` installs it.
+Chromium missing: skipped with the reason, failed on CI (``CI`` set), where ``.ci/run`` installs it
+(``vigie_embedded.browser``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import httpx
-import nats
 import numpy as np
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
-from vigie_core.messaging import ensure_stream
 from vigie_core.policy import PolicyWatcher, decide
-from vigie_core.streams import AuditStream
+from vigie_embedded.browser import CHROMIUM_ARGS, chromium
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_registry.public.i18n import catalogue
@@ -42,28 +38,8 @@ pytestmark = pytest.mark.integration
 
 FR = catalogue("fr")
 EN = catalogue("en")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 # axe-core's rules for WCAG 2.0, 2.1 and 2.2 levels A and AA, and its best practices.
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
-
-
-def _on_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-
-
-def chromium() -> str:
-    found = os.environ.get("VIGIE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(found).is_file():
-        reason = f"Debian's chromium is not installed ({found} missing): apt-get install chromium"
-        if _on_ci():
-            pytest.fail(f"{reason} (CI is set: the browser test must run; .ci/run installs it)")
-        pytest.skip(reason)
-    return found
 
 
 async def assert_accessible(page: Page) -> None:
@@ -78,15 +54,9 @@ async def assert_accessible(page: Page) -> None:
 
 
 @pytest.fixture
-async def audit_ready(secured_nats_server: EmbeddedNats) -> AsyncIterator[EmbeddedNats]:
-    """The AUDIT stream in place (the audit service's), so that the registry's events are stored."""
-    credentials = secured_nats_server.admin
-    client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    try:
-        await ensure_stream(client.jetstream(), AuditStream().config())
-        yield secured_nats_server
-    finally:
-        await client.close()
+def audit_ready(secured_nats_server: EmbeddedNats) -> EmbeddedNats:
+    """The server, with the AUDIT stream in place (provisioned), so that the registry's events are stored."""
+    return secured_nats_server
 
 
 async def test_a_citizen_objects_from_the_page_in_chromium(audit_ready: EmbeddedNats, tmp_path: Path) -> None:

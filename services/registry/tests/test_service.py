@@ -15,14 +15,12 @@ import httpx
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType
 
 from vigie_core.audit import AuditPublishSettings
 from vigie_core.auth import AuthSettings, LocalTokenIssuer
-from vigie_core.messaging import connect, ensure_stream
+from vigie_core.messaging import connect
 from vigie_core.policy import POLICY_BUCKET, PolicyWatcher, decode_policy
 from vigie_core.settings import NatsSettings
-from vigie_core.streams import AuditStream
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
 from vigie_proto.v1.audit_pb2 import AuditAction, AuditEvent
@@ -62,10 +60,9 @@ async def client_of(server: EmbeddedNats, service: str) -> Client:
 
 @pytest.fixture
 async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    """An observer allowed everything, with AUDIT (the audit service's) in place."""
+    """An observer allowed everything (the streams and buckets are provisioned)."""
     credentials = secured_nats_server.admin
     client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    await ensure_stream(client.jetstream(), AuditStream().config())
     try:
         yield client
     finally:
@@ -102,9 +99,7 @@ async def test_the_bucket_follows_the_registry_and_an_objection_pauses_within_a_
     now = int(time.time())
     await store.create("north-gate", parsed(declaration()), "active", source, now=now)
     await store.close()
-    kv = await admin.jetstream().create_key_value(
-        KeyValueConfig(bucket=POLICY_BUCKET, history=5, storage=StorageType.FILE, direct=True)
-    )
+    kv = await admin.jetstream().key_value(POLICY_BUCKET)  # the provisioner's
     await kv.put("ghost", b"stale")
 
     inference = await client_of(secured_nats_server, "inference")

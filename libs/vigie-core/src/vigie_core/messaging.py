@@ -1,24 +1,39 @@
-"""NATS connection, JetStream provisioning and trace context carried in message headers."""
+"""NATS connection, binding the JetStream streams (the provisioner creates them) and trace context carried
+in message headers."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
+from nats.js.api import StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
 from opentelemetry import context, propagate
 
 from vigie_core.permissions import inbox_prefix
 from vigie_core.settings import NatsSettings
 
+if TYPE_CHECKING:
+    from vigie_core.audit import AuditPublisher
+    from vigie_core.health import Readiness
+
 logger = logging.getLogger("vigie.messaging")
 
+# How long a service waits for a stream the provisioner creates before giving up (then exits: restarted).
+STREAM_WAIT_S = 120.0
+# What a service relies on in a stream it binds: a difference is refused.
+_REQUIRED_FIELDS = ("subjects", "storage", "retention")
 # Fields of a stream's configuration that Vigie sets; the server fills in the others.
 _MANAGED_FIELDS = (
     "subjects",
@@ -43,7 +58,19 @@ _PERMISSION_VIOLATION = re.compile(
 
 
 class StreamConfigConflictError(RuntimeError):
-    """A stream exists with a configuration that cannot be changed in place (e.g. its storage)."""
+    """A stream exists with a configuration Vigie cannot use (its storage, its subjects)."""
+
+
+class StreamCopiesError(StreamConfigConflictError):
+    """A stream copies messages from other streams (``sources``, ``mirror``): refused by every service."""
+
+    def __init__(self, message: str, copied: list[str]) -> None:
+        super().__init__(message)
+        self.copied = copied
+
+
+class StreamNotProvisionedError(RuntimeError):
+    """A stream a service needs is still missing: the provisioner has not run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,33 +149,147 @@ async def connect(
     )
 
 
-async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
-    """Create the stream, or update it when its managed settings differ. Idempotent."""
-    assert wanted.name is not None
+async def ensure_stream(
+    js: JetStreamContext,
+    wanted: StreamConfig,
+    *,
+    readiness: Readiness | None = None,
+    stop: asyncio.Event | None = None,
+    audit: AuditPublisher | None = None,
+    wait_s: float = STREAM_WAIT_S,
+    retry_s: float = 0.5,
+    sized: bool = True,
+) -> StreamInfo:
+    """Wait for a stream the provisioner creates (:mod:`vigie_core.provision`) and check it: the service
+    binds it, never creates or changes it (its NATS user may only look it up).
+
+    While the stream is missing, ``readiness`` says which stream the service waits for; after ``wait_s``
+    (or once ``stop`` is set) :class:`StreamNotProvisionedError`. The stream must carry ``wanted``'s
+    subjects, storage and retention, else :class:`StreamConfigConflictError`; one that copies messages from
+    another stream (``sources``, ``mirror``) is refused with :class:`StreamCopiesError`, recorded as a
+    ``boundary_fault`` in the journal when ``audit`` is given. Other differences from ``wanted`` (its
+    retention time, its partitions) are the provisioner's to decide: logged, not refused (not even
+    logged when not ``sized``: a stream the service reads but does not size).
+    """
+    name = wanted.name
+    assert name is not None
+    check = f"stream {name}"
+    deadline = time.monotonic() + wait_s
+    waiting = False
+    while True:
+        try:
+            info = await js.stream_info(name)
+            break
+        except (NotFoundError, nats.errors.TimeoutError) as error:
+            # A refused lookup (no permission) gets no answer: a timeout, as an unreachable JetStream.
+            reason = "not provisioned" if isinstance(error, NotFoundError) else "no answer from JetStream"
+            if not waiting:
+                waiting = True
+                logger.info(
+                    "waiting for the stream %s (%s): the provisioner creates it "
+                    "(python -m vigie_core.provision)",
+                    name,
+                    reason,
+                )
+            if readiness is not None:
+                readiness.add(check, _says(f"waiting for the stream {name} ({reason})"))
+            if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+                raise StreamNotProvisionedError(
+                    f"the stream {name} is missing ({reason}) after {wait_s:g} s: run the provisioner "
+                    "(python -m vigie_core.provision; the chart's provisioning Job)"
+                ) from None
+            await _sleep_or_stop(stop, retry_s)
+    if readiness is not None:
+        readiness.add(check, _says(None))
     try:
-        info = await js.stream_info(wanted.name)
-    except NotFoundError:
-        await js.add_stream(wanted)
-        logger.info("created stream %s", wanted.name)
-        return
-    current = info.config
-    # A field Vigie leaves unset (None, or 0 for the duplicate window) keeps the server's value.
-    changed = [
-        f for f in _MANAGED_FIELDS if getattr(wanted, f) not in (None, 0) and _differs(current, wanted, f)
-    ]
-    if not changed:
-        return
-    if "storage" in changed:
-        raise StreamConfigConflictError(
-            f"stream {wanted.name} exists with storage {current.storage}, Vigie needs {wanted.storage}: "
-            "delete it or fix the configuration"
+        differences = check_stream(info.config, wanted)
+    except StreamCopiesError as refused:
+        logger.error("%s", refused)
+        if audit is not None:
+            await _record_stream_copies(audit, name, refused)
+        raise
+    if differences and sized:
+        logger.warning(
+            "stream %s differs from this service's settings in %s: the provisioner's configuration applies",
+            name,
+            ", ".join(differences),
         )
-    await js.update_stream(wanted)
-    logger.info("updated stream %s (%s)", wanted.name, ", ".join(changed))
+    if waiting:
+        logger.info("the stream %s is there", name)
+    return info
 
 
-def _differs(current: StreamConfig, wanted: StreamConfig, field: str) -> bool:
+def check_stream(current: StreamConfig, wanted: StreamConfig) -> list[str]:
+    """Check a stream's configuration against what a service expects of it; the managed fields that
+    differ without breaking anything (retention time, partitions), for a warning.
+
+    Raises :class:`StreamCopiesError` when it copies from another stream, :class:`StreamConfigConflictError`
+    when its subjects, storage or retention are not ``wanted``'s.
+    """
+    copied = [source.name or "?" for source in current.sources or []]
+    if current.mirror is not None:
+        copied.insert(0, current.mirror.name or "?")
+    if copied:
+        raise StreamCopiesError(
+            f"stream {current.name} copies messages from {', '.join(copied)} (sources or mirror): a stream "
+            "that copies from elsewhere can carry data past the inference boundary; refused. Provision it "
+            "again (python -m vigie_core.provision) and find who changed it",
+            copied,
+        )
+    wrong = [
+        f"{field} is {_shown(getattr(current, field))}, expected {_shown(getattr(wanted, field))}"
+        for field in _REQUIRED_FIELDS
+        if getattr(wanted, field) is not None and field_differs(current, wanted, field)
+    ]
+    if wrong:
+        raise StreamConfigConflictError(
+            f"stream {current.name}: {'; '.join(wrong)}: provision it again (python -m vigie_core.provision)"
+        )
+    # A field Vigie leaves unset (None, or 0 for the duplicate window) keeps the server's value.
+    wanted_fields = [f for f in _MANAGED_FIELDS if getattr(wanted, f) not in (None, 0)]
+    return [f for f in wanted_fields if field_differs(current, wanted, f)]
+
+
+def _shown(value: object) -> object:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _says(reason: str | None) -> Callable[[], str | None]:
+    return lambda: reason
+
+
+async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> None:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _record_stream_copies(audit: AuditPublisher, stream: str, refused: StreamCopiesError) -> None:
+    from vigie_core.audit import AuditAction, AuditOutcome, AuditUnavailableError
+
+    try:
+        await audit.record_throttled(
+            ("stream_copies", stream),
+            AuditAction.AUDIT_ACTION_BOUNDARY_FAULT,
+            motive=(
+                "a stream this service binds copies messages from another stream (sources or mirror), out "
+                "of reach of NATS permissions: refused, the service does not start"
+            ),
+            outcome=AuditOutcome.AUDIT_OUTCOME_DENIED,
+            details={"stream": stream, "copies_from": ",".join(refused.copied)[:256]},
+        )
+    except AuditUnavailableError as error:
+        logger.error("the stream %s copying from elsewhere was not audited: %s", stream, error)
+
+
+def field_differs(current: StreamConfig, wanted: StreamConfig, field: str) -> bool:
+    """Whether a stream's configuration differs from the wanted one in ``field`` (subjects in any order, times
+    to the microsecond)."""
     have, want = getattr(current, field), getattr(wanted, field)
+    if field == "subjects":
+        return set(have or []) != set(want or [])
     if isinstance(want, float) and isinstance(have, float | int):
         return abs(have - want) > 1e-6
     return bool(have != want)

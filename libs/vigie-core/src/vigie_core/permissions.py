@@ -8,29 +8,37 @@ drift by the chart tests).
 
 What the lists say, in words:
 
-- FRAMES (pixels): ingest alone publishes and manages the stream; inference alone reads it, through its
-  consumers on FRAMES. Nobody else may create a consumer on FRAMES, fetch from one, or get a message of it.
-- TRACKS (track ids): inference alone publishes and manages it; the anonymiser alone reads it.
-- EVENTS (anonymous): the anonymiser publishes and manages it; the aggregation reads it.
+- Streams and buckets are created and configured by the **provisioner** alone (:mod:`vigie_core.provision`,
+  a one-shot job): its user may look up, create and update Vigie's streams and buckets
+  (``$JS.API.STREAM.{INFO,CREATE,UPDATE}.<stream>``) and nothing else: it cannot delete a stream, publish
+  on a data subject, get a message, create a consumer or subscribe to anything but its inbox. No service
+  may create, update or delete a stream or a bucket, not even its own: a service only looks its streams up
+  (``STREAM.INFO``), waits for them and checks them (:func:`vigie_core.messaging.ensure_stream`).
+- FRAMES (pixels): ingest alone publishes; inference alone reads it, through its consumers on FRAMES.
+  Nobody else may create a consumer on FRAMES, fetch from one, or get a message of it.
+- TRACKS (track ids): inference alone publishes; the anonymiser alone reads it.
+- EVENTS (anonymous): the anonymiser publishes; the aggregation reads it.
 - AUDIT: every service publishes on ``vigie.audit.<itself>`` only; the audit service alone reads it.
-- The policy bucket (NATS KV ``vigie-policy``): the registry writes it; every service reads and watches it.
+- The policy bucket (NATS KV ``vigie-policy``): the registry writes its keys; every service reads and
+  watches it.
 - The sources bucket (NATS KV ``vigie-sources``: where each camera is read, its URL sealed with the registry's
-  ``source_key``): the registry writes it (and reads it back, to write conditionally); ingest alone reads
-  and watches it. No other service may look it up, watch it or get one of its messages.
-- No service may subscribe to anything but its own inbox: JetStream delivers fetched messages to the
+  ``source_key``): the registry writes its keys (and reads them back, to write conditionally); ingest alone
+  reads and watches it. No other service may look it up, watch it or get one of its messages.
+- No user may subscribe to anything but its own inbox: JetStream delivers fetched messages to the
   fetching client's inbox, so a shared ``_INBOX.>`` permission would let any service read the frames
   delivered to inference. Each user's inbox prefix is therefore ``_INBOX_<user>`` (:func:`inbox_prefix`),
   and its client must connect with it (nats-py: ``nats.connect(inbox_prefix=...)``).
 
+Why no service configures a stream: a stream's ``sources`` and ``mirror`` are copied by the server, out
+of reach of subject permissions, so whoever may create or update a stream can make it copy any stream of
+the account (the anonymiser's EVENTS sourcing FRAMES: pixels on disk; AUDIT sourcing the sealed camera
+URLs). Only the provisioner configures streams, it never sets ``sources`` or ``mirror``, it cannot read
+what it provisions, and every service refuses to bind a stream that copies from elsewhere
+(``libs/vigie-core/tests/test_sources_bucket_permissions.py`` checks both on a real nats-server).
+
 NATS wildcards match whole tokens, so a consumer name cannot be constrained to ``inference-*``: the
 JetStream API subjects are scoped to the stream (``$JS.API.CONSUMER.MSG.NEXT.FRAMES.*``), which is what
-matters for the boundary. Granting a stream's CREATE/UPDATE lets its owner configure it, including
-``sources``: streams are owned only by the service that already holds that stream's data. The limit of that
-argument: sourcing is done by the server, out of reach of subject permissions, so a stream's owner can make
-it source any stream of the account; a service that also reads its own stream (audit: AUDIT) could copy
-another stream to itself that way (``libs/vigie-core/tests/test_sources_bucket_permissions.py`` keeps a
-strict xfail saying so). The camera sources are sealed for that reason too. Closing it takes the streams
-created by a bootstrap user (services granted ``STREAM.INFO`` only) or separate NATS accounts.
+matters for the boundary.
 """
 
 from __future__ import annotations
@@ -45,17 +53,23 @@ from functools import cache
 from vigie_core.streams import (
     EVENTS_PREFIX,
     FRAMES_PREFIX,
+    POLICY_BUCKET,
+    SOURCES_BUCKET,
     TRACKS_PREFIX,
     AuditStream,
+    DeadLetterStream,
     EventsStream,
     FramesStream,
     TracksStream,
     audit_subject,
     deadletter_subject,
+    provisioned_stream_names,
 )
 
 __all__ = [
     "POLICY_BUCKET",
+    "PROVISIONER",
+    "ROLES",
     "SERVICES",
     "SOURCES_BUCKET",
     "ServicePermissions",
@@ -69,18 +83,18 @@ __all__ = [
 
 # Every Vigie service, in pipeline order. Each has a NATS user of the same name.
 SERVICES: tuple[str, ...] = ("ingest", "inference", "anonymiser", "aggregation", "registry", "audit")
-# The NATS KV bucket the registry writes the policy to (cameras, masks, pauses, zones) and every service
-# watches.
-POLICY_BUCKET = "vigie-policy"
-# The NATS KV bucket the registry writes the cameras' sealed source URLs to; ingest alone reads it.
-SOURCES_BUCKET = "vigie-sources"
+# The one-shot role that creates and configures every stream and bucket (vigie_core.provision); its NATS
+# user has the same name.
+PROVISIONER = "provisioner"
+# Every NATS user of Vigie: the services, then the provisioner.
+ROLES: tuple[str, ...] = (*SERVICES, PROVISIONER)
 _API = "$JS.API"
 
 
 def user_name(service: str) -> str:
-    """The NATS user of a service."""
-    if service not in SERVICES:
-        raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+    """The NATS user of a service (or of the provisioner)."""
+    if service not in ROLES:
+        raise ValueError(f"unknown service {service!r}; known: {', '.join(ROLES)}")
     return service
 
 
@@ -102,7 +116,8 @@ def subject_matches(pattern: str, subject: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ServicePermissions:
-    """What one service's NATS user may publish and subscribe to (allow lists; the rest is denied)."""
+    """What one service's (or the provisioner's) NATS user may publish and subscribe to (allow lists; the
+    rest is denied)."""
 
     service: str
     publish: tuple[str, ...]
@@ -127,8 +142,13 @@ class ServicePermissions:
         return {"publish": {"allow": list(self.publish)}, "subscribe": {"allow": list(self.subscribe)}}
 
 
-def _owns_stream(stream: str) -> list[str]:
-    """Create the stream and keep its configuration up to date (``ensure_stream``)."""
+def _binds_stream(stream: str) -> list[str]:
+    """Look the stream up, to wait for it and check it (``ensure_stream``); never create or change it."""
+    return [f"{_API}.STREAM.INFO.{stream}"]
+
+
+def _provisions(stream: str) -> list[str]:
+    """Create the stream and keep its configuration up to date (the provisioner alone; never delete)."""
     return [f"{_API}.STREAM.{action}.{stream}" for action in ("INFO", "CREATE", "UPDATE")]
 
 
@@ -161,13 +181,16 @@ def _reads_bucket(bucket: str) -> list[str]:
 
 
 def _writes_bucket(bucket: str) -> list[str]:
-    """Create the bucket, keep its configuration, put and delete its keys."""
-    return [*_owns_stream(f"KV_{bucket}"), f"$KV.{bucket}.>"]
+    """Put and delete the bucket's keys (the provisioner creates the bucket)."""
+    return [*_binds_stream(f"KV_{bucket}"), f"$KV.{bucket}.>"]
 
 
 def _dead_letters(service: str) -> list[str]:
     """Set rejected messages aside on ``vigie.deadletter.<service>``, stored in ``DEADLETTER_<SERVICE>``."""
-    return [deadletter_subject(service), *_owns_stream(f"DEADLETTER_{service.upper()}")]
+    return [
+        deadletter_subject(service),
+        *_binds_stream(_stream_name(DeadLetterStream(service).config().name)),
+    ]
 
 
 def _stream_name(config_name: str | None) -> str:
@@ -177,17 +200,17 @@ def _stream_name(config_name: str | None) -> str:
 
 @cache
 def all_permissions() -> Mapping[str, ServicePermissions]:
-    """Every service's permissions, by service name."""
+    """Every service's permissions, by service name, then the provisioner's (:data:`ROLES`)."""
     frames = _stream_name(FramesStream().config().name)
     tracks = _stream_name(TracksStream().config().name)
     events = _stream_name(EventsStream().config().name)
     audit = _stream_name(AuditStream().config().name)
     publish: dict[str, list[str]] = {
-        "ingest": [f"{FRAMES_PREFIX}.*", *_owns_stream(frames), *_reads_bucket(SOURCES_BUCKET)],
-        "inference": [f"{TRACKS_PREFIX}.*", *_owns_stream(tracks), *_consumes(frames)],
+        "ingest": [f"{FRAMES_PREFIX}.*", *_binds_stream(frames), *_reads_bucket(SOURCES_BUCKET)],
+        "inference": [f"{TRACKS_PREFIX}.*", *_binds_stream(tracks), *_consumes(frames)],
         "anonymiser": [
             f"{EVENTS_PREFIX}.*",
-            *_owns_stream(events),
+            *_binds_stream(events),
             *_consumes(tracks),
             *_dead_letters("anonymiser"),
         ],
@@ -197,7 +220,7 @@ def all_permissions() -> Mapping[str, ServicePermissions]:
             *_writes_bucket(SOURCES_BUCKET),
             *_reads_bucket(SOURCES_BUCKET),
         ],
-        "audit": [*_owns_stream(audit), *_consumes(audit)],
+        "audit": [*_binds_stream(audit), *_consumes(audit)],
     }
     permissions = {}
     for service in SERVICES:
@@ -207,6 +230,13 @@ def all_permissions() -> Mapping[str, ServicePermissions]:
             publish=tuple(dict.fromkeys(allowed)),  # without repeats, in a stable order
             subscribe=(f"{inbox_prefix(user_name(service))}.>",),
         )
+    # The provisioner: the management API of Vigie's streams, its replies, nothing else (no audit subject:
+    # it runs before the AUDIT stream exists, and the configuration it applies is in the chart's values).
+    permissions[PROVISIONER] = ServicePermissions(
+        service=PROVISIONER,
+        publish=tuple(a for stream in provisioned_stream_names() for a in _provisions(stream)),
+        subscribe=(f"{inbox_prefix(PROVISIONER)}.>",),
+    )
     return permissions
 
 
@@ -216,7 +246,8 @@ def permissions_for(service: str) -> ServicePermissions:
 
 
 def nats_authorization(passwords: Mapping[str, str]) -> dict[str, object]:
-    """The ``authorization`` block of a nats-server configuration: one user per service in ``passwords``.
+    """The ``authorization`` block of a nats-server configuration: one user per service (or provisioner) in
+    ``passwords``.
 
     Unlisted services get no user; there is no anonymous access.
     """
@@ -262,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "table: Markdown",
     )
     args = parser.parse_args(argv)
-    sys.stdout.write(_as_json() if args.format == "json" else _as_table(SERVICES))
+    sys.stdout.write(_as_json() if args.format == "json" else _as_table(ROLES))
     return 0
 
 

@@ -1,5 +1,8 @@
 """The JetStream streams and subjects of Vigie, defined once.
 
+They are created and kept up to date by the provisioner alone (:mod:`vigie_core.provision`); the services
+only bind them (:func:`vigie_core.messaging.ensure_stream`).
+
 FRAMES is the only stream that carries pixels: memory storage, seconds of retention. FRAMES and TRACKS
 are partitioned by camera: a subject transform stores ``vigie.frames.<camera>`` as
 ``vigie.frames.<partition>.<camera>`` (a hash of the camera id), so each replica of their consumer
@@ -12,11 +15,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, SubjectTransform
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    SubjectTransform,
+)
 
 FRAMES_PREFIX = "vigie.frames"
 TRACKS_PREFIX = "vigie.tracks"
 AUDIT_PREFIX = "vigie.audit"
+# The NATS KV bucket the registry writes the policy to (cameras, masks, pauses, zones) and every service
+# watches.
+POLICY_BUCKET = "vigie-policy"
+# The NATS KV bucket the registry writes the cameras' sealed source URLs to; ingest alone reads it.
+SOURCES_BUCKET = "vigie-sources"
 
 
 def frames_subject(camera_id: str) -> str:
@@ -176,3 +191,124 @@ class EventsStream:
             duplicate_window=self.duplicate_window_s,
             num_replicas=1,
         )
+
+
+# The services that set rejected messages aside in a dead-letter stream of their own.
+DEADLETTER_SERVICES: tuple[str, ...] = ("anonymiser", "aggregation")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterStream:
+    """``DEADLETTER_<SERVICE>``: the messages a service rejected, with the reason in headers.
+
+    The anonymiser's hold TRACKS messages (pseudonymous: track ids): memory storage, as TRACKS itself. The
+    aggregation's hold EVENTS messages (anonymous): file storage, as EVENTS.
+    """
+
+    service: str
+    max_age_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.service not in DEADLETTER_SERVICES:
+            raise ValueError(
+                f"no dead-letter stream for {self.service!r}; known: {', '.join(DEADLETTER_SERVICES)}"
+            )
+
+    def config(self) -> StreamConfig:
+        if self.service == "anonymiser":
+            return StreamConfig(
+                name="DEADLETTER_ANONYMISER",
+                description=(
+                    "TRACKS messages the anonymiser rejected, with the reason in headers. Pseudonymous."
+                ),
+                subjects=[deadletter_subject("anonymiser")],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.MEMORY,
+                discard=DiscardPolicy.OLD,
+                max_age=self.max_age_s if self.max_age_s is not None else 3600.0,
+                max_bytes=64 * 1024 * 1024,
+                num_replicas=1,
+            )
+        return StreamConfig(
+            name="DEADLETTER_AGGREGATION",
+            description="EVENTS messages the aggregation rejected, with the field and reason in headers.",
+            subjects=[deadletter_subject("aggregation")],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self.max_age_s if self.max_age_s is not None else 7 * 24 * 3600.0,
+            max_bytes=256 * 1024 * 1024,
+            duplicate_window=600.0,
+            num_replicas=1,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyBucket:
+    """The NATS KV bucket ``vigie-policy``: each camera's effective policy, written by the registry."""
+
+    history: int = 5
+
+    def config(self) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=POLICY_BUCKET,
+            description="Vigie: each camera's effective policy, written by the registry",
+            history=self.history,
+            storage=StorageType.FILE,
+            direct=True,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesBucket:
+    """The NATS KV bucket ``vigie-sources``: each camera's source URL, sealed, for ingest alone.
+
+    One revision: no older sealed URL lingers in the stream.
+    """
+
+    def config(self) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=SOURCES_BUCKET,
+            description="Vigie: each camera's source URL, sealed, written by the registry for ingest",
+            history=1,
+            storage=StorageType.FILE,
+            direct=True,
+        )
+
+
+def bucket_stream(config: KeyValueConfig) -> StreamConfig:
+    """The stream behind a KV bucket, as nats-py's ``create_key_value`` builds it (``KV_<bucket>``)."""
+    return StreamConfig(
+        name=f"KV_{config.bucket}",
+        description=config.description,
+        subjects=[f"$KV.{config.bucket}.>"],
+        allow_direct=config.direct,
+        allow_rollup_hdrs=True,
+        allow_msg_ttl=True,
+        deny_delete=True,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=min(config.ttl, 120.0) if config.ttl else 120.0,
+        max_age=config.ttl,
+        max_bytes=config.max_bytes,
+        max_consumers=-1,
+        max_msg_size=config.max_value_size,
+        max_msgs=-1,
+        max_msgs_per_subject=config.history,
+        num_replicas=config.replicas,
+        storage=config.storage,
+        retention=RetentionPolicy.LIMITS,
+    )
+
+
+def provisioned_stream_names() -> tuple[str, ...]:
+    """Every stream the provisioner creates (the buckets' ``KV_<bucket>`` included), in its order."""
+    names = [
+        FramesStream().config().name,
+        TracksStream().config().name,
+        EventsStream().config().name,
+        AuditStream().config().name,
+        *(DeadLetterStream(service).config().name for service in DEADLETTER_SERVICES),
+        f"KV_{POLICY_BUCKET}",
+        f"KV_{SOURCES_BUCKET}",
+    ]
+    return tuple(name for name in names if name is not None)

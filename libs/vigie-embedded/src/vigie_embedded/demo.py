@@ -61,6 +61,7 @@ class Demo:
         self.options = options
         self.result = DemoResult()
         self.started = time.monotonic()
+        self._reported = False
 
     def say(self, line: str = "") -> None:
         if not self.options.as_json:
@@ -90,7 +91,9 @@ class Demo:
                     self._endpoints(platform)
                     self._counted_and_published(platform, client)
                     self._read_statistics(platform, client)
-                    if not options.as_json:
+                    if options.as_json:
+                        self._report()  # before serving: a caller reads it while the platform is up
+                    else:
                         self._summary(platform)
                     if options.serve:
                         self._serve(platform)
@@ -101,9 +104,13 @@ class Demo:
             except KeyboardInterrupt:
                 self.say("\nstopping ...")
                 code = 130
-        if options.as_json:
-            print(json.dumps(asdict(self.result)))
+        if options.as_json and not self._reported:
+            self._report()
         return code
+
+    def _report(self) -> None:
+        print(json.dumps(asdict(self.result)), flush=True)
+        self._reported = True
 
     def _endpoints(self, platform: EmbeddedPlatform) -> None:
         assert platform.nats is not None
@@ -246,13 +253,12 @@ class Demo:
     def _serve(self, platform: EmbeddedPlatform) -> None:
         token = platform.token("stats:read", "audit:read")
         api = platform.urls["aggregation"]
-        print(
+        self.say(
             "\nThe platform stays up until Ctrl-C. Try:\n"
             f"  curl -H 'Authorization: Bearer {token}' \\\n"
             f"    '{api}/api/statistics/v1/crossings?site={SITE_ID}"
             "&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&motive=trying+the+API'\n"
-            "(use today's date; the token is valid 12 hours).",
-            flush=True,
+            "(use today's date; the token is valid 12 hours)."
         )
         while True:
             time.sleep(1.0)

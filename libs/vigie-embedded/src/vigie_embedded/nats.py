@@ -7,10 +7,15 @@ that is removed on stop.
 is the secured default of the platform: one NATS user per service, with a random password and the
 permissions of :mod:`vigie_core.permissions`, and no anonymous access; :meth:`EmbeddedNats.credentials`
 and :meth:`EmbeddedNats.service_env` give each service what it needs to connect.
+
+Right after it starts, the server is provisioned (:mod:`vigie_core.provision`): every stream and bucket of
+Vigie exists before any service connects, as the chart's provisioning Job makes them, since no service
+may create one. Secured, it is the ``provisioner`` user that does it, with its own permissions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -18,6 +23,7 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +31,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from vigie_core.permissions import inbox_prefix, nats_authorization, user_name
+from vigie_core.permissions import PROVISIONER, inbox_prefix, nats_authorization, user_name
+from vigie_core.provision import ProvisionSettings, provision_at
+from vigie_core.settings import NatsSettings
 from vigie_embedded.processes import stop_process_group
 
 ADMIN_USER = "admin"
@@ -60,6 +68,8 @@ class EmbeddedNats:
     ``services``: start with one user per service (its permissions from :mod:`vigie_core.permissions`,
     a random password) instead of accepting anonymous clients. ``admin``: with ``services``, also a user
     allowed everything, for tests that must observe every subject; the platform never uses it.
+    ``provision``: how the streams are sized (:class:`~vigie_core.provision.ProvisionSettings`; True: the
+    defaults; False: no stream at all, for tests of what a service does before the provisioner has run).
     """
 
     def __init__(
@@ -69,12 +79,16 @@ class EmbeddedNats:
         *,
         services: Iterable[str] = (),
         admin: bool = False,
+        provision: ProvisionSettings | bool = True,
     ) -> None:
         self._config_file = config_file
         self._startup_timeout_s = startup_timeout_s
         self._credentials = {
             service: NatsCredentials(user_name(service), secrets.token_urlsafe(24)) for service in services
         }
+        if self._credentials:
+            self._credentials[PROVISIONER] = NatsCredentials(PROVISIONER, secrets.token_urlsafe(24))
+        self._provision = ProvisionSettings() if provision is True else provision or None
         if admin and not self._credentials:
             raise ValueError("admin=True needs services: without them the server accepts anyone anyway")
         self._admin = NatsCredentials(ADMIN_USER, secrets.token_urlsafe(24)) if admin else None
@@ -88,7 +102,7 @@ class EmbeddedNats:
         return bool(self._credentials)
 
     def credentials(self, service: str) -> NatsCredentials:
-        """The NATS user of ``service`` (only when started with ``services``)."""
+        """The NATS user of ``service`` or of the ``provisioner`` (only when started with ``services``)."""
         try:
             return self._credentials[service]
         except KeyError:
@@ -143,6 +157,34 @@ class EmbeddedNats:
         ports = json.loads(ports_file.read_text())
         self.url = ports["nats"][0]
         self.monitoring_url = ports["monitoring"][0]
+        if self._provision is not None:
+            try:
+                self.provision(self._provision)
+            except Exception:
+                self.stop()
+                raise
+
+    def provision(self, settings: ProvisionSettings | None = None) -> None:
+        """Create or update every stream and bucket, as the provisioner (``settings``: their sizes)."""
+        nats = NatsSettings(url=self.url)
+        if self.secured:
+            credentials = self.credentials(PROVISIONER)
+            nats = NatsSettings(url=self.url, user=credentials.user, password=credentials.password)
+        wanted = (settings or ProvisionSettings()).model_copy(update={"nats": nats, "wait_s": 10.0})
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(provision_at(nats, wanted))
+            except BaseException as error:  # handed to the caller's thread
+                failure.append(error)
+
+        # Its own thread and event loop: start() may be called from a running loop.
+        thread = threading.Thread(target=run, name="nats-provision")
+        thread.start()
+        thread.join()
+        if failure:
+            raise RuntimeError(f"provisioning the embedded nats-server failed: {failure[0]}") from failure[0]
 
     def _write_config(self, workdir: Path) -> Path:
         """The server's configuration: the users (passwords in clear, in a folder only we can read)."""

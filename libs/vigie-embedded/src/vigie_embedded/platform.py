@@ -41,6 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from vigie_core.auth import LocalTokenIssuer
 from vigie_core.permissions import SERVICES
 from vigie_core.policy import DECISION_CAUSES
+from vigie_core.provision import ProvisionSettings
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.processes import ProcessSet
 from vigie_embedded.triton import EmbeddedTriton
@@ -50,6 +51,8 @@ __all__ = [
     "DEMO_GEOMETRY",
     "DEMO_PURPOSE",
     "SITE_ID",
+    "ZONE_CAMERA_ID",
+    "ZONE_GEOMETRY",
     "EmbeddedPlatform",
     "FilmProgress",
     "PlatformFailedError",
@@ -85,6 +88,15 @@ WINDOW_JUSTIFICATION = (
 # people. That purpose measures no zone (the registry refuses one, rule 7), so the demo has none; a zone
 # needs occupancy_statistics (and no lines) or traffic_flow_statistics (vehicles only).
 DEMO_PURPOSE = "pedestrian_flow_statistics"
+# The optional second camera (``PlatformOptions.zone_camera``): the same film declared under
+# occupancy_statistics, with one zone over the pavements and the street in front of the tram, where people
+# walk for several seconds: occupancy and stays in that zone.
+ZONE_CAMERA_ID = "sample-zone"
+ZONE_PURPOSE = "occupancy_statistics"
+ZONE_GEOMETRY: dict[str, Any] = {
+    "zones": [{"id": "street", "polygon": [[0.0, 0.45], [1.0, 0.45], [1.0, 1.0], [0.0, 1.0]]}],
+    "dwell_buckets_s": [5, 15, 60],
+}
 ADMIN_MOTIVE = "embedded platform: declaring the demonstration camera"
 
 # In start order: the audit service creates AUDIT before the others record anything (they would buffer
@@ -104,13 +116,23 @@ class PlatformOptions:
     window_s: int = 60
     # PRIVACY.md rule 12: counts from 1 to threshold-1 are suppressed (11 for persons, INSEE's rule).
     threshold: int = 11
-    release_delay_s: float = 3.0
-    camera_idle_s: float = 8.0
+    # A window is released this long after it ends: longer than the anonymiser takes to close a camera's
+    # part of it when the film ends with the window (camera_idle_s + 2), or that part would come too late
+    # to be published (a part stored after its window was released is never published).
+    release_delay_s: float = 10.0
+    camera_idle_s: float = 4.0
     # Start the camera when a reporting window begins, so that a film shorter than a window is not split
     # between two windows (each half of its counts could then be too small to publish).
     align_to_window: bool = False
     # How long the objection button pauses the camera (the registry's default is 15 minutes).
     objection_pause_s: int = 900
+    # A second camera on the same film, under occupancy_statistics with a zone (ZONE_CAMERA_ID): the demo
+    # camera's purpose measures no zone, so the zone figures need it.
+    zone_camera: bool = False
+
+    @property
+    def camera_ids(self) -> tuple[str, ...]:
+        return (CAMERA_ID, ZONE_CAMERA_ID) if self.zone_camera else (CAMERA_ID,)
 
 
 def _private_key_text(key: Ed25519PrivateKey) -> str:
@@ -183,7 +205,8 @@ class FilmProgress:
     analysed_per_second: float = 0.0
     tracks_by_class: dict[str, int] = field(default_factory=dict)
     reports_stored: int = 0
-    # Wall clock by which ingest had opened the film: its frames' capture times start at the opening.
+    # When ingest opened the film (Unix seconds; the latest of the cameras): its frames' capture times are
+    # this plus their own (ingest's vigie_ingest_camera_opened_timestamp_seconds).
     opened_by: float = 0.0
     first_analysed_at: float = 0.0
 
@@ -253,7 +276,7 @@ class EmbeddedPlatform:
             },
             "aggregation": {
                 "database_url": self._database("statistics"),
-                "cameras": [{"id": CAMERA_ID, "site": SITE_ID}],
+                "cameras": [{"id": camera, "site": SITE_ID} for camera in options.camera_ids],
                 "disclosure": disclosure,
                 "release_check_interval_s": 1,
                 "auth": auth,
@@ -298,19 +321,25 @@ class EmbeddedPlatform:
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
             # One NATS user per service, each allowed only its subjects (vigie_core.permissions).
-            self.nats = EmbeddedNats(services=SERVICES, admin=True)
+            # FRAMES keeps frames 10 minutes, not seconds: a file is read faster than it is analysed.
+            self.nats = EmbeddedNats(
+                services=SERVICES, admin=True, provision=ProvisionSettings(frames_max_age_s=600)
+            )
             self.nats.start()
             self.triton = EmbeddedTriton(options.model_repository, log_path=self.logs / "tritonserver.log")
             self.triton.start()
             self.launched_at = time.time()
             for service in _ORDER:
-                if service == "ingest" and options.align_to_window:
-                    self.launched_at = self._wait_for_next_window()
                 self.processes.start(
                     service, f"vigie_{service}", self._env(service, self.nats, self.triton.grpc_url)
                 )
                 if service == "registry":
-                    self.declare_camera()
+                    # Aligned: declared as drafts (nothing read), activated when the window begins.
+                    self.declare_camera(active=not options.align_to_window)
+            if options.align_to_window:
+                self._wait_until_ready("ingest")
+                self.launched_at = self._wait_for_next_window()
+                self._activate_cameras()
         except BaseException:
             self.stop()
             raise
@@ -318,12 +347,13 @@ class EmbeddedPlatform:
 
     # -- the camera, declared as a city would ------------------------------------------------------------
 
-    def camera_declaration(self) -> dict[str, Any]:
-        """The demo camera as its administrator declares it (POST /v1/cameras)."""
+    def camera_declaration(self, camera_id: str = CAMERA_ID, *, active: bool = True) -> dict[str, Any]:
+        """A camera of the platform as its administrator declares it (POST /v1/cameras): the demo camera,
+        or the zone camera on the same film."""
         options = self.options
         declaration: dict[str, Any] = {
-            "id": CAMERA_ID,
-            "status": "active",
+            "id": camera_id,
+            "status": "active" if active else "draft",
             "name": "Market Street, San Francisco (sample film)",
             "description": (
                 "The 1906 film 'A Trip Down Market Street', played as a camera for the embedded demonstration"
@@ -347,43 +377,57 @@ class EmbeddedPlatform:
             "controller": {"name": "Vigie embedded platform", "url": "https://vigie.example/demo"},
             "dpo": {"name": "Data protection officer (demonstration)", "email": "dpo@vigie.example"},
         }
+        if camera_id == ZONE_CAMERA_ID:
+            del declaration["lines"]
+            declaration |= {"purpose": ZONE_PURPOSE, **ZONE_GEOMETRY}
+            declaration["name"] += ", the street as a zone"
         if options.window_s < 1200:
             declaration["reporting_window_justification"] = WINDOW_JUSTIFICATION
         if options.sample_fps > 5:
             declaration["sample_fps_justification"] = "benchmark of the embedded platform"
         return declaration
 
-    def declare_camera(self, timeout_s: float = 60.0) -> None:
-        """Declare and activate the camera through the registry's admin API, and wait until its policy is
-        in the bucket (the services read it before analysing anything)."""
-        registry = self.urls["registry"]
-        headers = {
-            "Authorization": f"Bearer {self.token('registry:admin')}",
-            "X-Vigie-Motive": ADMIN_MOTIVE,
-        }
+    def _admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token('registry:admin')}", "X-Vigie-Motive": ADMIN_MOTIVE}
+
+    def _wait_until_ready(self, service: str, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=10) as client:
-            while not _answers(client, f"{registry}/readyz"):
+            while not _answers(client, f"{self.urls[service]}/readyz"):
                 self.check_running()
                 if time.monotonic() > deadline:
                     raise PlatformFailedError(
-                        f"the registry was not ready within {timeout_s:.0f} s; its log ends with:\n"
-                        f"{self.log_tail('registry')}"
+                        f"{service} was not ready within {timeout_s:.0f} s; its log ends with:\n"
+                        f"{self.log_tail(service)}"
                     )
                 time.sleep(0.2)
-            created = client.post(f"{registry}/v1/cameras", json=self.camera_declaration(), headers=headers)
-            if created.status_code != 201:
-                raise PlatformFailedError(
-                    f"the registry refused the demo camera ({created.status_code}): {created.text[:2000]}"
-                )
-            while (
-                not client.get(f"{registry}/v1/cameras/{CAMERA_ID}", headers=headers)
-                .json()
-                .get("policy_published")
-            ):
-                if time.monotonic() > deadline:
-                    raise PlatformFailedError("the demo camera's policy was not published in time")
-                time.sleep(0.2)
+
+    def declare_camera(self, *, active: bool = True, timeout_s: float = 60.0) -> None:
+        """Declare the cameras through the registry's admin API (active, or as drafts that nothing reads),
+        and wait until their policy and source are in the buckets (the services read them before
+        analysing anything)."""
+        registry = self.urls["registry"]
+        headers = self._admin_headers()
+        self._wait_until_ready("registry", timeout_s)
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=10) as client:
+            for camera in self.options.camera_ids:
+                body = self.camera_declaration(camera, active=active)
+                created = client.post(f"{registry}/v1/cameras", json=body, headers=headers)
+                if created.status_code != 201:
+                    raise PlatformFailedError(
+                        f"the registry refused camera {camera!r} ({created.status_code}): "
+                        f"{created.text[:2000]}"
+                    )
+            for camera in self.options.camera_ids:
+                while (
+                    not client.get(f"{registry}/v1/cameras/{camera}", headers=headers)
+                    .json()
+                    .get("policy_published")
+                ):
+                    if time.monotonic() > deadline:
+                        raise PlatformFailedError(f"camera {camera!r}'s policy was not published in time")
+                    time.sleep(0.2)
 
     def public_camera_urls(self) -> dict[str, str]:
         """Where a citizen reads about the camera and objects: the registry's public page when it serves
@@ -395,18 +439,28 @@ class EmbeddedPlatform:
                 urls = {"public page": f"{registry}/cameras/{CAMERA_ID}", **urls}
         return urls
 
-    def press_objection(self, client: httpx.Client, duration_s: int | None = None) -> httpx.Response:
-        """Press the camera's objection button (the public endpoint, no login), as a citizen would."""
-        body = {} if duration_s is None else {"duration_s": duration_s}
-        return client.post(
-            f"{self.urls['registry']}/v1/public/cameras/{CAMERA_ID}/objections", json=body, timeout=10
-        )
+    def _activate_cameras(self) -> None:
+        """Activate the declared drafts: the registry hands their sources to ingest, which opens them."""
+        with httpx.Client(timeout=10) as client:
+            for camera in self.options.camera_ids:
+                activated = client.post(
+                    f"{self.urls['registry']}/v1/cameras/{camera}/status",
+                    json={"status": "active"},
+                    headers=self._admin_headers(),
+                )
+                if activated.status_code != 200:
+                    raise PlatformFailedError(
+                        f"the registry did not activate camera {camera!r} ({activated.status_code}): "
+                        f"{activated.text[:2000]}"
+                    )
 
     def _wait_for_next_window(self) -> float:
         window_s = self.options.window_s
         begins = math.ceil(time.time() / window_s) * window_s
-        # The camera opens the film a moment after its process starts.
-        time.sleep(max(0.0, begins - 0.5 - time.time()))
+        # Ingest opens the film a few hundred milliseconds after the activation, just before the window
+        # begins, so that the film's last frame is still in that window (its first may fall in the one
+        # before: a window with a frame's worth of coverage).
+        time.sleep(max(0.0, begins - 0.6 - time.time()))
         return time.time()
 
     def __exit__(
@@ -440,8 +494,13 @@ class EmbeddedPlatform:
             scrape(client, self.urls["aggregation"]),
         )
         now = time.time()
-        if not progress.opened_by and total(ingest, "vigie_ingest_connections_total"):
-            progress.opened_by = now
+        opened = [
+            value
+            for (metric, labels), value in ingest.items()
+            if metric == "vigie_ingest_camera_opened_timestamp_seconds"
+        ]
+        if len(opened) >= len(self.options.camera_ids):
+            progress.opened_by = max(opened)
         progress.frames_decoded = int(total(ingest, "vigie_ingest_frames_decoded_total"))
         progress.frames_published = int(total(ingest, "vigie_ingest_frames_published_total"))
         progress.frames_analysed = int(total(inference, "vigie_inference_frames_total"))
@@ -458,9 +517,15 @@ class EmbeddedPlatform:
             for (metric, labels), value in inference.items()
             if metric == "vigie_inference_tracks_started_total"
         }
-        for (metric, labels), value in ingest.items():
-            if metric == "vigie_ingest_camera_state" and value == 1:
-                progress.camera_state = dict(labels)["state"]
+        states = {
+            dict(labels)["camera"]: dict(labels)["state"]
+            for (metric, labels), value in ingest.items()
+            if metric == "vigie_ingest_camera_state" and value == 1
+        }
+        if set(states) >= set(self.options.camera_ids):
+            # The least advanced camera's state: the film is counted once every camera has finished it.
+            unfinished = [state for state in states.values() if state != "finished"]
+            progress.camera_state = "failed" if "failed" in unfinished else (unfinished or ["finished"])[0]
         if progress.frames_analysed and not progress.first_analysed_at:
             progress.first_analysed_at = now
         if progress.first_analysed_at and now > progress.first_analysed_at:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from vigie_core.messaging import connect
@@ -102,7 +101,8 @@ def camera_policy(
 
 @dataclass
 class PolicyBucketWriter:
-    """Writes the policy bucket as the registry does (create it, put, delete); close it when done."""
+    """Writes the policy bucket as the registry does (put, delete; the provisioner created it); close it when
+    done."""
 
     client: Client
     bucket: KeyValue
@@ -113,9 +113,7 @@ class PolicyBucketWriter:
             NatsSettings(url=url, user=user, password=password),
             "policy-writer",
         )
-        bucket = await client.jetstream().create_key_value(
-            KeyValueConfig(bucket=POLICY_BUCKET, history=5, storage=StorageType.FILE, direct=True)
-        )
+        bucket = await client.jetstream().key_value(POLICY_BUCKET)
         return cls(client, bucket)
 
     async def put(self, policy: CameraPolicy) -> None:

@@ -1,4 +1,11 @@
-"""pytest fixtures for tests that need real components (registered by the repository's conftest.py)."""
+"""pytest fixtures for tests that need real components (registered by the repository's conftest.py).
+
+Every nats-server they start is provisioned (:mod:`vigie_core.provision`) before the test runs: the
+streams and buckets exist, as the chart's provisioning Job makes them, since no service may create one.
+A test sizes them with ``@pytest.mark.provision(frames_max_age_s=60, ...)`` (the fields of
+:class:`~vigie_core.provision.ProvisionSettings`), or gets a server without any stream with
+``@pytest.mark.provision(False)``.
+"""
 
 from __future__ import annotations
 
@@ -12,44 +19,55 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-import nats
 import pytest
 import uvicorn
 
 from vigie_core.lifecycle import ServiceBody, ServiceRuntime, service_runtime
-from vigie_core.messaging import ensure_stream
 from vigie_core.permissions import SERVICES
+from vigie_core.provision import ProvisionSettings
 from vigie_core.settings import ServiceSettings
-from vigie_core.streams import AuditStream
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.triton import EmbeddedTriton
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "provision(False | **sizes): how the fixtures' nats-servers are provisioned "
+        "(vigie_core.provision.ProvisionSettings fields; False: no stream at all)",
+    )
+
+
+def _provisioning(request: pytest.FixtureRequest) -> ProvisionSettings | bool:
+    marker = request.node.get_closest_marker("provision")
+    if marker is None:
+        return True
+    if marker.args and marker.args[0] is False:
+        return False
+    return ProvisionSettings(**marker.kwargs)
+
+
 @pytest.fixture
-def nats_server() -> Iterator[EmbeddedNats]:
-    """A private nats-server with JetStream on a free port, for one test."""
-    with EmbeddedNats() as server:
+def nats_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedNats]:
+    """A private nats-server with JetStream on a free port, for one test, with every stream and bucket
+    provisioned (``@pytest.mark.provision``)."""
+    with EmbeddedNats(provision=_provisioning(request)) as server:
         yield server
 
 
 @pytest.fixture
-async def audit_stream(nats_server: EmbeddedNats) -> EmbeddedNats:
-    """``nats_server`` with the AUDIT stream the audit service would create: services record their audit
-    events there instead of buffering them and retrying until they give up at shutdown."""
-    client = await nats.connect(nats_server.url)
-    try:
-        await ensure_stream(client.jetstream(), AuditStream().config())
-    finally:
-        await client.close()
+def audit_stream(nats_server: EmbeddedNats) -> EmbeddedNats:
+    """``nats_server``, whose AUDIT stream services record their audit events to (it is provisioned with the
+    others: kept for the tests that name it)."""
     return nats_server
 
 
 @pytest.fixture
-def secured_nats_server() -> Iterator[EmbeddedNats]:
+def secured_nats_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedNats]:
     """A private nats-server as the platform runs it: one user per service with its permissions and no
-    anonymous access (``.credentials(service)``, ``.service_env(service)``), plus an ``admin`` user
-    allowed everything, for tests that observe."""
-    with EmbeddedNats(services=SERVICES, admin=True) as server:
+    anonymous access (``.credentials(service)``, ``.service_env(service)``), the ``provisioner`` that
+    provisioned it, plus an ``admin`` user allowed everything, for tests that observe."""
+    with EmbeddedNats(services=SERVICES, admin=True, provision=_provisioning(request)) as server:
         yield server
 
 

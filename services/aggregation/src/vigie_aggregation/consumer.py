@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -32,9 +33,6 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
@@ -45,8 +43,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from vigie_aggregation.metrics import AggregationMetrics
 from vigie_aggregation.reports import InvalidReportError, WindowPart, parse_window_report
 from vigie_aggregation.storage.store import ApplyResult, StatisticsStore
-from vigie_core.messaging import context_from_headers
-from vigie_core.streams import EVENTS_PREFIX, deadletter_subject
+from vigie_core.messaging import StreamNotProvisionedError, context_from_headers, ensure_stream
+from vigie_core.streams import EVENTS_PREFIX, DeadLetterStream, EventsStream, deadletter_subject
+
+if TYPE_CHECKING:
+    from vigie_core.audit import AuditPublisher
+    from vigie_core.health import Readiness
 
 __all__ = ["DEADLETTER_STREAM", "DEADLETTER_SUBJECT", "DURABLE", "ReportConsumer", "deadletter_stream"]
 
@@ -64,19 +66,9 @@ _RETRY_MAX_S = 10.0
 
 
 def deadletter_stream(max_age_s: float) -> StreamConfig:
-    """Rejected reports, kept for inspection. File storage: they are anonymous, like EVENTS itself."""
-    return StreamConfig(
-        name=DEADLETTER_STREAM,
-        description="EVENTS messages the aggregation rejected, with the field and reason in headers.",
-        subjects=[DEADLETTER_SUBJECT],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=max_age_s,
-        max_bytes=256 * 1024 * 1024,
-        duplicate_window=600.0,
-        num_replicas=1,
-    )
+    """Rejected reports, kept for inspection. File storage: they are anonymous, like EVENTS itself
+    (:class:`vigie_core.streams.DeadLetterStream`, created by the provisioner)."""
+    return DeadLetterStream(SERVICE, max_age_s).config()
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
@@ -113,16 +105,25 @@ class ReportConsumer:
         self._clock = clock
         self.storage_problem: str | None = None
 
-    async def wait_for_stream(self) -> bool:
-        """Wait until the anonymiser has created EVENTS (it owns it); False if asked to stop first."""
-        while not self._stop.is_set():
-            try:
-                await self._js.stream_info(EVENTS_STREAM)
-                return True
-            except NotFoundError:
-                logger.info("waiting for the anonymiser to create the EVENTS stream")
-                await sleep_or_stop(self._stop, 1.0)
-        return False
+    async def wait_for_stream(
+        self, readiness: Readiness | None = None, audit: AuditPublisher | None = None
+    ) -> bool:
+        """Wait until the provisioner has created EVENTS and check it (it copies from nowhere); False if asked
+        to stop first."""
+        try:
+            await ensure_stream(
+                self._js,
+                EventsStream().config(),
+                readiness=readiness,
+                stop=self._stop,
+                audit=audit,
+                sized=False,
+            )
+        except StreamNotProvisionedError:
+            if self._stop.is_set():
+                return False
+            raise
+        return True
 
     async def run(self) -> None:
         subscription = await self._js.pull_subscribe(

@@ -106,7 +106,15 @@ async def serve(
             metrics=metrics,
         ),
     )
-    await ensure_stream(js, deadletter_stream(settings.deadletter_max_age_s))
+    # The provisioner creates the dead letters, which the aggregation writes, and EVENTS, which it reads
+    # (ReportConsumer.wait_for_stream): both checked, above all that they copy from nowhere.
+    await ensure_stream(
+        js,
+        deadletter_stream(settings.deadletter_max_age_s),
+        readiness=runtime.readiness,
+        stop=stop,
+        audit=audit,
+    )
 
     consumer = ReportConsumer(
         js,
@@ -123,7 +131,7 @@ async def serve(
     )
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
     runtime.readiness.add("storage", lambda: consumer.storage_problem)
-    if not await consumer.wait_for_stream():
+    if not await consumer.wait_for_stream(runtime.readiness, audit):
         return
     start_consumer_lag(runtime, js, EVENTS_STREAM, DURABLE)
 

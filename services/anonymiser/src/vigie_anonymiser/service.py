@@ -48,12 +48,8 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -86,11 +82,13 @@ from vigie_core.audit import (
 )
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import context_from_headers, ensure_stream, trace_headers
+from vigie_core.messaging import StreamNotProvisionedError, context_from_headers, ensure_stream, trace_headers
 from vigie_core.policy import DECISION_CAUSES, PolicyView, policy_view
 from vigie_core.streams import (
     TRACKS_PREFIX,
+    DeadLetterStream,
     EventsStream,
+    TracksStream,
     deadletter_subject,
     events_subject,
     partition_filter,
@@ -108,18 +106,9 @@ _RETRY_AFTER_S = 2.0
 
 
 def deadletter_stream(max_age_s: float) -> StreamConfig:
-    """Where rejected TRACKS messages are kept: in memory, as TRACKS itself, since they may hold ids."""
-    return StreamConfig(
-        name="DEADLETTER_ANONYMISER",
-        description="TRACKS messages the anonymiser rejected, with the reason in headers. Pseudonymous.",
-        subjects=[DEADLETTER_SUBJECT],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.MEMORY,
-        discard=DiscardPolicy.OLD,
-        max_age=max_age_s,
-        max_bytes=64 * 1024 * 1024,
-        num_replicas=1,
-    )
+    """Where rejected TRACKS messages are kept: in memory, as TRACKS itself, since they may hold ids
+    (:class:`vigie_core.streams.DeadLetterStream`, created by the provisioner)."""
+    return DeadLetterStream(SERVICE, max_age_s).config()
 
 
 class AnonymiserMetrics:
@@ -206,15 +195,17 @@ class AnonymiserPipeline:
         stop = self._runtime.stop_requested
         nc = self._nc
         js = nc.jetstream()
-        # The anonymiser owns EVENTS (it publishes there); inference owns TRACKS.
-        await ensure_stream(
-            js,
-            EventsStream(
-                settings.events_max_age_s, duplicate_window_s=settings.events_duplicate_window_s
-            ).config(),
+        # The provisioner creates EVENTS and the dead letters, which the anonymiser writes, and TRACKS,
+        # which it reads: all checked, above all that they copy from nowhere (EVENTS, on disk, sourcing
+        # FRAMES would put pixels there).
+        readiness, audit = self._runtime.readiness, self._audit
+        events = EventsStream(
+            settings.events_max_age_s, duplicate_window_s=settings.events_duplicate_window_s
         )
-        await ensure_stream(js, deadletter_stream(settings.deadletter_max_age_s))
-        subject_filter = await wait_for_tracks_stream(js, settings, stop)
+        await ensure_stream(js, events.config(), readiness=readiness, stop=stop, audit=audit)
+        deadletters = deadletter_stream(settings.deadletter_max_age_s)
+        await ensure_stream(js, deadletters, readiness=readiness, stop=stop, audit=audit)
+        subject_filter = await wait_for_tracks_stream(js, settings, stop, self._runtime, self._audit)
         if subject_filter is None:
             return
         durable = f"anonymiser-{settings.partition}"
@@ -477,25 +468,34 @@ class AnonymiserPipeline:
 
 
 async def wait_for_tracks_stream(
-    js: JetStreamContext, settings: AnonymiserSettings, stop: asyncio.Event
+    js: JetStreamContext,
+    settings: AnonymiserSettings,
+    stop: asyncio.Event,
+    runtime: ServiceRuntime | None = None,
+    audit: AuditPublisher | None = None,
 ) -> str | None:
-    """Wait until inference has created TRACKS; return this replica's subject filter (None if stopped)."""
-    while not stop.is_set():
-        try:
-            info = await js.stream_info("TRACKS")
-        except NotFoundError:
-            logger.info("waiting for inference to create the TRACKS stream")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-            continue
-        have = partitions_of(info.config)
-        if have != settings.partitions:
-            raise RuntimeError(
-                f"TRACKS is split into {have} partition(s) but the anonymiser expects {settings.partitions}: "
-                "set the anonymiser's partitions to the number of TRACKS partitions"
-            )
-        return partition_filter(TRACKS_PREFIX, settings.partition)
-    return None
+    """Wait until the provisioner has created TRACKS and check it; return this replica's subject filter
+    (None if stopped)."""
+    try:
+        info = await ensure_stream(
+            js,
+            TracksStream(settings.partitions).config(),
+            readiness=runtime.readiness if runtime is not None else None,
+            stop=stop,
+            audit=audit,
+            sized=False,  # inference's stream: its retention is none of the anonymiser's business
+        )
+    except StreamNotProvisionedError:
+        if stop.is_set():
+            return None
+        raise
+    have = partitions_of(info.config)
+    if have != settings.partitions:
+        raise RuntimeError(
+            f"TRACKS is split into {have} partition(s) but the anonymiser expects {settings.partitions}: "
+            "set the anonymiser's partitions to the provisioner's tracks_partitions"
+        )
+    return partition_filter(TRACKS_PREFIX, settings.partition)
 
 
 async def record_start(

@@ -64,8 +64,15 @@ async def serve(runtime: ServiceRuntime) -> None:
 
     nc, publisher = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-audit")
     js = nc.jetstream()
-    # The audit service owns AUDIT: publishers only publish (and buffer until it exists).
-    await ensure_stream(js, settings.stream.stream().config())
+    # The provisioner creates AUDIT (publishers only publish, and buffer until it exists); the audit service
+    # reads it, so checks it first: above all that it copies from nowhere (the sealed camera sources).
+    await ensure_stream(
+        js,
+        settings.stream.stream().config(),
+        readiness=runtime.readiness,
+        stop=runtime.stop_requested,
+        audit=publisher,
+    )
 
     install_authentication(runtime.app, TokenVerifier.from_settings(settings.auth))
     runtime.app.include_router(AuditApi(store, signer, publisher, settings.read_scope).router())

@@ -39,7 +39,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -57,6 +56,7 @@ from vigie_core.messaging import context_from_headers, ensure_stream, trace_head
 from vigie_core.policy import DECISION_CAUSES, AnalysisDecision, PolicyView, policy_view
 from vigie_core.streams import (
     FRAMES_PREFIX,
+    FramesStream,
     TracksStream,
     partition_filter,
     partitions_of,
@@ -210,9 +210,16 @@ class InferencePipeline:
         settings = self._settings
         nc = self._nc
         js = nc.jetstream()
-        # Ingest owns FRAMES (it publishes there); inference owns TRACKS.
-        await ensure_stream(js, TracksStream(settings.tracks_partitions, settings.tracks_max_age_s).config())
-        await wait_for_frames_stream(js, settings.partitions, self._runtime.stop_requested)
+        # The provisioner creates TRACKS, which inference writes, and FRAMES, which it reads: both checked,
+        # above all that they copy from nowhere.
+        await ensure_stream(
+            js,
+            TracksStream(settings.tracks_partitions, settings.tracks_max_age_s).config(),
+            readiness=self._runtime.readiness,
+            stop=self._runtime.stop_requested,
+            audit=self._audit,
+        )
+        await wait_for_frames_stream(js, settings.partitions, self._runtime, self._audit)
         durable = f"inference-{settings.partition}"
         subscription = await js.pull_subscribe(
             partition_filter(FRAMES_PREFIX, settings.partition),
@@ -441,22 +448,25 @@ class InferencePipeline:
         self._metrics.tracks.set(self._trackers.live_tracks())
 
 
-async def wait_for_frames_stream(js: JetStreamContext, partitions: int, stop: asyncio.Event) -> None:
-    """Wait until ingest has created FRAMES, and check it has as many partitions as this replica expects."""
-    while not stop.is_set():
-        try:
-            info = await js.stream_info("FRAMES")
-        except NotFoundError:
-            logger.info("waiting for ingest to create the FRAMES stream")
-            await _sleep_or_stop(stop, 1.0)
-            continue
-        have = partitions_of(info.config)
-        if have != partitions:
-            raise RuntimeError(
-                f"FRAMES is split into {have} partitions but inference expects {partitions}: "
-                "set the same frames_partitions in ingest and partitions in inference"
-            )
-        return
+async def wait_for_frames_stream(
+    js: JetStreamContext, partitions: int, runtime: ServiceRuntime, audit: AuditPublisher | None = None
+) -> None:
+    """Wait until the provisioner has created FRAMES, check it, and that it has as many partitions as this
+    replica expects."""
+    info = await ensure_stream(
+        js,
+        FramesStream(partitions).config(),
+        readiness=runtime.readiness,
+        stop=runtime.stop_requested,
+        audit=audit,
+        sized=False,  # ingest's stream: its retention is none of inference's business
+    )
+    have = partitions_of(info.config)
+    if have != partitions:
+        raise RuntimeError(
+            f"FRAMES is split into {have} partitions but inference expects {partitions}: "
+            "set the same frames_partitions in the provisioner and partitions in inference"
+        )
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

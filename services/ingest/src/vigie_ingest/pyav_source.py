@@ -353,7 +353,7 @@ class _DecodingRun:
                 container = av.open(str(path), options=dict(self._config.options))
             except (av.FFmpegError, OSError) as exc:
                 raise CameraSourceError(self._config.id, f"cannot open '{path}': {_reason(exc)}") from exc
-            self._recorder.count(connections=1)
+            self._recorder.count(connections=1, opened_at=opened_at)
             try:
                 timeline = self._decode_file(container, path, sampler, offset_s, opened_at)
             finally:
@@ -419,7 +419,7 @@ class _DecodingRun:
             raise _LiveSourceLostError(
                 f"cannot connect to {config.display_url!r}: {_reason(exc)}", 0
             ) from exc
-        self._recorder.count(connections=1)
+        self._recorder.count(connections=1, opened_at=datetime.now(UTC))
         try:
             if not container.streams.video:
                 raise _LiveSourceLostError(f"{config.display_url!r} has no video stream", 0)

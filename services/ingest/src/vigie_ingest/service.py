@@ -79,6 +79,16 @@ class CameraStatusCollector(Collector):
             for camera, status in statuses.items():
                 family.add_metric([camera], getattr(status, field))
             yield family
+        opened = GaugeMetricFamily(
+            "vigie_ingest_camera_opened_timestamp_seconds",
+            "When the camera's source was opened (Unix seconds): for a file, the origin of its frames' "
+            "capture times; for a live source, its last connection",
+            labels=["camera"],
+        )
+        for camera, status in statuses.items():
+            if status.opened_at is not None:
+                opened.add_metric([camera], status.opened_at.timestamp())
+        yield opened
         state = GaugeMetricFamily(
             "vigie_ingest_camera_state", "1 for the camera's current state", labels=["camera", "state"]
         )
@@ -174,7 +184,15 @@ async def serve(runtime: ServiceRuntime) -> None:
     nc, audit = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-ingest")
     await record_start(audit, settings)
     js = nc.jetstream()
-    await ensure_stream(js, FramesStream(settings.frames_partitions, settings.frames_max_age_s).config())
+    # The provisioner creates FRAMES (vigie_core.provision); ingest waits for it and checks it, above all
+    # that it copies from nowhere. Its own sizes only say what it expects (a difference is logged).
+    await ensure_stream(
+        js,
+        FramesStream(settings.frames_partitions, settings.frames_max_age_s).config(),
+        readiness=runtime.readiness,
+        stop=runtime.stop_requested,
+        audit=audit,
+    )
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
     # Read the policy before opening any camera, so that no frame is decoded before it is known.
     policies = await policy_view(runtime, nc, settings.policy)

@@ -59,6 +59,9 @@ class CameraStatus:
     packets_withheld: int = 0
     last_error: str | None = None
     last_frame_at: datetime | None = None
+    # The origin of the frames' capture times: a file's first opening (its frames are captured at this time
+    # plus their own), a live source's last connection.
+    opened_at: datetime | None = None
 
 
 class CameraStatusRecorder:
@@ -72,6 +75,7 @@ class CameraStatusRecorder:
         self._decode_errors = self._connections = self._withheld = 0
         self._last_error: str | None = None
         self._last_frame_at: datetime | None = None
+        self._opened_at: datetime | None = None
 
     def snapshot(self) -> CameraStatus:
         with self._lock:
@@ -87,6 +91,7 @@ class CameraStatusRecorder:
                 packets_withheld=self._withheld,
                 last_error=self._last_error,
                 last_frame_at=self._last_frame_at,
+                opened_at=self._opened_at,
             )
 
     def set_state(self, state: CameraState, error: str | None = None) -> None:
@@ -106,6 +111,7 @@ class CameraStatusRecorder:
         connections: int = 0,
         withheld: int = 0,
         frame_at: datetime | None = None,
+        opened_at: datetime | None = None,
     ) -> None:
         with self._lock:
             self._decoded += decoded
@@ -117,6 +123,8 @@ class CameraStatusRecorder:
             self._withheld += withheld
             if frame_at is not None:
                 self._last_frame_at = frame_at
+            if opened_at is not None:
+                self._opened_at = opened_at
 
 
 @runtime_checkable

@@ -25,14 +25,19 @@ from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from vigie_core.permissions import POLICY_BUCKET
 from vigie_core.policy import UnreadablePolicyError, decode_policy, encode_policy
 from vigie_registry.camera import StoredCamera, build_policy
 from vigie_registry.storage.store import RegistryStore
 
 if TYPE_CHECKING:
+    import asyncio
+
     from nats.js import JetStreamContext
+    from nats.js.api import KeyValueConfig
     from nats.js.kv import KeyValue
+
+    from vigie_core.audit import AuditPublisher
+    from vigie_core.health import Readiness
 
 __all__ = [
     "BucketContent",
@@ -76,7 +81,7 @@ class KeyValueBucket(Protocol):
 
 
 class NatsKeyValueBucket:
-    """A real bucket, created by the registry (the only NATS user allowed to write it)."""
+    """A real bucket, created by the provisioner; the registry is the only NATS user allowed to write it."""
 
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
@@ -85,28 +90,20 @@ class NatsKeyValueBucket:
     async def ensure(
         cls,
         js: JetStreamContext,
+        config: KeyValueConfig | None = None,
         *,
-        history: int = 5,
-        bucket: str = POLICY_BUCKET,
-        description: str = "Vigie: each camera's effective policy, written by the registry",
+        readiness: Readiness | None = None,
+        stop: asyncio.Event | None = None,
+        audit: AuditPublisher | None = None,
     ) -> NatsKeyValueBucket:
-        from nats.js.api import KeyValueConfig, StorageType
-        from nats.js.errors import BucketNotFoundError
+        """Wait for the bucket the provisioner creates (``config``: what the registry expects of it, the
+        policy bucket by default), check its stream copies from nowhere, and bind it."""
+        from vigie_core.messaging import ensure_stream
+        from vigie_core.streams import PolicyBucket, bucket_stream
 
-        try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=bucket,
-                    description=description,
-                    history=history,
-                    storage=StorageType.FILE,
-                    direct=True,
-                )
-            )
-            logger.info("created the bucket %s", bucket)
-        return cls(kv)
+        config = config or PolicyBucket().config()
+        await ensure_stream(js, bucket_stream(config), readiness=readiness, stop=stop, audit=audit)
+        return cls(await js.key_value(config.bucket))
 
     async def read(self, key: str) -> tuple[bytes | None, int]:
         from nats.js.errors import KeyNotFoundError

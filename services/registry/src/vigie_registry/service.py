@@ -24,11 +24,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from nats.js.api import KeyValueConfig
+
 from vigie_core.audit import AuditAction, AuditPublisher, start_audit_publisher
 from vigie_core.auth import TokenVerifier
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import connect
+from vigie_core.messaging import StreamConfigConflictError, connect
 from vigie_core.permissions import POLICY_BUCKET
+from vigie_core.streams import PolicyBucket, SourcesBucket
 from vigie_registry.camera import StoredCamera
 from vigie_registry.http import API_PREFIX, mount_registry
 from vigie_registry.metrics import RegistryMetrics
@@ -138,10 +141,12 @@ async def _bucket(
     while not runtime.stop_requested.is_set():
         try:
             return await ensure()
+        except StreamConfigConflictError:  # a bucket that copies from elsewhere, or of the wrong kind
+            raise
         except Exception as error:
             attempt += 1
             if attempt in (1, 10) or attempt % 100 == 0:
-                logger.warning("cannot create or bind the bucket %s (%s); retrying", name, error)
+                logger.warning("cannot bind the bucket %s (%s); retrying", name, error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runtime.stop_requested.wait(), settings.policy.reconcile_interval_s)
     return None
@@ -178,20 +183,16 @@ async def serve(
     runtime.exit_stack.push_async_callback(nc.drain)
     audit = await start_audit_publisher(runtime, nc, settings.audit)
     js = nc.jetstream(timeout=settings.policy.publish_timeout_s)
-    found = bucket or await _bucket(
-        runtime, settings, lambda: NatsKeyValueBucket.ensure(js, history=settings.policy.history)
-    )
+
+    # The provisioner creates both buckets; the registry waits for them and checks them.
+    def bind(config: KeyValueConfig) -> Callable[[], Awaitable[KeyValueBucket]]:
+        return lambda: NatsKeyValueBucket.ensure(
+            js, config, readiness=runtime.readiness, stop=stop, audit=audit
+        )
+
+    found = bucket or await _bucket(runtime, settings, bind(PolicyBucket(settings.policy.history).config()))
     found_sources = sources_bucket or await _bucket(
-        runtime,
-        settings,
-        lambda: NatsKeyValueBucket.ensure(
-            js,
-            # One revision: no older sealed URL lingers in the stream.
-            history=1,
-            bucket=SOURCES_BUCKET,
-            description="Vigie: each camera's source URL, sealed, written by the registry for ingest",
-        ),
-        SOURCES_BUCKET,
+        runtime, settings, bind(SourcesBucket().config()), SOURCES_BUCKET
     )
     if found is None or found_sources is None:
         return

@@ -1,0 +1,261 @@
+"""The provisioner: creates and configures every stream and bucket of Vigie, and nothing else.
+
+A one-shot, privileged role (``python -m vigie_core.provision``; the Helm chart's provisioning Job; the
+embedded nats-server right after it starts). It connects as its own NATS user, ``provisioner``, whose
+permissions (:mod:`vigie_core.permissions`) allow only ``$JS.API.STREAM.{INFO,CREATE,UPDATE}`` on Vigie's
+streams: it cannot read a frame, publish, delete a stream or subscribe to anything but its inbox.
+
+The services may no longer create or change a stream: each waits for its streams and checks them
+(:func:`vigie_core.messaging.ensure_stream`). That is what closes the hole ``sources``/``mirror`` open:
+whoever configures a stream can make the server copy another stream into it, out of reach of subject
+permissions. The provisioner never sets ``sources`` or ``mirror``, removes ``sources`` a stream was given
+behind its back, and refuses a mirror (which cannot be removed: delete the stream).
+
+Idempotent: a stream already as configured is left alone, one whose settings differ is updated, one whose
+storage differs is an error (JetStream cannot change it in place; deleting a stream is an operator's
+decision, and the provisioner is not allowed to).
+
+The stream definitions are those of :mod:`vigie_core.streams`; the settings here only size them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StreamConfig
+from nats.js.errors import NotFoundError
+from pydantic import Field
+
+from vigie_core.messaging import StreamConfigConflictError, field_differs
+from vigie_core.permissions import inbox_prefix
+from vigie_core.settings import NatsSettings, ServiceSettings
+from vigie_core.streams import (
+    AuditStream,
+    DeadLetterStream,
+    EventsStream,
+    FramesStream,
+    PolicyBucket,
+    SourcesBucket,
+    TracksStream,
+    bucket_stream,
+)
+
+__all__ = [
+    "ProvisionError",
+    "ProvisionResult",
+    "ProvisionSettings",
+    "main",
+    "provision",
+    "provision_stream",
+    "provisioned_buckets",
+    "provisioned_streams",
+]
+
+logger = logging.getLogger("vigie.provision")
+
+DAY_S = 24 * 3600.0
+# Fields the provisioner keeps equal to the definition; the server fills in the others.
+_PROVISIONED_FIELDS = (
+    "subjects",
+    "subject_transform",
+    "retention",
+    "discard",
+    "max_age",
+    "max_bytes",
+    "max_msg_size",
+    "max_msgs_per_subject",
+    "duplicate_window",
+    "allow_direct",
+)
+
+
+class ProvisionError(RuntimeError):
+    """A stream could not be provisioned (refused configuration, no JetStream, no permission)."""
+
+
+class ProvisionSettings(ServiceSettings, env_prefix="VIGIE_PROVISION_"):
+    """How the streams are sized. ``nats.user`` is the provisioner's user (``provisioner``); ``http`` and
+    ``telemetry`` are not used by this one-shot job."""
+
+    frames_partitions: int = Field(
+        1, ge=1, le=64, description="partitions of FRAMES (one per inference replica)"
+    )
+    frames_max_age_s: float = Field(5.0, gt=0, description="retention of FRAMES (pixels: seconds)")
+    tracks_partitions: int = Field(
+        1, ge=1, le=64, description="partitions of TRACKS (one per anonymiser replica)"
+    )
+    tracks_max_age_s: float = Field(60.0, gt=0, description="retention of TRACKS")
+    events_max_age_s: float = Field(3 * DAY_S, gt=0, description="how long the aggregation may be down")
+    audit_max_age_days: float = Field(365.0, gt=0, description="how long an event not yet journaled is kept")
+    audit_max_bytes: int = Field(4 * 1024**3, ge=1024 * 1024, description="the AUDIT backlog's bound")
+    anonymiser_deadletter_max_age_s: float = Field(3600.0, gt=0, le=DAY_S)
+    aggregation_deadletter_max_age_s: float = Field(7 * DAY_S, gt=0, le=366 * DAY_S)
+    policy_history: int = Field(5, ge=1, le=64, description="revisions the policy bucket keeps per camera")
+    wait_s: float = Field(120.0, gt=0, description="how long to wait for NATS and JetStream to answer")
+
+
+def provisioned_streams(settings: ProvisionSettings) -> list[StreamConfig]:
+    """Every stream of Vigie, as ``settings`` sizes it (the buckets' streams apart)."""
+    return [
+        FramesStream(settings.frames_partitions, settings.frames_max_age_s).config(),
+        TracksStream(settings.tracks_partitions, settings.tracks_max_age_s).config(),
+        EventsStream(max_age_s=settings.events_max_age_s).config(),
+        AuditStream(
+            max_age_s=settings.audit_max_age_days * DAY_S, max_bytes=settings.audit_max_bytes
+        ).config(),
+        DeadLetterStream("anonymiser", settings.anonymiser_deadletter_max_age_s).config(),
+        DeadLetterStream("aggregation", settings.aggregation_deadletter_max_age_s).config(),
+    ]
+
+
+def provisioned_buckets(settings: ProvisionSettings) -> list[KeyValueConfig]:
+    return [PolicyBucket(settings.policy_history).config(), SourcesBucket().config()]
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionResult:
+    stream: str
+    outcome: str  # "created", "updated (<fields>)" or "unchanged"
+
+
+async def provision_stream(js: JetStreamContext, wanted: StreamConfig) -> ProvisionResult:
+    """Create the stream, or update it when its provisioned settings differ, or remove ``sources`` it was
+    given. Never sets ``sources`` or ``mirror``."""
+    name = wanted.name
+    assert name is not None
+    if wanted.sources or wanted.mirror:
+        raise ProvisionError(f"stream {name}: Vigie's streams never copy from another (sources, mirror)")
+    try:
+        current = (await js.stream_info(name)).config
+    except NotFoundError:
+        await js.add_stream(wanted)
+        logger.info("stream %s: created", name)
+        return ProvisionResult(name, "created")
+    if current.mirror is not None:
+        raise ProvisionError(
+            f"stream {name} mirrors {current.mirror.name}: a mirror cannot be removed in place; delete the "
+            "stream (nats stream rm) and provision again"
+        )
+    if current.storage != wanted.storage:
+        raise StreamConfigConflictError(
+            f"stream {name} exists with storage {current.storage}, Vigie needs {wanted.storage}: JetStream "
+            "cannot change it in place; delete the stream (nats stream rm) and provision again"
+        )
+    # A field left unset (None, or 0 for the duplicate window) keeps the server's value.
+    set_fields = [f for f in _PROVISIONED_FIELDS if getattr(wanted, f) not in (None, 0)]
+    changed = [f for f in set_fields if field_differs(current, wanted, f)]
+    if current.sources:
+        changed.append("sources removed: " + ",".join(s.name or "?" for s in current.sources))
+        logger.warning(
+            "stream %s copied from %s: removing", name, ", ".join(s.name or "?" for s in current.sources)
+        )
+    if not changed:
+        return ProvisionResult(name, "unchanged")
+    await js.update_stream(wanted)
+    logger.info("stream %s: updated (%s)", name, ", ".join(changed))
+    return ProvisionResult(name, f"updated ({', '.join(changed)})")
+
+
+async def provision(js: JetStreamContext, settings: ProvisionSettings) -> list[ProvisionResult]:
+    """Provision every stream and bucket of Vigie; waits up to ``settings.wait_s`` for JetStream."""
+    wanted = [*provisioned_streams(settings), *(bucket_stream(b) for b in provisioned_buckets(settings))]
+    results = []
+    for config in wanted:
+        results.append(await _with_retry(js, config, settings.wait_s))
+    return results
+
+
+async def _with_retry(js: JetStreamContext, config: StreamConfig, wait_s: float) -> ProvisionResult:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return await provision_stream(js, config)
+        except nats.errors.TimeoutError:
+            # No answer: JetStream not ready yet (a fresh cluster), or a request the user may not make.
+            if time.monotonic() > deadline:
+                raise ProvisionError(
+                    f"stream {config.name}: no answer from JetStream within {wait_s:g} s (is JetStream "
+                    "enabled, and does this user have the provisioner's permissions?)"
+                ) from None
+            logger.info("stream %s: no answer from JetStream yet, retrying", config.name)
+            await asyncio.sleep(1.0)
+
+
+async def provision_at(
+    nats_settings: NatsSettings, settings: ProvisionSettings | None = None
+) -> list[ProvisionResult]:
+    """Connect (retrying until ``settings.wait_s``), provision everything, close."""
+    settings = settings or ProvisionSettings(nats=nats_settings)
+    client = await _connect(nats_settings, settings.wait_s)
+    try:
+        return await provision(client.jetstream(timeout=5.0), settings)
+    finally:
+        await client.close()
+
+
+async def _connect(nats_settings: NatsSettings, wait_s: float) -> Client:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            # One attempt each time: a one-shot job has no connection to keep, and a client that retries by
+            # itself never gives up on a first connection.
+            return await nats.connect(
+                servers=[url.strip() for url in nats_settings.url.split(",")],
+                name="vigie-provision",
+                user=nats_settings.user,
+                password=nats_settings.password.get_secret_value() if nats_settings.password else None,
+                inbox_prefix=inbox_prefix(nats_settings.user) if nats_settings.user else "_INBOX",
+                connect_timeout=nats_settings.connect_timeout_s,
+                allow_reconnect=False,
+                # nats-py tries a first connection until a server has failed more than this many times.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.2,
+                error_cb=_log_error,
+            )
+        except (OSError, nats.errors.Error) as error:
+            if time.monotonic() > deadline:
+                raise ProvisionError(f"cannot connect to NATS at {nats_settings.url}: {error}") from None
+            logger.info("NATS at %s not reachable yet (%s), retrying", nats_settings.url, error)
+            await asyncio.sleep(1.0)
+
+
+async def _log_error(error: Exception) -> None:
+    logger.error("NATS: %s", error)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vigie_core.provision",
+        description="Create or update every Vigie stream and bucket (settings: VIGIE_PROVISION_*).",
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (the environment overrides it)")
+    args = parser.parse_args(argv)
+    try:
+        settings = ProvisionSettings.load(args.config)
+    except (ValueError, OSError) as error:
+        print(f"vigie-provision: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        results = asyncio.run(provision_at(settings.nats, settings))
+    except (ProvisionError, StreamConfigConflictError) as error:
+        print(f"vigie-provision: {error}", file=sys.stderr)
+        return 1
+    for result in results:
+        print(f"{result.stream}: {result.outcome}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
