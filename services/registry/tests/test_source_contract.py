@@ -1,22 +1,17 @@
 """The registry's entry of the sources bucket is what ingest reads (a contract test between the two ends of
-vigie.v1.CameraSource): the same schema version, the URL opened with the same key, whatever it holds."""
+vigie.v1.CameraSource; both take its schema version from vigie_core.sources): the URL opened with the same
+key, whatever it holds."""
 
 from __future__ import annotations
 
 import pytest
 
-from vigie_ingest.registry_sources import SOURCE_SCHEMA_VERSION as READ_VERSION
 from vigie_ingest.registry_sources import SealedUrlOpener, decode_source
 from vigie_ingest.settings import RegistrySourcesSettings
-from vigie_registry.sources import SOURCE_SCHEMA_VERSION as WRITTEN_VERSION
 from vigie_registry.sources import SourceContent
 from vigie_registry.storage.store import SourceCipher
 
 from .conftest import CIPHER_KEY, Api, declaration
-
-
-def test_ingest_reads_the_version_the_registry_writes() -> None:
-    assert WRITTEN_VERSION == READ_VERSION
 
 
 @pytest.mark.parametrize(

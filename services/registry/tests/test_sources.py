@@ -11,9 +11,9 @@ import pytest
 from cryptography.fernet import Fernet
 from prometheus_client import CollectorRegistry
 
+from vigie_core.sources import SOURCE_SCHEMA_VERSION
 from vigie_proto.v1.sources_pb2 import CameraSource
 from vigie_registry.publication import MemoryKeyValueBucket
-from vigie_registry.sources import SOURCE_SCHEMA_VERSION
 from vigie_registry.storage.store import RegistryStore, SourceCipher
 
 from .conftest import CIPHER_KEY, Api, declaration, publisher_of

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from vigie_core.kv import KeyValueWatcher
 from vigie_core.permissions import SOURCES_BUCKET
+from vigie_core.sources import SOURCE_SCHEMA_VERSION
 from vigie_ingest.camera import CameraConfig, file_only_options
 from vigie_ingest.settings import RegistrySourcesSettings
 from vigie_proto.v1.sources_pb2 import CameraSource
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SOURCES_BUCKET",
-    "SOURCE_SCHEMA_VERSION",
     "UNREADABLE_REASONS",
     "RegistrySource",
     "SealedUrlOpener",
@@ -62,9 +62,6 @@ __all__ = [
 
 logger = logging.getLogger("vigie.ingest.sources")
 
-# The CameraSource.schema_version this code reads; any other is refused (a newer registry may have added a
-# field that changes how the camera must be read).
-SOURCE_SCHEMA_VERSION = 1
 # Why an entry is refused: bounded values for the metric's label.
 UNREADABLE_REASONS = ("not_a_source", "unknown_schema", "wrong_camera", "cannot_open", "unusable_url")
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from vigie_core.audit import AuditPublishSettings
 from vigie_core.policy import PolicySettings
 from vigie_core.settings import ServiceSettings
+from vigie_core.sources import check_fernet_key
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
 from vigie_ingest.resize import DEFAULT_TARGET_SIZE
 
@@ -52,14 +53,7 @@ class RegistrySourcesSettings(BaseModel):
     @field_validator("source_key")
     @classmethod
     def _fernet(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            from cryptography.fernet import Fernet
-
-            try:
-                Fernet(value.get_secret_value().encode())
-            except ValueError:
-                raise ValueError("sources.source_key: not a Fernet key (the registry's source_key)") from None
-        return value
+        return check_fernet_key(value, "sources.source_key (the registry's source_key)")
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from vigie_core.audit import AuditPublishSettings
 from vigie_core.auth import AuthSettings
 from vigie_core.settings import ServiceSettings
+from vigie_core.sources import check_fernet_key
 
 __all__ = ["ObjectionSettings", "PolicyPublishSettings", "PublicSiteSettings", "RegistrySettings"]
 
@@ -163,11 +164,4 @@ class RegistrySettings(ServiceSettings, env_prefix="VIGIE_REGISTRY_", hide_input
     @field_validator("source_key")
     @classmethod
     def _fernet(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            from cryptography.fernet import Fernet
-
-            try:
-                Fernet(value.get_secret_value().encode())
-            except ValueError:
-                raise ValueError("source_key: not a Fernet key (python -m vigie_registry keygen)") from None
-        return value
+        return check_fernet_key(value, "source_key (python -m vigie_registry keygen)")

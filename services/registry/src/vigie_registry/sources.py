@@ -31,6 +31,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry, Gauge
 
 from vigie_core.permissions import SOURCES_BUCKET
+from vigie_core.sources import SOURCE_SCHEMA_VERSION
 from vigie_proto.v1.sources_pb2 import CameraSource
 from vigie_registry.camera import StoredCamera, timestamp_of
 from vigie_registry.declaration import CameraStatusName
@@ -40,7 +41,6 @@ from vigie_registry.storage.store import RegistryStore, SourceCipher, Unreadable
 __all__ = [
     "DISTRIBUTED_STATUSES",
     "SOURCES_BUCKET",
-    "SOURCE_SCHEMA_VERSION",
     "SourceContent",
     "build_source",
     "distributed",
@@ -49,8 +49,6 @@ __all__ = [
 
 logger = logging.getLogger("vigie.registry.sources")
 
-# The format the registry writes (CameraSource.schema_version); ingest refuses any version it does not know.
-SOURCE_SCHEMA_VERSION = 1
 # The statuses whose camera ingest reads (connected; the policy says whether anything is decoded).
 DISTRIBUTED_STATUSES: frozenset[CameraStatusName] = frozenset({"active", "paused"})
 UNDISTRIBUTED_REASONS = ("no_source_key", "unreadable_source")
