@@ -10,12 +10,12 @@ reporting window. The bench polls the aggregation's ``/metrics`` every 0.1 s and
 is published (it appears there just after the API can answer with it).
 
 A frame's count is queryable when its window is published, so its latency is *published(window) -
-capture*. Frames are captured every 1/sample_fps s from the film's opening (known within the 0.1 s of
-polling); p50 and p99 are over those frames. Most of it is the reporting window itself, by design
-(PRIVACY.md rule 11: nothing is published before its window ends); the rest, *published - window end*,
-is what the platform adds: the last frames' analysis, the anonymiser closing the window (on the first
-frame past it; on the camera going idle for the film's last window), the aggregation's release delay
-(``release_delay_s``) and its check interval (1 s here).
+capture*. Frames are captured every 1/sample_fps s from the film's opening (ingest's
+``vigie_ingest_camera_opened_timestamp_seconds``); p50 and p99 are over those frames. Most of it is the
+reporting window itself, by design (PRIVACY.md rule 11: nothing is published before its window ends); the
+rest, *published - window end*, is what the platform adds: the last frames' analysis, the anonymiser
+closing the window (on the first frame past it; on the camera going idle for the film's last window), the
+aggregation's release delay (``release_delay_s``, above that idle closure) and its check interval (1 s).
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                 platform.check_running()
                 now = time.time()
                 ingest = scrape(client, platform.urls["ingest"])
-                if not opened_at and total(ingest, "vigie_ingest_connections_total"):
-                    opened_at = now
+                if not opened_at and total(ingest, "vigie_ingest_camera_opened_timestamp_seconds"):
+                    opened_at = total(ingest, "vigie_ingest_camera_opened_timestamp_seconds")
                     last_window = platform.last_window_start(opened_at)
                 start = total(
                     scrape(client, platform.urls["aggregation"]),
@@ -105,7 +105,12 @@ def main() -> None:
     )
     parser.add_argument("--sample-fps", type=float, default=5.0)
     parser.add_argument("--window-s", type=int, default=60, help="the reporting window (60 s at least)")
-    parser.add_argument("--release-delay-s", type=float, default=3.0)
+    parser.add_argument(
+        "--release-delay-s",
+        type=float,
+        default=PlatformOptions.release_delay_s,
+        help="above the anonymiser's idle closure, or the film's last window is published without it",
+    )
     args = parser.parse_args()
     if not args.video.is_file() or not args.model_repository.is_dir():
         sys.exit("run 'make models videos' first")
