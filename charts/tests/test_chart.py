@@ -249,6 +249,88 @@ def test_replica_k_consumes_partition_k(render: Callable[[str], Any]) -> None:
     assert ingest["spec"]["strategy"] == {"type": "Recreate"}
 
 
+def test_ingest_runs_as_n_shards_of_the_registry_cameras(
+    render: Callable[[str], Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """replicas > 1: a StatefulSet whose pod k reads shard k of the registry's cameras, and no static one."""
+    from cryptography.fernet import Fernet
+
+    from vigie_ingest.settings import IngestSettings
+
+    rendering = render("sharded-ingest")
+    assert not [m for m in rendering.of_kind("Deployment") if m["metadata"]["name"] == "vigie-ingest"]
+    ingest = rendering.named("StatefulSet", "vigie-ingest")
+    assert ingest["spec"]["replicas"] == 3
+    assert ingest["spec"]["podManagementPolicy"] == "Parallel"
+    assert "strategy" not in ingest["spec"]  # a StatefulSet runs at most one pod per ordinal
+    [container] = _pod_spec(ingest)["containers"]
+    env = _env(container)
+    assert env["VIGIE_INGEST_SOURCES__SHARD_INDEX"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
+    assert env["VIGIE_INGEST_SOURCES__SHARD_COUNT"] == "3"
+    assert env["VIGIE_INGEST_CAMERAS"] == "[]"
+    assert env["VIGIE_INGEST_SOURCES__ENABLED"] == "true"
+    assert env["VIGIE_INGEST_FRAMES_PARTITIONS"] == "2"
+    # Its governing Service exists, selects its pods and is the one the ServiceMonitor scrapes.
+    service = rendering.named("Service", ingest["spec"]["serviceName"])
+    assert _selects({"matchLabels": service["spec"]["selector"]}, _pod_labels(ingest))
+    assert _selects(ingest["spec"]["selector"], _pod_labels(ingest))
+    monitor = rendering.named("ServiceMonitor", "vigie-ingest")
+    assert _selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+    # What pod 2 makes of these variables (the pod index label resolved, a key in place of the Secret's),
+    # even with a settings file that lists cameras (an existingSettingsSecret the chart cannot read).
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text(
+        rendering.named("Secret", "vigie-ingest-settings")["stringData"]["settings.toml"]
+        + '\n[[cameras]]\nid = "north-gate"\nurl = "rtsp://10.20.0.11/stream1"\n'
+    )
+    resolved = {
+        "VIGIE_INGEST_SOURCES__SHARD_INDEX": "2",
+        "VIGIE_INGEST_SOURCES__SOURCE_KEY": Fernet.generate_key().decode(),
+    }
+    for name, value in env.items():
+        if name.startswith(("VIGIE_INGEST_SOURCES__", "VIGIE_INGEST_CAMERAS")):
+            monkeypatch.setenv(name, resolved.get(name, value))
+    settings = IngestSettings.load(settings_file)
+    assert settings.cameras == []
+    assert (settings.sources.shard_index, settings.sources.shard_count) == (2, 3)
+    assert settings.target_size == 416
+
+
+def test_one_ingest_replica_stays_a_single_reader_deployment(rendering: Any) -> None:
+    workloads = [w for w in rendering.of_kind(*WORKLOADS) if w["metadata"]["name"] == "vigie-ingest"]
+    if rendering.name == "sharded-ingest":
+        assert [w["kind"] for w in workloads] == ["StatefulSet"]
+        return
+    [ingest] = workloads
+    assert ingest["kind"] == "Deployment"
+    assert ingest["spec"]["replicas"] == 1
+    assert ingest["spec"]["strategy"] == {"type": "Recreate"}
+    env = _env(_pod_spec(ingest)["containers"][0])
+    assert not any("SHARD" in name for name in env)
+    assert "VIGIE_INGEST_CAMERAS" not in env
+
+
+def test_the_sharded_rendering_is_valid_for_the_minimum_kubernetes(
+    render: Callable[[str], Any], tmp_path: Path
+) -> None:
+    """Chart.yaml's kubeVersion: 1.28, the first to label StatefulSet pods with their ordinal."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.28.0-0"
+    core = [m for m in render("sharded-ingest").manifests if _group(m) not in CUSTOM_GROUPS]
+    path = tmp_path / "sharded-ingest.yaml"
+    path.write_text(yaml.safe_dump_all(core))
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("kubernetes-validate")), "-k", "1.28.0", "--strict", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_each_service_connects_as_its_own_nats_user(rendering: Any) -> None:
     for workload in rendering.of_kind("Deployment", "StatefulSet"):
         component = _pod_labels(workload)["app.kubernetes.io/component"]
@@ -339,7 +421,44 @@ def test_cloudnativepg_provides_the_database_url(render: Callable[[str], Any]) -
     [
         (
             ("components.ingest.replicas=2",),
-            "components.ingest.replicas: Must be less than or equal to 1",
+            "components.ingest.replicas: 2 shards share the cameras the registry declares: "
+            "set sourceKey.existingSecret",
+        ),
+        (
+            (
+                "components.ingest.replicas=3",
+                "sourceKey.existingSecret=k",
+                "components.ingest.registryCameras=false",
+            ),
+            "components.ingest.replicas: 3 shards share the cameras the registry declares: "
+            "set components.ingest.registryCameras to true",
+        ),
+        (
+            (
+                "components.ingest.replicas=3",
+                "sourceKey.existingSecret=k",
+                "components.ingest.settings.cameras[0].id=north-gate",
+                "components.ingest.settings.cameras[0].url=rtsp://10.20.0.11/stream1",
+            ),
+            "components.ingest.settings.cameras: each of the 3 shards would read these cameras",
+        ),
+        (
+            (
+                "components.ingest.replicas=3",
+                "sourceKey.existingSecret=k",
+                "components.ingest.env.VIGIE_INGEST_CAMERAS=x",
+            ),
+            "components.ingest.env.VIGIE_INGEST_CAMERAS: each of the 3 shards would read these cameras",
+        ),
+        (
+            ("components.ingest.settings.sources.shard_count=2",),
+            "components.ingest.settings.sources.shard_count: set by the chart from "
+            "components.ingest.replicas",
+        ),
+        (("components.ingest.env.VIGIE_INGEST_SOURCES__SHARD_INDEX=1",), "components.ingest.env"),
+        (
+            ("components.ingest.replicas=1025",),
+            "components.ingest.replicas: Must be less than or equal to 1024",
         ),
         (("components.billing.enabled=true",), "Additional property billing is not allowed"),
         (("triton.image.tag=latest",), "triton.image.tag: Must not validate the schema"),

@@ -9,11 +9,15 @@ store anonymous data reach the database.
 - api: serves an HTTP API the Ingress routes to
 - database: a PostgreSQL URL in VIGIE_<SVC>_<postgresql.urlEnv>, egress to the database
 - singleReader: never two pods at once, even during a rollout (each would read every camera)
+- sharded: with replicas > 1, a StatefulSet whose replica k reads shard k of the registry's cameras (pod
+  ordinal -> VIGIE_<SVC>_SOURCES__SHARD_INDEX) and no static camera; at most one pod per ordinal, even
+  during a rollout, so no camera is read twice (vigie.shards)
 */}}
 {{- define "vigie.traits" -}}
 ingest:
   cameras: true
   singleReader: true
+  sharded: true
 inference:
   partitioned: true
   triton: true
@@ -28,6 +32,43 @@ registry:
 audit:
   api: true
   database: true
+{{- end }}
+
+{{/*
+The number of shards a component runs as, or "" when it runs as one reader: (dict "root" $ "component"
+name). Refuses what would read a camera more than once or not at all: every shard would read the static
+cameras of its settings, and without the registry's cameras there is nothing to share. The shard settings
+are the chart's, from replicas, even at 1 (a lone replica told it is one shard of two reads half).
+*/}}
+{{- define "vigie.shards" -}}
+{{- $values := get .root.Values.components .component -}}
+{{- $traits := get (include "vigie.traits" .root | fromYaml) .component -}}
+{{- if and $values.enabled $traits.sharded -}}
+{{- $field := printf "components.%s" .component -}}
+{{- $replicas := int $values.replicas -}}
+{{- $settings := $values.settings | default dict -}}
+{{- range $key := list "shard_index" "shard_count" -}}
+{{- if hasKey ($settings.sources | default dict) $key -}}
+{{- fail (printf "%s.settings.sources.%s: set by the chart from %s.replicas" $field $key $field) -}}
+{{- end -}}
+{{- end -}}
+{{- if gt $replicas 1 -}}
+{{- if not .root.Values.sourceKey.existingSecret -}}
+{{- fail (printf "%s.replicas: %d shards share the cameras the registry declares: set sourceKey.existingSecret (README.md, \"Scaling ingest\"), or keep replicas at 1" $field $replicas) -}}
+{{- end -}}
+{{- if not $values.registryCameras -}}
+{{- fail (printf "%s.replicas: %d shards share the cameras the registry declares: set %s.registryCameras to true, or keep replicas at 1" $field $replicas $field) -}}
+{{- end -}}
+{{- if $settings.cameras -}}
+{{- fail (printf "%s.settings.cameras: each of the %d shards would read these cameras: declare them in the registry (each is then read by one shard), or keep replicas at 1" $field $replicas) -}}
+{{- end -}}
+{{- $variable := printf "VIGIE_%s_CAMERAS" (upper .component) -}}
+{{- if hasKey ($values.env | default dict) $variable -}}
+{{- fail (printf "%s.env.%s: each of the %d shards would read these cameras; sharded, the chart sets it to []" $field $variable $replicas) -}}
+{{- end -}}
+{{ $replicas }}
+{{- end -}}
+{{- end -}}
 {{- end }}
 
 {{- define "vigie.componentFullname" -}}
@@ -77,6 +118,18 @@ audit:
       fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
 - name: {{ $prefix }}PARTITIONS
   value: {{ $values.replicas | quote }}
+{{- end }}
+{{- with include "vigie.shards" . }}
+# Pod ordinal k reads shard k of the registry's cameras (a stable hash of the camera id), and no static
+# camera: the chart cannot see into an existing settings Secret, and each shard would read its cameras.
+- name: {{ $prefix }}SOURCES__SHARD_INDEX
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
+- name: {{ $prefix }}SOURCES__SHARD_COUNT
+  value: {{ . | quote }}
+- name: {{ $prefix }}CAMERAS
+  value: "[]"
 {{- end }}
 {{- if eq $name "ingest" }}
 # As many FRAMES partitions as inference replicas: replica k consumes partition k.
