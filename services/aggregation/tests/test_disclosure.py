@@ -133,6 +133,32 @@ def test_a_small_count_on_a_persons_only_camera_takes_its_totals_over_classes(at
     assert leaf("street", "l1", LR, CAR) in kept
 
 
+def test_a_small_count_on_a_one_way_line_takes_its_totals_over_directions(attack) -> None:  # type: ignore[no-untyped-def]
+    """An exit-only line counts right to left only: it has no left-to-right leaf, so its total over
+    directions for a class is that class's one count, and a small count cannot hide behind a zero of the
+    other direction; it is protected across classes and lines instead."""
+    camera = busy_camera("gate", lines=("exit", "l2"), exit_RL_bus=3)
+    camera.line_directions = {"exit": frozenset({RL})}
+    for object_class in (PERSON, CAR):
+        del camera.crossings[("exit", LR, object_class)]
+    window = table(camera)
+    assert {cell[1] for cell in window.leaves if cell[0] == ("gate", "exit")} == {(str(RL),)}
+    assert leaf("gate", "exit", LR, BUS) not in window.cells, "no figure for the direction not counted"
+    protection = protect_window(window, threshold=11, has_next_window=False, windows_per_day=72)
+    small = leaf("gate", "exit", RL, BUS)
+    over_directions = (("gate", "exit"), (), (str(BUS),))
+    assert {small, over_directions} <= protection.primary
+    assert protection.primary <= protection.suppressed
+    published_figures = published_cells(window, protection.suppressed)
+    published = [frozenset(window.leaves_under(c.cell)) for c in published_figures if not c.suppressed]
+    targets = {cell: frozenset(window.leaves_under(cell)) for cell in protection.primary}
+    assert attack(published, targets) == set()
+    # The line's totals over directions are its right-to-left figures, published where not suppressed.
+    kept = {c.cell: c for c in published_figures if not c.suppressed}
+    assert kept[(("gate", "exit"), (), (str(PERSON),))].value == 40
+    assert leaf("gate", "l2", LR, PERSON) in kept
+
+
 def test_a_small_count_is_paired_with_the_next_window_then_the_next_repeats_the_pattern() -> None:
     releases = DayReleases(CROSSINGS, threshold=11, windows_per_day=72)
     first = releases.release_window(0, table(busy_camera(l1_LR_bus=2)), has_next_window=True)

@@ -1,7 +1,8 @@
 """Property-based tests: no suppressed small count can be computed from what the API publishes.
 
 Hypothesis draws a site (cameras, lines or zones that come and go; with ``classes``, each counting only
-some classes, which may change from one window to the next as a policy would), a short day of windows and
+some classes, which may change from one window to the next as a policy would; with ``directions``, lines
+that count one direction only, also changing), a short day of windows and
 small, skewed counts; the publication pipeline releases every window then the day, exactly as the service does
 (``family_leaves`` -> ``Table`` -> ``DayReleases`` -> ``published_cells``); the attacker then takes every
 published figure of every window and of the day (all views: lines, directions, classes, camera and site
@@ -29,7 +30,7 @@ PURPOSE_CLASSES = st.sampled_from([SIX, frozenset({1}), frozenset({2, 3, 4, 5, 6
 
 @st.composite
 def site_day(
-    draw: st.DrawFn, zones: bool, classes: bool = False
+    draw: st.DrawFn, zones: bool, classes: bool = False, directions: bool = False
 ) -> tuple[int, list[list[CameraWindowFigures]]]:
     threshold = draw(st.sampled_from([3, 5, 11]))
     cameras = {
@@ -72,8 +73,14 @@ def site_day(
                                 window.dwell[(zone, object_class, bucket)] = count
             else:
                 window.line_ids = set(present)
+                if directions:
+                    # A line counts both directions, or one only (a one-way street, an exit-only door).
+                    window.line_directions = {
+                        line: draw(st.sampled_from([frozenset({1, 2}), frozenset({1}), frozenset({2})]))
+                        for line in present
+                    }
                 for line in present:
-                    for direction in (1, 2):
+                    for direction in sorted(window.line_directions.get(line, {1, 2})):
                         for object_class in sorted(counted[line]):
                             count = draw(SMALL_SKEWED)
                             if count:
@@ -142,6 +149,18 @@ def test_counting_only_some_classes_leaves_no_suppressed_figure_recoverable(atta
     that class's count, and it must be suppressed with it (the certificates see no sibling class)."""
     threshold, windows = data.draw(site_day(zones=spec is not CROSSINGS, classes=True))
     published, primaries, withheld = publish_day(spec, threshold, windows)
+    assert not withheld
+    visible = [leaves for leaves, suppressed, _ in published if not suppressed]
+    assert attack(visible, primaries) == set()
+
+
+@PROPERTY
+@given(data=st.data())
+def test_one_way_lines_leave_no_suppressed_figure_recoverable(attack, data) -> None:  # type: ignore[no-untyped-def]
+    """Totals over directions are totals over the directions counted: a one-way line's total is its one
+    direction's count, and it must be suppressed with it."""
+    threshold, windows = data.draw(site_day(zones=False, classes=True, directions=True))
+    published, primaries, withheld = publish_day(CROSSINGS, threshold, windows)
     assert not withheld
     visible = [leaves for leaves, suppressed, _ in published if not suppressed]
     assert attack(visible, primaries) == set()

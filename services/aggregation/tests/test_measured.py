@@ -1,6 +1,7 @@
 """Only what was measured is published: a camera that counts persons has no figure for cars or buses in the
-API (JSON and CSV) nor on /metrics, a report that does not say counted all six classes, and a listed dwell
-bucket nobody fell in is a zero."""
+API (JSON and CSV) nor on /metrics, a one-way line none for the direction it does not count, a report that
+does not say counted all six classes and both directions, and a listed dwell bucket nobody fell in is a
+zero."""
 
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ QUERY = {
 
 
 def reports() -> list[Any]:
-    """Two windows of a pedestrian camera (persons only, stays in 3 buckets) and of a camera whose reports
-    do not say which classes they counted."""
+    """Two windows of a pedestrian camera (persons only, stays in 3 buckets, an exit-only line) and of a
+    camera whose reports do not say which classes and directions they counted."""
     found = []
     for i in range(2):
         start = T0 + i * W
@@ -53,9 +54,10 @@ def reports() -> list[Any]:
             window_report(
                 "walk",
                 start,
-                lines=("l1",),
+                lines=("l1", "exit"),
                 zones=("z1",),
-                crossings={("l1", 1, PERSON): 40, ("l1", 2, PERSON): 30},
+                crossings={("l1", 1, PERSON): 40, ("l1", 2, PERSON): 30, ("exit", 2, PERSON): 35},
+                one_way_lines={"exit": 2},
                 occupancy={("z1", PERSON): (6000.0, 20)},
                 dwell={("z1", PERSON, 0, 60): 25},
                 object_classes=(PERSON,),
@@ -214,3 +216,47 @@ async def test_metrics_publish_the_same_classes_as_the_api(published: Published)
         and dict(labels) == {**zone, "object_class": "person", "dwell": dict(labels)["dwell"]}
     }
     assert stays == {"0-60": 25, "60-300": 0, "300-": 0, "all": 25}
+
+
+def directions_of(items: list[dict[str, Any]], camera: str, line: str) -> set[str]:
+    return {item["direction"] for item in items if item["camera"] == camera and item["line"] == line}
+
+
+async def test_a_one_way_line_has_no_figure_for_the_direction_it_does_not_count(published: Published) -> None:
+    for granularity in ("window", "day"):
+        lines = await published.items("/crossings", granularity=granularity, direction="each")
+        assert directions_of(lines, "walk", "exit") == {"right_to_left"}
+        assert directions_of(lines, "walk", "l1") == {"left_to_right", "right_to_left"}
+        assert directions_of(lines, "old", "l1") == {"left_to_right", "right_to_left"}, "did not say: both"
+    # The total over directions is the total over the direction counted.
+    [total] = [
+        i
+        for i in await published.items("/crossings", to="2023-11-15T00:20:00Z")
+        if i["camera"] == "walk" and i["line"] == "exit"
+    ]
+    assert (total["direction"], total["object_class"], total["count"]) == ("all", "all", 35)
+    # CSV says the same as JSON.
+    rows = await published.rows("/crossings", direction="each", object_class="each")
+    json_items = await published.items("/crossings", direction="each", object_class="each")
+    assert [(r["camera"], r["line"], r["direction"], r["object_class"], r["count"]) for r in rows] == [
+        (
+            i["camera"],
+            i["line"],
+            i["direction"],
+            i["object_class"],
+            "" if i["count"] is None else str(i["count"]),
+        )
+        for i in json_items
+    ]
+    assert {r["direction"] for r in rows if r["camera"] == "walk" and r["line"] == "exit"} == {
+        "right_to_left"
+    }
+    # /metrics: the same directions, and the same totals over them.
+    on_metrics = {
+        labels["direction"]: value
+        for (name, label_set), value in published.metrics.items()
+        if name == metric_names.PUBLISHED_LINE_CROSSINGS
+        for labels in [dict(label_set)]
+        if labels.get("camera") == "walk" and labels.get("line") == "exit" and labels["object_class"] == "all"
+    }
+    assert on_metrics == {"right_to_left": 35, "all": 35}

@@ -9,7 +9,7 @@ import pytest
 from vigie_aggregation.buckets import merge_parts
 from vigie_aggregation.reports import InvalidReportError, WindowPart, parse_window_report
 from vigie_aggregation.synthetic import T0, window_report
-from vigie_aggregation.vocabulary import ALL_CLASSES
+from vigie_aggregation.vocabulary import ALL_CLASSES, ALL_DIRECTIONS
 from vigie_proto.v1.events_pb2 import WindowReport
 
 
@@ -63,6 +63,15 @@ def test_a_part_that_does_not_say_counted_all_six_classes() -> None:
     assert part.line_classes == {"l1": ALL_CLASSES}
     assert part.zone_classes == {"z1": ALL_CLASSES}
     assert part.dwell_buckets == ()
+    assert part.line_directions == {"l1": ALL_DIRECTIONS}
+
+
+def test_a_part_says_which_lines_counted_one_direction_only() -> None:
+    report = window_report(
+        "cam-a", T0, lines=("exit", "l2"), crossings={("exit", 2, 1): 5}, one_way_lines={"exit": 2}
+    )
+    part = parse(report)
+    assert part.line_directions == {"exit": {2}, "l2": ALL_DIRECTIONS}
 
 
 def test_a_shorter_window_goes_into_the_publication_window_that_contains_it() -> None:
@@ -80,6 +89,13 @@ def _mutate(change: Callable[[WindowReport], None]) -> WindowReport:
 def _narrow(member: str, *classes: int) -> Callable[[WindowReport], None]:
     def change(report: WindowReport) -> None:
         report.member_classes.add(member_id=member, object_classes=list(classes))  # type: ignore[arg-type]
+
+    return change
+
+
+def _one_way(line: str, direction: int) -> Callable[[WindowReport], None]:
+    def change(report: WindowReport) -> None:
+        report.one_way_lines.add(line_id=line, direction=direction)  # type: ignore[arg-type]
 
     return change
 
@@ -150,6 +166,12 @@ def _both(*changes: Callable[[WindowReport], object]) -> Callable[[WindowReport]
             "occupancy[0].object_class",
             "car is not among",
         ),
+        # ... and for a direction its line counted.
+        (_one_way("l1", 2), "crossings[0].direction", "left_to_right is not a direction 'l1' counted"),
+        (_one_way("l9", 1), "one_way_lines[0].line_id", "not in line_ids"),
+        (_one_way("z1", 1), "one_way_lines[0].line_id", "not in line_ids"),
+        (_one_way("l1", 0), "one_way_lines[0].direction", "not a direction"),
+        (_both(_one_way("l1", 1), _one_way("l1", 1)), "one_way_lines[1].line_id", "listed twice"),
         (lambda r: r.dwell_bucket_seconds.extend([60, 30]), "dwell_bucket_seconds", "increasing"),
         (lambda r: r.dwell_bucket_seconds.extend([0, 30]), "dwell_bucket_seconds", "positive"),
         (
@@ -244,3 +266,18 @@ def test_the_classes_and_dwell_buckets_of_a_window_are_the_union_over_its_parts(
         ("cam-a", T0, "zone", "z1"): {1, 2},
     }
     assert {m for _, _, kind, m in increments.members if kind == "dwel"} == {"0-60", "60-"}
+
+
+def test_the_directions_of_a_line_are_the_union_over_its_parts() -> None:
+    exit_only = window_report("cam-a", T0, part=0, lines=("l1", "l2"), one_way_lines={"l1": 2})
+    still_one_way = window_report(
+        "cam-a", T0, part=1, lines=("l1",), one_way_lines={"l1": 2}, geometry_version="g2"
+    )
+    increments = merge_parts([parse(exit_only), parse(still_one_way)])
+    assert increments.line_directions == {
+        ("cam-a", T0, "line", "l1"): {2},
+        ("cam-a", T0, "line", "l2"): ALL_DIRECTIONS,
+    }
+    both_ways = window_report("cam-a", T0, part=2, lines=("l1",), geometry_version="g3")
+    increments = merge_parts([parse(exit_only), parse(both_ways)])
+    assert increments.line_directions[("cam-a", T0, "line", "l1")] == ALL_DIRECTIONS

@@ -18,7 +18,7 @@ from vigie_aggregation.storage import schema
 from vigie_aggregation.storage.cells import Granularity
 from vigie_aggregation.storage.store import ReleaseRecord, StatisticsStore
 from vigie_aggregation.synthetic import T0, window_report
-from vigie_aggregation.vocabulary import ALL_CLASSES
+from vigie_aggregation.vocabulary import ALL_CLASSES, ALL_DIRECTIONS
 from vigie_core.database import make_engine
 from vigie_proto.v1.events_pb2 import WindowReport
 
@@ -156,6 +156,27 @@ async def test_the_classes_of_a_line_or_zone_are_the_union_over_parts_stored_apa
     assert figures.crossings == {("l1", 1, 1): 3}
 
 
+async def test_the_directions_of_a_line_are_the_union_over_parts_stored_apart(
+    any_store: StatisticsStore,
+) -> None:
+    one_way = window_report(
+        "cam-a", T0, part=0, lines=("l1", "l2"), crossings={("l1", 1, 1): 3}, one_way_lines={"l1": 1}
+    )
+    await any_store.apply_parts([part(one_way)], now=T0)
+    [figures] = await any_store.camera_window_figures({"cam-a"}, T0)
+    assert figures.line_directions == {"l1": {1}, "l2": ALL_DIRECTIONS}
+    leaves = family_leaves(CROSSINGS, [figures])
+    assert {(line, int(d)) for ((_, line), (d,), _) in leaves} == {("l1", 1), ("l2", 1), ("l2", 2)}
+    # Later in the window the line is made one-way the other way (a new geometry): both were counted.
+    other_way = window_report(
+        "cam-a", T0, part=1, lines=("l1",), one_way_lines={"l1": 2}, geometry_version="g2"
+    )
+    await any_store.apply_parts([part(other_way)], now=T0)
+    [figures] = await any_store.camera_window_figures({"cam-a"}, T0)
+    assert figures.line_directions == {"l1": ALL_DIRECTIONS, "l2": ALL_DIRECTIONS}
+    assert figures.crossings == {("l1", 1, 1): 3}
+
+
 def _upgrade_to(connection: Connection, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(resources.files("vigie_aggregation") / "migrations"))
@@ -208,5 +229,46 @@ async def test_figures_stored_before_the_classes_were_reported_keep_meaning_all_
         assert figures.line_classes == {}
         assert figures.crossings == {("l1", 1, 1): 6}
         assert figures.geometry_versions == ("g0", "g1")
+    finally:
+        await store.close()
+
+
+async def test_lines_stored_before_the_directions_were_reported_keep_meaning_both(database: Any) -> None:
+    """Revision 0003 on a database of revision 0002 (SQLite, then PostgreSQL)."""
+    engine = make_engine(database.url, schema_name=database.schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_to, "0002")
+            window = {"camera": "cam-a", "window": T0}
+            await conn.execute(
+                text(
+                    "INSERT INTO camera_windows (camera_id, window_start, covered_seconds, frames, parts) "
+                    "VALUES (:camera, :window, 1200.0, 100, 1)"
+                ),
+                window,
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO window_members (camera_id, window_start, kind, member_id, object_classes) "
+                    "VALUES (:camera, :window, 'line', 'l1', 2), (:camera, :window, 'geom', 'g0', NULL)"
+                ),
+                window,
+            )
+    finally:
+        await engine.dispose()
+    store = await StatisticsStore.open(database.url, schema_name=database.schema)
+    try:
+        [figures] = await store.camera_window_figures({"cam-a"}, T0)
+        assert (figures.line_classes, figures.line_directions) == ({"l1": {1}}, {})
+        leaves = family_leaves(CROSSINGS, [figures])
+        assert {int(direction) for _, (direction,), _ in leaves} == ALL_DIRECTIONS
+        # A one-way part after the upgrade, in the same window: the union is still both directions.
+        later = window_report(
+            "cam-a", T0, part=1, crossings={("l1", 1, 1): 2}, object_classes=(1,), one_way_lines={"l1": 1}
+        )
+        await store.apply_parts([part(later)], now=T0)
+        [figures] = await store.camera_window_figures({"cam-a"}, T0)
+        assert figures.line_directions == {}
+        assert figures.crossings == {("l1", 1, 1): 2}
     finally:
         await store.close()

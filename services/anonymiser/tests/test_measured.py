@@ -1,10 +1,12 @@
 """What a report says it measured (events.proto): the classes counted, the lines and zones that counted
-fewer, and the dwell buckets, so that the aggregation publishes no figure for what was not measured."""
+fewer, the lines that counted one direction only, and the dwell buckets, so that the aggregation publishes
+no figure for what was not measured."""
 
 from vigie_anonymiser import (
     Anonymiser,
     CameraGeometryConfig,
     CountingParams,
+    CrossingDirection,
     LineConfig,
     ReportClosure,
     WindowReport,
@@ -15,10 +17,12 @@ from vigie_anonymiser.geometry_source import PolicyGeometrySource, policy_geomet
 from vigie_anonymiser.synthetic import FrameBuilder, camera_for, feed
 from vigie_core.policy import StaticPolicies
 from vigie_embedded.policies import camera_policy
-from vigie_proto.v1.policy_pb2 import AnalysisOutput, CameraPolicy, Purpose
+from vigie_proto.v1.events_pb2 import OneWayLine
+from vigie_proto.v1.policy_pb2 import AnalysisOutput, CameraPolicy, LineDirections, Purpose
 from vigie_proto.v1.tracks_pb2 import ObjectClass
 
 PERSON, BICYCLE = ObjectClass.OBJECT_CLASS_PERSON, ObjectClass.OBJECT_CLASS_BICYCLE
+L2R, R2L = CrossingDirection.LEFT_TO_RIGHT, CrossingDirection.RIGHT_TO_LEFT
 SIX = (1, 2, 3, 4, 5, 6)
 LINE = {"gate": ((0.0, 0.5), (1.0, 0.5))}
 ZONE = {"square": [(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.1, 0.9)]}
@@ -116,3 +120,58 @@ def test_without_the_dwell_time_output_no_bucket_is_listed() -> None:
     config = policy_geometry(policy, None)
     assert config is not None
     assert one_report(config).dwell_bounds == ()
+
+
+def one_way_policy(
+    version: int = 1, directions: int = LineDirections.LINE_DIRECTIONS_LEFT_TO_RIGHT
+) -> CameraPolicy:
+    policy = camera_policy("cam", version=version, lines=LINE)
+    policy.lines[0].directions = directions  # type: ignore[assignment]
+    return policy
+
+
+def test_a_one_way_line_of_the_policy_counts_and_reports_its_direction_only() -> None:
+    config = policy_geometry(one_way_policy(), None)
+    assert config is not None
+    frames = FrameBuilder()
+    down = [frames.frame({1: (0.5, 0.3 + i / 50)}) for i in range(21)]  # left to right across "gate"
+    up = [frames.frame({2: (0.5, 0.7 - i / 50)}) for i in range(21)]
+    camera = camera_for(**config.model_dump(exclude={"id"}))
+    (report,) = feed(camera, down + up)
+    assert {(c.line_id, c.direction) for c in report.crossings} == {("gate", L2R)}
+    assert report.one_way_lines == (("gate", L2R),)
+    message = report_from_message(report_message(report).SerializeToString())
+    assert list(message.one_way_lines) == [OneWayLine(line_id="gate", direction=L2R)]
+
+
+def test_static_lines_say_which_direction_they_counted() -> None:
+    config = CameraGeometryConfig(
+        id="cam",
+        lines=[
+            LineConfig(id="exit", start=(0.0, 0.5), end=(1.0, 0.5), directions="right_to_left"),
+            LineConfig(id="both-ways", start=(0.0, 0.4), end=(1.0, 0.4)),
+        ],
+    )
+    report = one_report(config)
+    assert report.one_way_lines == (("exit", R2L),), "a line counting both directions is not listed"
+    assert list(report_message(report).one_way_lines) == [OneWayLine(line_id="exit", direction=R2L)]
+
+
+def test_a_change_of_a_lines_direction_closes_the_part() -> None:
+    policies = StaticPolicies([one_way_policy(directions=LineDirections.LINE_DIRECTIONS_BOTH)])
+    source = PolicyGeometrySource(policies)
+    anonymiser = Anonymiser(source.current(), CountingParams())
+    frames = FrameBuilder(fps=1)
+    for _ in range(3):
+        assert anonymiser.process(frames.frame(), 1.0).reports == ()
+    policies.set(one_way_policy(version=2))
+    (update,) = source.poll()
+    assert update.geometry is not None
+    (first,) = anonymiser.set_geometry("cam", update.geometry)
+    assert first.closed_by is ReportClosure.GEOMETRY_CHANGED
+    assert first.one_way_lines == ()
+    for _ in range(3):
+        anonymiser.process(frames.frame(), 1.0)
+    (second,) = anonymiser.stop()
+    assert second.one_way_lines == (("gate", L2R),)
+    assert second.geometry_version != first.geometry_version

@@ -4,8 +4,9 @@ A bucket is one camera x publication window x (line, direction, class), (zone, c
 (zone, class, dwell bucket). Parts add up: counts, object-seconds, covered seconds and frames are SUMS,
 ``max_objects`` is the MAX. The lines and zones a part lists are the window's members (a listed line with
 no entry counted zero), and so are the classes each of them counted (a class with no entry counted zero; a
-class not counted has no figure) and the dwell buckets the part lists; membership, like the set of
-geometry versions, is the UNION over parts, and so are a member's classes. The
+class not counted has no figure), the directions each line counted (likewise) and the dwell buckets the
+part lists; membership, like the set of geometry versions, is the UNION over parts, and so are a member's
+classes and a line's directions. The
 storage applies these increments with the same rules (``count = count + increment``,
 ``max = max(max, increment)``), so merging a batch first and storing it after gives the same figures as
 storing each part alone.
@@ -46,6 +47,8 @@ class BucketIncrements:
     members: set[tuple[str, int, str, str]] = field(default_factory=set)
     # (camera, window, kind, id) of a line or zone -> the classes it counted
     member_classes: dict[tuple[str, int, str, str], frozenset[int]] = field(default_factory=dict)
+    # (camera, window, "line", id) -> the directions it counted
+    line_directions: dict[tuple[str, int, str, str], frozenset[int]] = field(default_factory=dict)
     # (camera, window, line, direction, class) -> count
     crossings: dict[tuple[str, int, str, int, int], int] = field(default_factory=dict)
     # (camera, window, zone, class)
@@ -66,6 +69,9 @@ class BucketIncrements:
                 member_key = (camera, window, kind, member)
                 self.members.add(member_key)
                 self.member_classes[member_key] = self.member_classes.get(member_key, frozenset()) | counted
+        for line, directions in part.line_directions.items():
+            line_key = (camera, window, "line", line)
+            self.line_directions[line_key] = self.line_directions.get(line_key, frozenset()) | directions
         for crossing in part.crossings:
             key = (camera, window, crossing.line_id, crossing.direction, crossing.object_class)
             self.crossings[key] = self.crossings.get(key, 0) + crossing.count

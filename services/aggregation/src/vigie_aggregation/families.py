@@ -20,13 +20,15 @@ each direction and each class it counted, a zone one for each class it counted a
 measured, each dwell bucket of its camera, with a zero where nothing was counted (a listed line with no
 entry counted zero). A class a line or zone did not count has no leaf, hence no figure at all, not even a
 zero: a pedestrian-flow camera (persons only) publishes no figure for cars or buses, and its totals over
-classes are totals over the classes it counted. Over the parts of a window, the lines, zones, each one's
-classes and the dwell buckets are the union of the parts'. A line or zone stored before reports said which
-classes they counted (absent from ``line_classes``/``zone_classes``) counted all six, as such reports meant.
+classes are totals over the classes it counted. Likewise a one-way line (``one_way_lines``) has no leaf for
+the direction it does not count, and its totals over directions are totals over the direction it counted.
+Over the parts of a window, the lines, zones, each one's classes, each line's directions and the dwell
+buckets are the union of the parts'. A line or zone stored before reports said which classes they counted
+(absent from ``line_classes``/``zone_classes``) counted all six, and a line stored before reports said
+which directions it counted (absent from ``line_directions``) counted both, as such reports meant.
 
 Dwell buckets are those the camera's reports listed (``dwell_bucket_seconds``), with those seen in its
 dwell entries (all that is known of a report that does not list them), so a listed bucket nobody fell in is
-published as zero. A line's directions are both, whichever it counts: a direction a line ignores is
 published as zero.
 """
 
@@ -36,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vigie_aggregation.disclosure.table import Cell, LeafFigures, SensitivityRule, TableSpec
-from vigie_aggregation.vocabulary import ALL_CLASSES, DIRECTION_NAMES
+from vigie_aggregation.vocabulary import ALL_CLASSES, ALL_DIRECTIONS
 
 __all__ = [
     "CROSSINGS",
@@ -70,8 +72,6 @@ DWELL = TableSpec(
 )
 FAMILIES: dict[str, TableSpec] = {spec.name: spec for spec in (CROSSINGS, OCCUPANCY, DWELL)}
 
-_DIRECTIONS = tuple(sorted(DIRECTION_NAMES))
-
 
 @dataclass(slots=True)
 class CameraWindowFigures:
@@ -89,6 +89,8 @@ class CameraWindowFigures:
     # The classes each line or zone counted; one missing here counted all six (stored before reports said).
     line_classes: dict[str, frozenset[int]] = field(default_factory=dict)
     zone_classes: dict[str, frozenset[int]] = field(default_factory=dict)
+    # The directions each line counted; one missing here counted both (stored before reports said).
+    line_directions: dict[str, frozenset[int]] = field(default_factory=dict)
     # The dwell buckets the camera's reports listed (vocabulary.dwell_bucket_key).
     dwell_buckets: set[str] = field(default_factory=set)
 
@@ -105,7 +107,7 @@ def family_leaves(spec: TableSpec, cameras: Iterable[CameraWindowFigures]) -> di
         if spec is CROSSINGS:
             for line in sorted(camera.line_ids):
                 line_classes = sorted(camera.line_classes.get(line, ALL_CLASSES))
-                for direction in _DIRECTIONS:
+                for direction in sorted(camera.line_directions.get(line, ALL_DIRECTIONS)):
                     for object_class in line_classes:
                         count = camera.crossings.get((line, direction, object_class), 0)
                         leaves[((c, line), (str(direction),), (str(object_class),))] = _count_leaf(count)

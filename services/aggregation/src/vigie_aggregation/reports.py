@@ -5,9 +5,10 @@
 message aside on the dead-letter subject and carries on.
 
 A part also says what it measured: the classes each listed line and zone counted (``object_classes``,
-narrowed per member by ``member_classes``; a report without them counted all six) and the camera's dwell
-buckets. A figure for a class a line or zone did not count, or for a bucket that is not listed, contradicts
-the report and is refused.
+narrowed per member by ``member_classes``; a report without them counted all six), the directions each
+line counted (both, or the one ``one_way_lines`` gives it) and the camera's dwell buckets. A figure for a
+class a line or zone did not count, for a direction a line did not count, or for a bucket that is not
+listed, contradicts the report and is refused.
 
 A part counts in the publication window that contains it: a report whose own window is shorter (a purpose
 that justified 10-minute windows, say) must divide the publication window and is added to it; a report
@@ -24,7 +25,13 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from vigie_aggregation.vocabulary import ALL_CLASSES, DIRECTION_NAMES, OBJECT_CLASS_NAMES, dwell_bucket_key
+from vigie_aggregation.vocabulary import (
+    ALL_CLASSES,
+    ALL_DIRECTIONS,
+    DIRECTION_NAMES,
+    OBJECT_CLASS_NAMES,
+    dwell_bucket_key,
+)
 from vigie_proto.v1.events_pb2 import ReportClosure, WindowReport
 
 __all__ = [
@@ -107,6 +114,8 @@ class WindowPart:
     # The classes each listed line and zone counted (all six for a report that does not say).
     line_classes: Mapping[str, frozenset[int]]
     zone_classes: Mapping[str, frozenset[int]]
+    # The directions each listed line counted (both for a line one_way_lines does not list).
+    line_directions: Mapping[str, frozenset[int]]
     # The camera's dwell buckets when stays were measured (vocabulary.dwell_bucket_key); empty when none
     # was, or for a report that does not say (then only the buckets of its dwell entries are known).
     dwell_buckets: tuple[str, ...]
@@ -233,6 +242,18 @@ def parse_window_report(
             raise InvalidReportError(f"{field}.object_classes", "not within the report's object_classes")
         narrowed.add(m.member_id)
         member_classes[m.member_id] = classes
+    line_directions = dict.fromkeys(line_ids, ALL_DIRECTIONS)
+    one_way: set[str] = set()
+    for i, w in enumerate(report.one_way_lines):
+        field = f"one_way_lines[{i}]"
+        if w.line_id not in line_directions:
+            raise InvalidReportError(f"{field}.line_id", f"{w.line_id!r} is not in line_ids")
+        if w.line_id in one_way:
+            raise InvalidReportError(f"{field}.line_id", f"{w.line_id!r} is listed twice")
+        if w.direction not in DIRECTION_NAMES:
+            raise InvalidReportError(f"{field}.direction", f"{w.direction} is not a direction")
+        one_way.add(w.line_id)
+        line_directions[w.line_id] = frozenset({w.direction})
     dwell_buckets = _dwell_buckets(list(report.dwell_bucket_seconds))
     covered = report.covered_seconds
     if not math.isfinite(covered) or covered < 0 or covered > window_s + _COVERAGE_TOLERANCE_S:
@@ -251,6 +272,11 @@ def parse_window_report(
             raise InvalidReportError(f"{field}.line_id", f"{c.line_id!r} is not in line_ids")
         if c.direction not in DIRECTION_NAMES:
             raise InvalidReportError(f"{field}.direction", f"{c.direction} is not a direction")
+        if c.direction not in line_directions[c.line_id]:
+            raise InvalidReportError(
+                f"{field}.direction",
+                f"{DIRECTION_NAMES[c.direction]} is not a direction {c.line_id!r} counted",
+            )
         object_class = _object_class(c.object_class, f"{field}.object_class")
         key = (
             c.line_id,
@@ -327,5 +353,6 @@ def parse_window_report(
         models=tuple(report.models),
         line_classes=line_classes,
         zone_classes=zone_classes,
+        line_directions=line_directions,
         dwell_buckets=dwell_buckets,
     )

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from vigie_proto.v1.events_pb2 import (
     LineCrossingCount,
     MemberClasses,
+    OneWayLine,
     ReportClosure,
     WindowReport,
     ZoneDwellCount,
@@ -42,11 +43,13 @@ def window_report(
     object_classes: tuple[int, ...] = (),
     member_classes: Mapping[str, tuple[int, ...]] | None = None,
     dwell_bucket_seconds: tuple[int, ...] = (),
+    one_way_lines: Mapping[str, int] | None = None,
 ) -> WindowReport:
     """A report: ``crossings`` by (line, direction, class), ``occupancy`` by (zone, class) as
     (object-seconds, max objects), ``dwell`` by (zone, class, min s, max s). ``object_classes``,
-    ``member_classes`` and ``dwell_bucket_seconds`` say what was measured (none: all six classes, the
-    buckets of the dwell entries, as a report from before these fields)."""
+    ``member_classes``, ``one_way_lines`` (line -> its one direction) and ``dwell_bucket_seconds`` say what
+    was measured (none: all six classes, both directions, the buckets of the dwell entries, as a report from
+    before these fields)."""
     report = WindowReport(
         report_id=report_id_for(camera_id, window_start, part),
         camera_id=camera_id,
@@ -76,6 +79,10 @@ def window_report(
             for member, classes in sorted((member_classes or {}).items())
         ],
         dwell_bucket_seconds=list(dwell_bucket_seconds),
+        one_way_lines=[
+            OneWayLine(line_id=line, direction=direction)  # type: ignore[arg-type]
+            for line, direction in sorted((one_way_lines or {}).items())
+        ],
     )
     report.window_start.seconds = window_start
     return report

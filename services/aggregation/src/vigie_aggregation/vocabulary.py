@@ -8,6 +8,7 @@ from vigie_proto.v1.tracks_pb2 import ObjectClass
 __all__ = [
     "ALL",
     "ALL_CLASSES",
+    "ALL_DIRECTIONS",
     "DIRECTION_CODES",
     "DIRECTION_NAMES",
     "OBJECT_CLASS_CODES",
@@ -33,6 +34,8 @@ DIRECTION_NAMES: dict[int, str] = {
     if code != CrossingDirection.CROSSING_DIRECTION_UNSPECIFIED
 }
 DIRECTION_CODES: dict[str, int] = {name: code for code, name in DIRECTION_NAMES.items()}
+# What a line a report does not list in one_way_lines (or one from before that field) counted.
+ALL_DIRECTIONS: frozenset[int] = frozenset(DIRECTION_NAMES)
 
 
 def dwell_bucket_key(min_seconds: int, max_seconds: int) -> str:

@@ -224,6 +224,7 @@ class CameraAnonymiser:
         geometry = self._geometry
         # The classes are the geometry's (its lines' and zones'), so they cannot change within a part:
         # a change of classes is a change of geometry version, which closes the part (GEOMETRY_CHANGED).
+        # The same holds for a line's directions.
         classes = geometry.object_classes
         return WindowTally(
             camera_id=geometry.camera_id,
@@ -242,6 +243,7 @@ class CameraAnonymiser:
                 for member, counted in geometry.member_classes().items()
                 if counted != classes
             ),
+            one_way_lines=geometry.one_way_lines,
             dwell_bounds=geometry.dwell_bounds,
         )
 

@@ -261,6 +261,19 @@ class CameraGeometry:
         return frozenset(c for classes in self.member_classes().values() for c in classes)
 
     @property
+    def one_way_lines(self) -> tuple[tuple[str, CrossingDirection], ...]:
+        """The lines that count one direction only, with that direction (the others count both).
+
+        Directions are part of the version (``CameraGeometryConfig.version``), as classes are.
+        """
+        return tuple(
+            (line.id, direction)
+            for line in self.lines
+            if len(line.directions) == 1
+            for direction in line.directions
+        )
+
+    @property
     def dwell_bounds(self) -> tuple[int, ...]:
         """The dwell buckets' upper bounds when stays are measured (zones and dwell time); else none."""
         return self.dwell.bounds if self.dwell_time and self.zones else ()

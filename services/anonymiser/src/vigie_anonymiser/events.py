@@ -57,6 +57,10 @@ def report_message(report: WindowReport) -> events_pb2.WindowReport:
             for member, classes in report.member_classes
         ],
         dwell_bucket_seconds=report.dwell_bounds,
+        one_way_lines=[
+            events_pb2.OneWayLine(line_id=line, direction=events_pb2.CrossingDirection.ValueType(direction))
+            for line, direction in report.one_way_lines
+        ],
     )
     message.window_start.seconds = report.window_start
     return message

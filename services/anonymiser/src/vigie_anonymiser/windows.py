@@ -110,10 +110,11 @@ class WindowReport:
     dwell: tuple[ZoneDwellCount, ...]
     models: tuple[str, ...]
     # What was measured, so that no figure is published for what was not: the classes counted, the lines
-    # and zones that counted fewer of them (id, classes), and the dwell buckets' upper bounds (empty: stays
-    # were not measured).
+    # and zones that counted fewer of them (id, classes), the lines that counted one direction only (id,
+    # direction), and the dwell buckets' upper bounds (empty: stays were not measured).
     object_classes: tuple[int, ...] = ()
     member_classes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    one_way_lines: tuple[tuple[str, CrossingDirection], ...] = ()
     dwell_bounds: tuple[int, ...] = ()
 
 
@@ -131,6 +132,7 @@ class WindowTally:
     dwell_limits: tuple[tuple[int, int | None], ...]
     object_classes: tuple[int, ...] = ()
     member_classes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    one_way_lines: tuple[tuple[str, CrossingDirection], ...] = ()
     dwell_bounds: tuple[int, ...] = ()
     frames: int = 0
     covered_s: float = 0.0
@@ -188,5 +190,6 @@ class WindowTally:
             models=tuple(sorted(self.models)),
             object_classes=self.object_classes,
             member_classes=self.member_classes,
+            one_way_lines=self.one_way_lines,
             dwell_bounds=self.dwell_bounds,
         )

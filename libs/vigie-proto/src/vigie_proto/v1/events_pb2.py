@@ -27,17 +27,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from vigie_proto.v1 import tracks_pb2 as vigie__proto_dot_v1_dot_tracks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvigie_proto/v1/events.proto\x12\x08vigie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bvigie_proto/v1/tracks.proto\"\x90\x01\n\x11LineCrossingCount\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12.\n\tdirection\x18\x02 \x01(\x0e\x32\x1b.vigie.v1.CrossingDirection\x12+\n\x0cobject_class\x18\x03 \x01(\x0e\x32\x15.vigie.v1.ObjectClass\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"z\n\rZoneOccupancy\x12\x0f\n\x07zone_id\x18\x01 \x01(\t\x12+\n\x0cobject_class\x18\x02 \x01(\x0e\x32\x15.vigie.v1.ObjectClass\x12\x16\n\x0eobject_seconds\x18\x03 \x01(\x01\x12\x13\n\x0bmax_objects\x18\x04 \x01(\r\"\x87\x01\n\x0eZoneDwellCount\x12\x0f\n\x07zone_id\x18\x01 \x01(\t\x12+\n\x0cobject_class\x18\x02 \x01(\x0e\x32\x15.vigie.v1.ObjectClass\x12\x13\n\x0bmin_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_seconds\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\r\"Q\n\rMemberClasses\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12-\n\x0eobject_classes\x18\x02 \x03(\x0e\x32\x15.vigie.v1.ObjectClass\"\xa4\x04\n\x0cWindowReport\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x30\n\x0cwindow_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewindow_seconds\x18\x04 \x01(\r\x12*\n\tclosed_by\x18\x05 \x01(\x0e\x32\x17.vigie.v1.ReportClosure\x12\x18\n\x10geometry_version\x18\x06 \x01(\t\x12\x10\n\x08line_ids\x18\x07 \x03(\t\x12\x10\n\x08zone_ids\x18\x08 \x03(\t\x12\x0e\n\x06\x66rames\x18\t \x01(\r\x12\x17\n\x0f\x63overed_seconds\x18\n \x01(\x01\x12.\n\tcrossings\x18\x0b \x03(\x0b\x32\x1b.vigie.v1.LineCrossingCount\x12*\n\toccupancy\x18\x0c \x03(\x0b\x32\x17.vigie.v1.ZoneOccupancy\x12\'\n\x05\x64well\x18\r \x03(\x0b\x32\x18.vigie.v1.ZoneDwellCount\x12\x0e\n\x06models\x18\x0e \x03(\t\x12-\n\x0eobject_classes\x18\x0f \x03(\x0e\x32\x15.vigie.v1.ObjectClass\x12/\n\x0emember_classes\x18\x10 \x03(\x0b\x32\x17.vigie.v1.MemberClasses\x12\x1c\n\x14\x64well_bucket_seconds\x18\x11 \x03(\r*\x83\x01\n\x11\x43rossingDirection\x12\"\n\x1e\x43ROSSING_DIRECTION_UNSPECIFIED\x10\x00\x12$\n CROSSING_DIRECTION_LEFT_TO_RIGHT\x10\x01\x12$\n CROSSING_DIRECTION_RIGHT_TO_LEFT\x10\x02*\xdd\x01\n\rReportClosure\x12\x1e\n\x1aREPORT_CLOSURE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPORT_CLOSURE_WINDOW_ENDED\x10\x01\x12\x1e\n\x1aREPORT_CLOSURE_CAMERA_IDLE\x10\x02\x12#\n\x1fREPORT_CLOSURE_GEOMETRY_CHANGED\x10\x03\x12#\n\x1fREPORT_CLOSURE_SERVICE_STOPPING\x10\x04\x12!\n\x1dREPORT_CLOSURE_CAMERA_REMOVED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvigie_proto/v1/events.proto\x12\x08vigie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bvigie_proto/v1/tracks.proto\"\x90\x01\n\x11LineCrossingCount\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12.\n\tdirection\x18\x02 \x01(\x0e\x32\x1b.vigie.v1.CrossingDirection\x12+\n\x0cobject_class\x18\x03 \x01(\x0e\x32\x15.vigie.v1.ObjectClass\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"z\n\rZoneOccupancy\x12\x0f\n\x07zone_id\x18\x01 \x01(\t\x12+\n\x0cobject_class\x18\x02 \x01(\x0e\x32\x15.vigie.v1.ObjectClass\x12\x16\n\x0eobject_seconds\x18\x03 \x01(\x01\x12\x13\n\x0bmax_objects\x18\x04 \x01(\r\"\x87\x01\n\x0eZoneDwellCount\x12\x0f\n\x07zone_id\x18\x01 \x01(\t\x12+\n\x0cobject_class\x18\x02 \x01(\x0e\x32\x15.vigie.v1.ObjectClass\x12\x13\n\x0bmin_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_seconds\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\r\"Q\n\rMemberClasses\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12-\n\x0eobject_classes\x18\x02 \x03(\x0e\x32\x15.vigie.v1.ObjectClass\"M\n\nOneWayLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12.\n\tdirection\x18\x02 \x01(\x0e\x32\x1b.vigie.v1.CrossingDirection\"\xd1\x04\n\x0cWindowReport\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x30\n\x0cwindow_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewindow_seconds\x18\x04 \x01(\r\x12*\n\tclosed_by\x18\x05 \x01(\x0e\x32\x17.vigie.v1.ReportClosure\x12\x18\n\x10geometry_version\x18\x06 \x01(\t\x12\x10\n\x08line_ids\x18\x07 \x03(\t\x12\x10\n\x08zone_ids\x18\x08 \x03(\t\x12\x0e\n\x06\x66rames\x18\t \x01(\r\x12\x17\n\x0f\x63overed_seconds\x18\n \x01(\x01\x12.\n\tcrossings\x18\x0b \x03(\x0b\x32\x1b.vigie.v1.LineCrossingCount\x12*\n\toccupancy\x18\x0c \x03(\x0b\x32\x17.vigie.v1.ZoneOccupancy\x12\'\n\x05\x64well\x18\r \x03(\x0b\x32\x18.vigie.v1.ZoneDwellCount\x12\x0e\n\x06models\x18\x0e \x03(\t\x12-\n\x0eobject_classes\x18\x0f \x03(\x0e\x32\x15.vigie.v1.ObjectClass\x12/\n\x0emember_classes\x18\x10 \x03(\x0b\x32\x17.vigie.v1.MemberClasses\x12\x1c\n\x14\x64well_bucket_seconds\x18\x11 \x03(\r\x12+\n\rone_way_lines\x18\x12 \x03(\x0b\x32\x14.vigie.v1.OneWayLine*\x83\x01\n\x11\x43rossingDirection\x12\"\n\x1e\x43ROSSING_DIRECTION_UNSPECIFIED\x10\x00\x12$\n CROSSING_DIRECTION_LEFT_TO_RIGHT\x10\x01\x12$\n CROSSING_DIRECTION_RIGHT_TO_LEFT\x10\x02*\xdd\x01\n\rReportClosure\x12\x1e\n\x1aREPORT_CLOSURE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPORT_CLOSURE_WINDOW_ENDED\x10\x01\x12\x1e\n\x1aREPORT_CLOSURE_CAMERA_IDLE\x10\x02\x12#\n\x1fREPORT_CLOSURE_GEOMETRY_CHANGED\x10\x03\x12#\n\x1fREPORT_CLOSURE_SERVICE_STOPPING\x10\x04\x12!\n\x1dREPORT_CLOSURE_CAMERA_REMOVED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vigie_proto.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CROSSINGDIRECTION']._serialized_start=1147
-  _globals['_CROSSINGDIRECTION']._serialized_end=1278
-  _globals['_REPORTCLOSURE']._serialized_start=1281
-  _globals['_REPORTCLOSURE']._serialized_end=1502
+  _globals['_CROSSINGDIRECTION']._serialized_start=1271
+  _globals['_CROSSINGDIRECTION']._serialized_end=1402
+  _globals['_REPORTCLOSURE']._serialized_start=1405
+  _globals['_REPORTCLOSURE']._serialized_end=1626
   _globals['_LINECROSSINGCOUNT']._serialized_start=104
   _globals['_LINECROSSINGCOUNT']._serialized_end=248
   _globals['_ZONEOCCUPANCY']._serialized_start=250
@@ -46,6 +46,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ZONEDWELLCOUNT']._serialized_end=510
   _globals['_MEMBERCLASSES']._serialized_start=512
   _globals['_MEMBERCLASSES']._serialized_end=593
-  _globals['_WINDOWREPORT']._serialized_start=596
-  _globals['_WINDOWREPORT']._serialized_end=1144
+  _globals['_ONEWAYLINE']._serialized_start=595
+  _globals['_ONEWAYLINE']._serialized_end=672
+  _globals['_WINDOWREPORT']._serialized_start=675
+  _globals['_WINDOWREPORT']._serialized_end=1268
 # @@protoc_insertion_point(module_scope)

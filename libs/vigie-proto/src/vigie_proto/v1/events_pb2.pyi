@@ -22,10 +22,12 @@ Aggregation rules:
 - The same holds for classes: a listed line or zone counted the classes of object_classes (fewer where
   member_classes says so), with a count of zero where there is no entry; any other class was not counted
   (no figure, not zero). A report without object_classes counted all six classes.
+- And for directions: a listed line counted both directions, or only the one one_way_lines gives it, with
+  a count of zero where there is no entry; the other direction was not counted (no figure, not zero).
 - And for dwell buckets: a zone with stays measured has a figure for every bucket of
   dwell_bucket_seconds, zero where there is no entry.
-- Over the parts of a window, the lines, zones, classes of each line or zone, and dwell buckets are the
-  UNION of the parts' (a part counted with another geometry counted what it lists).
+- Over the parts of a window, the lines, zones, classes of each line or zone, directions of each line, and
+  dwell buckets are the UNION of the parts' (a part counted with another geometry counted what it lists).
 - covered_seconds says how much of the window was analysed (frames received, gaps over a few seconds
   excluded). Publish it with every figure; a window with partial coverage has partial counts.
 - Figures are exact and may be small: small-count suppression (PRIVACY.md rule 12) is the aggregation's.
@@ -232,6 +234,32 @@ class MemberClasses(_message.Message):
 Global___MemberClasses: _TypeAlias = MemberClasses  # noqa: Y015
 
 @_typing.final
+class OneWayLine(_message.Message):
+    """A listed line that counted one direction only (a one-way street, an exit-only door)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """A line_id of the same report."""
+    direction: Global___CrossingDirection.ValueType
+    """The one direction the line counted; not UNSPECIFIED."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        direction: Global___CrossingDirection.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "line_id", b"line_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OneWayLine: _TypeAlias = OneWayLine  # noqa: Y015
+
+@_typing.final
 class WindowReport(_message.Message):
     """One part of one reporting window of one camera."""
 
@@ -254,6 +282,7 @@ class WindowReport(_message.Message):
     OBJECT_CLASSES_FIELD_NUMBER: _builtins.int
     MEMBER_CLASSES_FIELD_NUMBER: _builtins.int
     DWELL_BUCKET_SECONDS_FIELD_NUMBER: _builtins.int
+    ONE_WAY_LINES_FIELD_NUMBER: _builtins.int
     report_id: _builtins.str
     """32 hex digits, unique per part and deterministic (a digest of the camera, the window and the first
     TRACKS message counted in it: run and sequence, never a track); equals the message's Nats-Msg-Id.
@@ -308,6 +337,13 @@ class WindowReport(_message.Message):
         before this field, whose buckets are known only from its dwell entries.
         """
 
+    @_builtins.property
+    def one_way_lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OneWayLine]:
+        """The listed lines that counted one direction only; the others counted both. Directions are part of the
+        geometry: a change closes the part (GEOMETRY_CHANGED). Empty for a report from before this field, whose
+        lines counted both directions as far as it says.
+        """
+
     def __init__(
         self,
         *,
@@ -328,10 +364,11 @@ class WindowReport(_message.Message):
         object_classes: _abc.Iterable[_tracks_pb2.ObjectClass.ValueType] | None = ...,
         member_classes: _abc.Iterable[Global___MemberClasses] | None = ...,
         dwell_bucket_seconds: _abc.Iterable[_builtins.int] | None = ...,
+        one_way_lines: _abc.Iterable[Global___OneWayLine] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["window_start", b"window_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "closed_by", b"closed_by", "covered_seconds", b"covered_seconds", "crossings", b"crossings", "dwell", b"dwell", "dwell_bucket_seconds", b"dwell_bucket_seconds", "frames", b"frames", "geometry_version", b"geometry_version", "line_ids", b"line_ids", "member_classes", b"member_classes", "models", b"models", "object_classes", b"object_classes", "occupancy", b"occupancy", "report_id", b"report_id", "window_seconds", b"window_seconds", "window_start", b"window_start", "zone_ids", b"zone_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "closed_by", b"closed_by", "covered_seconds", b"covered_seconds", "crossings", b"crossings", "dwell", b"dwell", "dwell_bucket_seconds", b"dwell_bucket_seconds", "frames", b"frames", "geometry_version", b"geometry_version", "line_ids", b"line_ids", "member_classes", b"member_classes", "models", b"models", "object_classes", b"object_classes", "occupancy", b"occupancy", "one_way_lines", b"one_way_lines", "report_id", b"report_id", "window_seconds", b"window_seconds", "window_start", b"window_start", "zone_ids", b"zone_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

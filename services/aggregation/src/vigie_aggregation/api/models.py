@@ -72,7 +72,10 @@ class _Item(_Model):
 
 class CrossingItem(_Item):
     line: str | None = Field(None, description="null for a total over the camera's (or site's) lines")
-    direction: str = Field(description="left_to_right, right_to_left, or all (both)")
+    direction: str = Field(
+        description="left_to_right, right_to_left (only the directions counted: a one-way line has no "
+        "figure for the other), or all (the total over the directions counted)"
+    )
     object_class: str = Field(
         description="person, bicycle, car, motorcycle, bus, truck (only the classes counted: a camera whose "
         "purpose counts persons has no car figure), or all (the total over the classes counted)"

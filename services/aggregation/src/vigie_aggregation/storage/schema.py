@@ -8,8 +8,9 @@ Stored exactly as reported (inside the trust boundary, never served as such):
   happen at most once, written in the same transaction as its counts.
 - ``camera_windows``: per camera and publication window, covered seconds, frames and parts.
 - ``window_members``: the lines and zones each camera had configured in each window (a member with no
-  count counted zero; one not listed has no figure) with the classes each counted, the dwell buckets the
-  camera's reports listed, and the geometry versions its parts were counted with.
+  count counted zero; one not listed has no figure) with the classes each counted and the directions each
+  line counted, the dwell buckets the camera's reports listed, and the geometry versions its parts were
+  counted with.
 - ``crossing_buckets``, ``occupancy_buckets``, ``dwell_buckets``: the bucketed figures.
 
 Published (frozen once released; the API serves only these):
@@ -56,6 +57,11 @@ def mask_classes(mask: int) -> frozenset[int]:
     return frozenset(code for code in range(mask.bit_length()) if mask >> code & 1)
 
 
+# Directions are stored as classes are: bit 2**code for each CrossingDirection code.
+direction_mask = class_mask
+mask_directions = mask_classes
+
+
 ID = String(64)
 
 applied_reports = Table(
@@ -93,6 +99,9 @@ window_members = Table(
     # before reports said which; and NULL | anything is NULL in SQL, so the union stays all six). Unused by
     # the other kinds.
     Column("object_classes", Integer),
+    # A line's directions, bit 2**code for CrossingDirection code (direction_mask). NULL: both (rows stored
+    # before reports said which; NULL absorbs any union, as above). Unused by the other kinds.
+    Column("directions", Integer),
 )
 
 crossing_buckets = Table(

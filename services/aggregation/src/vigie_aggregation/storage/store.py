@@ -284,9 +284,11 @@ class StatisticsStore:
                         members.c.kind,
                         members.c.member_id,
                     ],
-                    # The union of the classes; NULL (all six, stored before reports said) absorbs any.
+                    # The union of the classes and of the directions; NULL (all six classes, both directions:
+                    # stored before reports said) absorbs any.
                     set_={
-                        "object_classes": members.c.object_classes.bitwise_or(stmt.excluded.object_classes)
+                        "object_classes": members.c.object_classes.bitwise_or(stmt.excluded.object_classes),
+                        "directions": members.c.directions.bitwise_or(stmt.excluded.directions),
                     },
                 ),
                 [
@@ -298,6 +300,11 @@ class StatisticsStore:
                         "object_classes": (
                             schema.class_mask(classes)
                             if (classes := increments.member_classes.get((c, w, kind, m))) is not None
+                            else None
+                        ),
+                        "directions": (
+                            schema.direction_mask(directions)
+                            if (directions := increments.line_directions.get((c, w, kind, m))) is not None
                             else None
                         ),
                     }
@@ -471,8 +478,8 @@ class StatisticsStore:
                     figures[camera_id] = CameraWindowFigures(
                         camera_id, covered_seconds=float(covered), frames=int(frames)
                     )
-                for camera_id, kind, member, mask in await conn.execute(
-                    select(m.c.camera_id, m.c.kind, m.c.member_id, m.c.object_classes).where(
+                for camera_id, kind, member, mask, directions in await conn.execute(
+                    select(m.c.camera_id, m.c.kind, m.c.member_id, m.c.object_classes, m.c.directions).where(
                         m.c.window_start == window_start, m.c.camera_id.in_(chunk)
                     )
                 ):
@@ -483,6 +490,8 @@ class StatisticsStore:
                         camera.line_ids.add(member)
                         if mask is not None:
                             camera.line_classes[member] = schema.mask_classes(int(mask))
+                        if directions is not None:
+                            camera.line_directions[member] = schema.mask_directions(int(directions))
                     elif kind == "zone":
                         camera.zone_ids.add(member)
                         if mask is not None:
