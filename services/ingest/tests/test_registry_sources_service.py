@@ -20,14 +20,16 @@ import pytest
 from cryptography.fernet import Fernet
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry
 
 from vigie_core.audit import AuditEvent, AuditPublishSettings, action_name
 from vigie_core.auth import AuthSettings, LocalTokenIssuer
 from vigie_core.permissions import SOURCES_BUCKET
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
+from vigie_ingest.registry_sources import SealedUrlOpener, SourcesWatcher, decode_source, in_shard
 from vigie_ingest.service import serve as serve_ingest
-from vigie_ingest.settings import IngestSettings
+from vigie_ingest.settings import IngestSettings, RegistrySourcesSettings
 from vigie_proto.v1.frames_pb2 import Frame
 from vigie_proto.v1.sources_pb2 import CameraSource
 from vigie_registry.service import API_PREFIX
@@ -201,3 +203,38 @@ async def test_a_camera_declared_in_the_registry_is_read_by_a_running_ingest(
     text = "".join(str(e) for e in events) + caplog.text
     for secret in (SECRET, str(first), str(second)):
         assert secret not in text
+
+
+async def test_each_shard_reports_only_its_own_unreadable_entries(nats_server: EmbeddedNats) -> None:
+    """Two garbage entries, one in each of two shards: each shard's watcher counts and logs only its own, so
+    one bad entry raises one alert (``VigieCameraSourceUnreadable``), not one per replica."""
+    cameras = [f"camera-{i}" for i in range(20)]
+    first = next(c for c in cameras if in_shard(c, 0, 2))
+    second = next(c for c in cameras if in_shard(c, 1, 2))
+    settings = RegistrySourcesSettings(enabled=True, source_key=KEY)
+    client = await nats.connect(nats_server.url)
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    watchers = [
+        SourcesWatcher(
+            client,
+            lambda key, value: decode_source(key, value, SealedUrlOpener(KEY), settings),
+            registry=registries[shard],
+            mine=lambda key, shard=shard: in_shard(key, shard, 2),  # type: ignore[misc]
+        )
+        for shard in (0, 1)
+    ]
+    try:
+        kv = await client.jetstream().key_value(SOURCES_BUCKET)
+        for camera in (first, second):
+            await kv.put(camera, b"\xff\x00 not a message")
+        for watcher in watchers:
+            await watcher.start()
+            await watcher.wait_until(lambda w=watcher: len(w.entries() or {}) == 2, 10)  # type: ignore[misc]
+        for registry in registries:
+            assert registry.get_sample_value("vigie_ingest_sources_unreadable_entries") == 1
+            refused = {"reason": "not_a_source"}
+            assert registry.get_sample_value("vigie_ingest_sources_refused_total", refused) == 1
+    finally:
+        for watcher in watchers:
+            await watcher.close()
+        await client.close()

@@ -207,6 +207,8 @@ class SourcesWatcher(KeyValueWatcher[SourceEntry]):
 
     ``read(key, value)`` turns an entry into a :class:`RegistrySource` or raises
     :class:`UnreadableSourceError` (:func:`decode_source` with the key and settings, in the service).
+    ``mine(key)`` says whether this replica reads the camera (its shard): only its own cameras' unreadable
+    entries are logged as errors and counted, so that one bad entry raises one alert, not one per shard.
     """
 
     _subject = "sources bucket"
@@ -220,12 +222,14 @@ class SourcesWatcher(KeyValueWatcher[SourceEntry]):
         *,
         bucket: str = SOURCES_BUCKET,
         registry: CollectorRegistry | None = None,
+        mine: Callable[[str], bool] = lambda _: True,
         retry_s: float = 1.0,
         check_s: float = 0.25,
     ) -> None:
         self._metrics = _WatcherMetrics(registry or CollectorRegistry())
         super().__init__(nc, bucket, self._metrics, retry_s=retry_s, check_s=check_s)
         self._read = read
+        self._mine = mine
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> None:
         """Wait until ``predicate()`` holds, checked at every change (TimeoutError after ``timeout_s``)."""
@@ -235,16 +239,21 @@ class SourcesWatcher(KeyValueWatcher[SourceEntry]):
         try:
             return self._read(key, value)
         except UnreadableSourceError as error:
-            self._metrics.refused.labels(error.reason).inc()
-            logger.error(
-                "camera %s: its source in %s cannot be read (%s), the camera is not read: %s",
-                key,
-                self._bucket,
-                error.reason,
-                error,
-            )
+            if self._mine(key):
+                self._metrics.refused.labels(error.reason).inc()
+                logger.error(
+                    "camera %s: its source in %s cannot be read (%s), the camera is not read: %s",
+                    key,
+                    self._bucket,
+                    error.reason,
+                    error,
+                )
+            else:
+                logger.debug("camera %s (another shard's): unreadable source (%s)", key, error.reason)
             return UnreadableSource(key, error.reason, str(error))
 
     def _view_changed(self) -> None:
         entries = self._view or {}
-        self._metrics.unreadable.set(sum(1 for e in entries.values() if isinstance(e, UnreadableSource)))
+        self._metrics.unreadable.set(
+            sum(1 for key, e in entries.items() if isinstance(e, UnreadableSource) and self._mine(key))
+        )

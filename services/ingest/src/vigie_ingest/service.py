@@ -45,7 +45,13 @@ from vigie_ingest.frame import CapturedFrame
 from vigie_ingest.policy_gate import PolicyGate
 from vigie_ingest.pyav_source import PyAVCameraSource
 from vigie_ingest.registry_cameras import RegistryCameras
-from vigie_ingest.registry_sources import SOURCES_BUCKET, SealedUrlOpener, SourcesWatcher, decode_source
+from vigie_ingest.registry_sources import (
+    SOURCES_BUCKET,
+    SealedUrlOpener,
+    SourcesWatcher,
+    decode_source,
+    in_shard,
+)
 from vigie_ingest.settings import IngestSettings
 from vigie_ingest.source import CameraState, FrameSource
 from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
@@ -250,7 +256,10 @@ async def registry_cameras(
     assert options.source_key is not None
     opener = SealedUrlOpener(options.source_key.get_secret_value())
     watcher = SourcesWatcher(
-        nc, lambda key, value: decode_source(key, value, opener, options), registry=runtime.registry
+        nc,
+        lambda key, value: decode_source(key, value, opener, options),
+        registry=runtime.registry,
+        mine=lambda key: in_shard(key, options.shard_index, options.shard_count),
     )
     await watcher.start()
     runtime.exit_stack.push_async_callback(watcher.close)
