@@ -184,14 +184,13 @@ def _upgrade_to(connection: Connection, revision: str) -> None:
     command.upgrade(config, revision)
 
 
-async def test_figures_stored_before_the_classes_were_reported_keep_meaning_all_six(
-    database: Any,
-) -> None:
-    """Revision 0002 on a database of revision 0001 (SQLite, then PostgreSQL)."""
+async def _stored_at_revision(database: Any, revision: str, *rows: str) -> None:
+    """A database migrated to ``revision`` only, holding camera cam-a's window T0 and ``rows`` (SQL with the
+    parameters :camera and :window), as a service of that revision stored it."""
     engine = make_engine(database.url, schema_name=database.schema)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade_to, "0001")
+            await conn.run_sync(_upgrade_to, revision)
             window = {"camera": "cam-a", "window": T0}
             await conn.execute(
                 text(
@@ -200,22 +199,24 @@ async def test_figures_stored_before_the_classes_were_reported_keep_meaning_all_
                 ),
                 window,
             )
-            await conn.execute(
-                text(
-                    "INSERT INTO window_members (camera_id, window_start, kind, member_id) "
-                    "VALUES (:camera, :window, 'line', 'l1'), (:camera, :window, 'geom', 'g0')"
-                ),
-                window,
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO crossing_buckets (camera_id, window_start, line_id, direction, "
-                    "object_class, count) VALUES (:camera, :window, 'l1', 1, 1, 4)"
-                ),
-                window,
-            )
+            for row in rows:
+                await conn.execute(text(row), window)
     finally:
         await engine.dispose()
+
+
+async def test_figures_stored_before_the_classes_were_reported_keep_meaning_all_six(
+    database: Any,
+) -> None:
+    """Revision 0002 on a database of revision 0001 (SQLite, then PostgreSQL)."""
+    await _stored_at_revision(
+        database,
+        "0001",
+        "INSERT INTO window_members (camera_id, window_start, kind, member_id) "
+        "VALUES (:camera, :window, 'line', 'l1'), (:camera, :window, 'geom', 'g0')",
+        "INSERT INTO crossing_buckets (camera_id, window_start, line_id, direction, "
+        "object_class, count) VALUES (:camera, :window, 'l1', 1, 1, 4)",
+    )
     store = await StatisticsStore.open(database.url, schema_name=database.schema)
     try:
         [figures] = await store.camera_window_figures({"cam-a"}, T0)
@@ -235,27 +236,12 @@ async def test_figures_stored_before_the_classes_were_reported_keep_meaning_all_
 
 async def test_lines_stored_before_the_directions_were_reported_keep_meaning_both(database: Any) -> None:
     """Revision 0003 on a database of revision 0002 (SQLite, then PostgreSQL)."""
-    engine = make_engine(database.url, schema_name=database.schema)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_upgrade_to, "0002")
-            window = {"camera": "cam-a", "window": T0}
-            await conn.execute(
-                text(
-                    "INSERT INTO camera_windows (camera_id, window_start, covered_seconds, frames, parts) "
-                    "VALUES (:camera, :window, 1200.0, 100, 1)"
-                ),
-                window,
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO window_members (camera_id, window_start, kind, member_id, object_classes) "
-                    "VALUES (:camera, :window, 'line', 'l1', 2), (:camera, :window, 'geom', 'g0', NULL)"
-                ),
-                window,
-            )
-    finally:
-        await engine.dispose()
+    await _stored_at_revision(
+        database,
+        "0002",
+        "INSERT INTO window_members (camera_id, window_start, kind, member_id, object_classes) "
+        "VALUES (:camera, :window, 'line', 'l1', 2), (:camera, :window, 'geom', 'g0', NULL)",
+    )
     store = await StatisticsStore.open(database.url, schema_name=database.schema)
     try:
         [figures] = await store.camera_window_figures({"cam-a"}, T0)

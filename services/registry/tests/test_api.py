@@ -385,6 +385,15 @@ async def test_security_events_switch_off_when_the_authorisation_ends(api: Api) 
 # -- exports ---------------------------------------------------------------------------------------------
 
 
+async def test_an_export_the_journal_cannot_confirm_is_refused(api: Api) -> None:
+    await create(api, status="active")
+    api.sink.failures = 1_000_000  # NATS down: the export's event cannot be stored
+    response = await api.client.get("/register", headers=api.token("registry:dpo", subject="dpo-1"))
+    assert response.status_code == 503
+    assert "cannot be recorded in the audit journal" in response.json()["detail"]
+    assert "entries" not in response.text
+
+
 async def test_the_dpo_exports_the_register_in_json_and_csv_audited(api: Api) -> None:
     await create(api, status="active")
     await api.client.post("/public/cameras/north-gate/objections")

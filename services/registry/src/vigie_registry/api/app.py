@@ -22,10 +22,11 @@ whose commit waits for the audit event to be buffered, publishes the camera's po
 
 # No "from __future__ import annotations": FastAPI must see the routes' annotations as objects, and they
 # refer to the factory's locals (the scopes are settings).
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NoReturn
@@ -200,6 +201,18 @@ def _justifications(declaration: CameraDeclaration) -> dict[str, str]:
     return {f"justification.{k}": " ".join(v.split())[:1000] for k, v in texts.items() if v.strip()}
 
 
+@contextlib.contextmanager
+def _journal_required() -> Iterator[None]:
+    """What the audit journal cannot record is refused: 403 for an event it would reject, 503 while it
+    cannot be reached."""
+    try:
+        yield
+    except InvalidAuditEventError as error:
+        raise HTTPException(403, f"this request cannot be recorded in the audit journal: {error}") from None
+    except AuditUnavailableError:
+        raise HTTPException(503, "this action cannot be recorded in the audit journal now: refused") from None
+
+
 def registry_app(
     *,
     store: RegistryStore,
@@ -305,7 +318,7 @@ def registry_app(
         details: Mapping[str, str] | None = None,
         confirm: bool = False,
     ) -> None:
-        try:
+        with _journal_required():
             await audit.record(
                 action,
                 actor=actor,
@@ -315,14 +328,6 @@ def registry_app(
                 details=details,
                 confirm=confirm,
             )
-        except InvalidAuditEventError as error:
-            raise HTTPException(
-                403, f"this request cannot be recorded in the audit journal: {error}"
-            ) from None
-        except AuditUnavailableError:
-            raise HTTPException(
-                503, "this action cannot be recorded in the audit journal now: refused"
-            ) from None
 
     def out(camera: StoredCamera) -> CameraOut:
         now = clock()
@@ -744,7 +749,8 @@ def registry_app(
                     objection.forwarded_hops,
                 )
             )
-            honoured = await desk.object(camera_id, duration_s=body.duration_s if body else None)
+            with _journal_required():
+                honoured = await desk.object(camera_id, duration_s=body.duration_s if body else None)
         except RateLimitedError as error:
             raise HTTPException(429, str(error), headers={"Retry-After": str(error.retry_after_s)}) from None
         except PauseTooLongError as error:
@@ -753,14 +759,6 @@ def registry_app(
             raise HTTPException(404, f"camera {camera_id!r} is not in operation") from None
         except NotHonouredError as error:
             raise HTTPException(409, error.message) from None
-        except InvalidAuditEventError as error:
-            raise HTTPException(
-                403, f"this request cannot be recorded in the audit journal: {error}"
-            ) from None
-        except AuditUnavailableError:
-            raise HTTPException(
-                503, "this action cannot be recorded in the audit journal now: refused"
-            ) from None
         receipt = honoured.receipt
         return ObjectionReceipt(
             receipt=ReceiptCheck(

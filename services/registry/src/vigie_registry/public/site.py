@@ -40,7 +40,7 @@ from vigie_registry.objections import Receipt, client_address, cross_site
 from vigie_registry.public.drawing import MapPoint, camera_map, frame_points
 from vigie_registry.public.form_token import FormTokens
 from vigie_registry.public.i18n import LANGUAGES, Catalogue, Language, catalogue, negotiate
-from vigie_registry.public.sign import sign_layout, sign_pdf, sign_svg
+from vigie_registry.public.sign import SignLayout, sign_layout, sign_pdf, sign_svg
 from vigie_registry.purposes import PURPOSES
 from vigie_registry.right_to_object import (
     HonouredObjection,
@@ -396,40 +396,35 @@ def public_site(
 
     # -- the sign ---------------------------------------------------------------------------------------
 
-    async def sign_of(request: Request, camera_id: str) -> tuple[Catalogue, StoredCamera | None, str]:
+    async def sign(
+        request: Request,
+        camera_id: str,
+        draw: Callable[[SignLayout], bytes | str],
+        suffix: str,
+        media_type: str,
+    ) -> Response:
+        """The camera's sign in the request's language, drawn by ``draw`` (404 page for an unknown camera)."""
         t = language_of(request)
         found = await operated(camera_id)
-        return t, found, f"{base_url(request)}/cameras/{camera_id}"
+        if found is None:
+            return error_page(request, t, 404, "not_found", t("error.not_found"))
+        return Response(
+            draw(sign_layout(found, t, f"{base_url(request)}/cameras/{camera_id}")),
+            media_type=media_type,
+            headers={
+                "Content-Disposition": f'inline; filename="sign-{found.id}-{t.language}.{suffix}"',
+                "Content-Language": t.language,
+                "Vary": "Accept-Language",
+            },
+        )
 
     @app.get("/cameras/{camera_id}/sign.svg", response_model=None)
     async def sign_as_svg(request: Request, camera_id: str) -> Response:
-        t, found, page_url = await sign_of(request, camera_id)
-        if found is None:
-            return error_page(request, t, 404, "not_found", t("error.not_found"))
-        return Response(
-            sign_svg(sign_layout(found, t, page_url)),
-            media_type="image/svg+xml; charset=utf-8",
-            headers={
-                "Content-Disposition": f'inline; filename="sign-{found.id}-{t.language}.svg"',
-                "Content-Language": t.language,
-                "Vary": "Accept-Language",
-            },
-        )
+        return await sign(request, camera_id, sign_svg, "svg", "image/svg+xml; charset=utf-8")
 
     @app.get("/cameras/{camera_id}/sign.pdf", response_model=None)
     async def sign_as_pdf(request: Request, camera_id: str) -> Response:
-        t, found, page_url = await sign_of(request, camera_id)
-        if found is None:
-            return error_page(request, t, 404, "not_found", t("error.not_found"))
-        return Response(
-            sign_pdf(sign_layout(found, t, page_url)),
-            media_type="application/pdf",
-            headers={
-                "Content-Disposition": f'inline; filename="sign-{found.id}-{t.language}.pdf"',
-                "Content-Language": t.language,
-                "Vary": "Accept-Language",
-            },
-        )
+        return await sign(request, camera_id, sign_pdf, "pdf", "application/pdf")
 
     @app.get("/static/site.css", include_in_schema=False)
     async def css() -> Response:
