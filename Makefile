@@ -84,8 +84,9 @@ dashboards: $(VENV)/.installed ## regenerate the Grafana dashboards' JSON from d
 	$(PY) -m vigie_dashboards --out charts/vigie/dashboards
 
 .PHONY: chart-files
-chart-files: dashboards ## regenerate the chart's generated files: NATS permissions and dashboards
-	$(PY) -m vigie_core.permissions json > charts/vigie/files/nats-permissions.json
+chart-files: dashboards ## regenerate the chart's generated files: NATS accounts and dashboards
+	$(PY) -m vigie_core.accounts conf > charts/vigie/files/nats-accounts.conf
+	$(PY) -m vigie_core.accounts provisioner-conf > charts/vigie/files/nats-provisioner.conf
 
 .PHONY: chart-check
 chart-check: $(VENV)/.installed helm ## lint, render and test the Helm chart

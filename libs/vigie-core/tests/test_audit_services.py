@@ -5,7 +5,6 @@ its connection, the latter against a real secured nats-server with the platform'
 import asyncio
 from typing import Any
 
-import nats
 import pytest
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
@@ -233,8 +232,9 @@ async def test_a_service_stepping_outside_its_nats_permissions_is_recorded_as_de
     secured_nats_server: EmbeddedNats,
 ) -> None:
     server = secured_nats_server
-    admin = await nats.connect(server.url, user=server.admin.user, password=server.admin.password)
-    js = admin.jetstream()
+    # The journal's reader, as the audit service reads AUDIT in its own account.
+    auditor = await server.client("audit")
+    js = auditor.jetstream()
     credentials = server.credentials("ingest")
     service_nats = NatsSettings(url=server.url, user=credentials.user, password=credentials.password)
     settings = ServiceSettings(nats=service_nats)
@@ -267,4 +267,4 @@ async def test_a_service_stepping_outside_its_nats_permissions_is_recorded_as_de
         ("subscription", "vigie.frames.>"),
     ]
     assert {e.details["nats_user"] for e in events} == {"ingest"}
-    await admin.close()
+    await auditor.close()

@@ -4,96 +4,63 @@ watch is retried for ever. The policy and sources watchers test the same loop on
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from nats.aio.client import Client
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import BucketNotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from vigie_core.kv import KeyValueWatcher
+from vigie_core.kv import BucketEntry, BucketMissingError, KeyValueWatcher
 
 BUCKET = "vigie-words"
 
 
-@dataclass(frozen=True)
-class Entry:
-    key: str
-    value: bytes | None
-    revision: int
-    operation: str | None = None
-
-
-@dataclass
-class Watch:
-    """The updates of ``KeyValue.watchall()``: the initial read, ``None``, then the live changes."""
-
-    queue: asyncio.Queue[Entry | None] = field(default_factory=asyncio.Queue)
-    stopped: bool = False
-
-    async def updates(self, timeout: float) -> Entry | None:  # noqa: ASYNC109 (nats.py's signature)
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            raise NatsTimeoutError from None
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-
 @dataclass
 class Bucket:
-    entries: dict[str, Entry] = field(default_factory=dict)
-    watches: list[Watch] = field(default_factory=list)
-    revision: int = 0
+    """An in-memory bucket (:class:`~vigie_core.kv.WatchedBucket`): its history, its listeners, and a
+    connection that can be lost (``connected``, ``reconnects``)."""
 
-    async def watchall(self) -> Watch:
-        watch = Watch()
-        for entry in self.entries.values():
-            watch.queue.put_nowait(entry)
-        watch.queue.put_nowait(None)
-        self.watches.append(watch)
-        return watch
+    history: list[BucketEntry] = field(default_factory=list)
+    listeners: list[Callable[[str], None]] = field(default_factory=list)
+    exists: bool = False
+    connected: bool = True
+    reconnects: int = 0
+    revision: int = 0
+    reads: int = 0
+
+    async def listen(self, changed: Callable[[str], None]) -> Callable[[], None]:
+        self.listeners.append(changed)
+        return lambda: self.listeners.remove(changed)
+
+    async def read_all(self) -> list[BucketEntry]:
+        if not self.exists:
+            raise BucketMissingError("the bucket does not exist yet (the registry creates it)")
+        self.reads += 1
+        return list(self.history)
+
+    async def get(self, key: str) -> BucketEntry | None:
+        found = [entry for entry in self.history if entry.key == key]
+        return found[-1] if found else None
 
     def put(self, key: str, value: bytes, *, seen: bool = True) -> None:
-        self._write(Entry(key, value, self._next()), seen)
+        self._write(BucketEntry(key, value, self._next()), seen)
 
     def delete(self, key: str, *, seen: bool = True) -> None:
-        self._write(Entry(key, None, self._next(), "DEL"), seen)
+        self._write(BucketEntry(key, b"", self._next(), deleted=True), seen)
 
     def _next(self) -> int:
         self.revision += 1
         return self.revision
 
-    def _write(self, entry: Entry, seen: bool) -> None:
-        # seen=False: a change the watch misses (made while this client was disconnected).
-        self.entries[entry.key] = entry
+    def _write(self, entry: BucketEntry, seen: bool) -> None:
+        # seen=False: a change whose notification is missed (made while this client was disconnected).
+        self.exists = True
+        self.history.append(entry)
         if seen:
-            for watch in self.watches:
-                if not watch.stopped:
-                    watch.queue.put_nowait(entry)
-
-
-class Nats:
-    """What the watcher uses of a NATS client: connected or not, reconnections, its buckets."""
-
-    def __init__(self) -> None:
-        self.is_connected = True
-        self.stats = {"reconnects": 0}
-        self.buckets: dict[str, Bucket] = {}
-
-    def jetstream(self) -> Nats:
-        return self
-
-    async def key_value(self, bucket: str) -> Bucket:
-        if bucket not in self.buckets:
-            raise BucketNotFoundError
-        return self.buckets[bucket]
+            for changed in list(self.listeners):
+                changed(entry.key)
 
 
 class Metrics:
@@ -109,8 +76,8 @@ class Words(KeyValueWatcher[str]):
     _while_lost = "the words stay as they are"
     _logger = logging.getLogger("test.kv")
 
-    def __init__(self, nc: Nats, registry: CollectorRegistry) -> None:
-        super().__init__(cast(Client, nc), BUCKET, Metrics(registry), retry_s=0.01, check_s=0.01)
+    def __init__(self, bucket: Bucket, registry: CollectorRegistry) -> None:
+        super().__init__(bucket, BUCKET, Metrics(registry), retry_s=0.01, check_s=0.01)
         self.read: list[tuple[str, str | None, str | None, bool]] = []
 
     def _decode(self, key: str, value: bytes, revision: int) -> str:
@@ -124,7 +91,7 @@ class Words(KeyValueWatcher[str]):
 
 @dataclass
 class Setup:
-    nc: Nats
+    words: Bucket
     watcher: Words
     registry: CollectorRegistry
 
@@ -132,16 +99,18 @@ class Setup:
         return self.registry.get_sample_value(name) or 0.0
 
     def bucket(self) -> Bucket:
-        return self.nc.buckets.setdefault(BUCKET, Bucket())
+        """The bucket, created if it was not yet."""
+        self.words.exists = True
+        return self.words
 
 
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
-    nc, registry = Nats(), CollectorRegistry()
-    watcher = Words(nc, registry)
+    words, registry = Bucket(), CollectorRegistry()
+    watcher = Words(words, registry)
     await watcher.start()
     try:
-        yield Setup(nc, watcher, registry)
+        yield Setup(words, watcher, registry)
     finally:
         await watcher.close()
 
@@ -186,7 +155,7 @@ async def test_a_lost_connection_keeps_the_view_until_the_bucket_is_read_again_w
     bucket.put("b", b"two")
     await watcher.wait_until(lambda: watcher.problem() is None, 2)
 
-    setup.nc.is_connected = False
+    setup.words.connected = False
     assert watcher.problem() == "not connected to NATS: the words bucket cannot be read"
     bucket.delete("a", seen=False)
     bucket.put("c", b"three", seen=False)
@@ -196,20 +165,20 @@ async def test_a_lost_connection_keeps_the_view_until_the_bucket_is_read_again_w
         caplog.text
     )
 
-    setup.nc.stats["reconnects"] += 1
-    setup.nc.is_connected = True
+    setup.words.reconnects += 1
+    setup.words.connected = True
     await watcher.wait_until(lambda: watcher.problem() is None, 2)
     assert view(setup) == {"b": "two@2", "c": "three@4"}, "replaced as a whole"
     assert setup.metric("test_words_synced") == 1
-    assert all(watch.stopped for watch in bucket.watches[:-1])
+    assert len(bucket.listeners) == 1, "the lost watch stopped listening"
 
 
 async def test_a_reconnection_is_not_trusted_until_the_bucket_is_read_again(setup: Setup) -> None:
     watcher, bucket = setup.watcher, setup.bucket()
     await watcher.wait_until(lambda: watcher.problem() is None, 2)
-    setup.nc.stats["reconnects"] += 1  # the watch may have missed changes meanwhile
+    setup.words.reconnects += 1  # the watch may have missed changes meanwhile
     assert watcher.problem() == "reconnected to NATS: reading the words bucket again"
-    await watcher.wait_until(lambda: len(bucket.watches) == 2 and watcher.problem() is None, 2)
+    await watcher.wait_until(lambda: bucket.reads == 2 and watcher.problem() is None, 2)
 
 
 async def test_a_failing_entry_ends_the_watch_which_is_retried(setup: Setup) -> None:
@@ -233,6 +202,6 @@ async def test_closed_it_stops_watching_and_says_so(setup: Setup) -> None:
     await watcher.close()
     assert watcher.problem() == "stopped"
     assert setup.metric("test_words_synced") == 0
-    assert bucket.watches[-1].stopped
+    assert bucket.listeners == []
     with pytest.raises(TimeoutError):
         await watcher.wait_until(lambda: False, 0.05)

@@ -1,14 +1,19 @@
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from nats.js.api import StorageType, StreamSource
+from nats.js.errors import BadRequestError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
 
+from vigie_core.audit import AuditPublisher, AuditPublishSettings, MemoryAuditSink
 from vigie_core.health import Readiness
 from vigie_core.messaging import (
     StreamConfigConflictError,
     StreamCopiesError,
+    StreamGuard,
     StreamNotProvisionedError,
     connect,
     context_from_headers,
@@ -17,8 +22,16 @@ from vigie_core.messaging import (
 )
 from vigie_core.provision import provision_stream
 from vigie_core.settings import NatsSettings
-from vigie_core.streams import FramesStream, TracksStream, frames_partition_filter, frames_subject
+from vigie_core.streams import (
+    AuditStream,
+    EventsStream,
+    FramesStream,
+    TracksStream,
+    frames_partition_filter,
+    frames_subject,
+)
 from vigie_embedded.nats import EmbeddedNats
+from vigie_proto.v1.audit_pb2 import AuditAction, AuditOutcome
 
 pytestmark = pytest.mark.integration
 
@@ -81,16 +94,28 @@ async def test_a_service_waits_for_the_provisioner_and_says_so(nats_server: Embe
 async def test_a_stream_that_copies_from_another_is_refused(nats_server: EmbeddedNats) -> None:
     nc = await connect(NatsSettings(url=nats_server.url), "test")
     js = nc.jetstream()
-    tracks = TracksStream().config()
-    tracks.sources = [StreamSource(name="FRAMES")]
-    await js.update_stream(tracks)
-    with pytest.raises(StreamCopiesError, match="TRACKS copies messages from FRAMES") as refused:
-        await ensure_stream(js, TracksStream().config())
-    assert refused.value.copied == ["FRAMES"]
+    events = EventsStream().config()
+    events.sources = [StreamSource(name="TRACKS")]  # track ids on disk, where the aggregation reads
+    await js.update_stream(events)
+    with pytest.raises(StreamCopiesError, match="EVENTS copies messages from TRACKS") as refused:
+        await ensure_stream(js, EventsStream().config())
+    assert refused.value.copied == ["TRACKS"]
     # The provisioner puts it right.
-    assert "sources removed: FRAMES" in (await provision_stream(js, TracksStream().config())).outcome
-    assert not (await js.stream_info("TRACKS")).config.sources
-    await ensure_stream(js, TracksStream().config())
+    assert "sources removed: TRACKS" in (await provision_stream(js, EventsStream().config())).outcome
+    assert not (await js.stream_info("EVENTS")).config.sources
+    await ensure_stream(js, EventsStream().config())
+    await nc.close()
+
+
+async def test_no_stream_may_copy_frames_they_do_not_fit(nats_server: EmbeddedNats) -> None:
+    """The server itself refuses a copy into a stream whose messages are smaller than the source's: TRACKS
+    (and AUDIT) cannot be made to hold frames even by whoever configures streams."""
+    nc = await connect(NatsSettings(url=nats_server.url), "test")
+    js = nc.jetstream()
+    for config in (TracksStream().config(), AuditStream().config()):
+        config.sources = [StreamSource(name="FRAMES")]
+        with pytest.raises(BadRequestError, match="max message size"):
+            await js.update_stream(config)
     await nc.close()
 
 
@@ -136,4 +161,64 @@ async def test_trace_context_crosses_nats_in_headers(nats_server: EmbeddedNats) 
     with tracer.start_as_current_span("consume", context=context_from_headers(headers)) as child:
         assert child.get_span_context().trace_id == sent_trace_id
     assert trace.get_current_span() is trace.INVALID_SPAN
+    await nc.close()
+
+
+async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_stream_changed_behind_a_services_back_is_noticed_within_seconds(
+    nats_server: EmbeddedNats,
+) -> None:
+    """Checked at start is not enough: a stream given sources later (by whoever could configure it) turns the
+    binding service's readiness red, raises the boundary metric and is journaled as a boundary fault within
+    one check interval; deleted, it is reported missing; provisioned again, all clears."""
+    nc = await connect(NatsSettings(url=nats_server.url), "test")
+    js = nc.jetstream()
+    readiness, registry, stop = Readiness(), CollectorRegistry(), asyncio.Event()
+    sink = MemoryAuditSink()
+    audit = AuditPublisher("anonymiser", sink, settings=AuditPublishSettings(retry_max_s=0.02))
+    await audit.start()
+    guard = StreamGuard(readiness=readiness, registry=registry, stop=stop, audit=audit, interval_s=0.1)
+    await guard.bind(js, EventsStream().config())
+    fault = lambda: registry.get_sample_value("vigie_stream_fault", {"stream": "EVENTS"})  # noqa: E731
+    assert fault() == 0
+    assert "stream EVENTS" not in readiness.failures()
+
+    events = EventsStream().config()
+    events.sources = [StreamSource(name="TRACKS")]
+    await js.update_stream(events)
+    started = asyncio.get_running_loop().time()
+    await until(lambda: fault() == 1)
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert "copies messages from TRACKS" in readiness.failures()["stream EVENTS"]
+    await until(lambda: bool(sink.messages))
+    (event,) = sink.events()
+    assert event.action == AuditAction.AUDIT_ACTION_BOUNDARY_FAULT
+    assert event.outcome == AuditOutcome.AUDIT_OUTCOME_DENIED
+    assert event.details["stream"] == "EVENTS"
+    assert event.details["copies_from"] == "TRACKS"
+
+    # Checked again and again: one fault, one event (not one per check).
+    await asyncio.sleep(0.3)
+    assert len(sink.events()) == 1
+
+    await provision_stream(js, EventsStream().config())  # the provisioner puts it right
+    await until(lambda: fault() == 0)
+    assert "stream EVENTS" not in readiness.failures()
+
+    await js.delete_stream("EVENTS")
+    await until(lambda: fault() == 1)
+    assert "missing" in readiness.failures()["stream EVENTS"]
+    await provision_stream(js, EventsStream().config())
+    await until(lambda: "stream EVENTS" not in readiness.failures())
+    assert len(sink.events()) == 1, "a missing stream is not a boundary fault"
+
+    stop.set()
+    await guard.close()
+    await audit.close()
     await nc.close()

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from nats.aio.client import Client
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
 from vigie_core.lifecycle import service_runtime
 from vigie_core.messaging import connect
+from vigie_core.permissions import api_prefix
 from vigie_core.policy import (
     DECISION_CAUSES,
     POLICY_BUCKET,
@@ -203,11 +203,15 @@ async def registry_bucket(server: EmbeddedNats) -> tuple[Client, KeyValue]:
     return nc, kv
 
 
+# How a service of another account than the registry's reaches the policy bucket.
+READ_FROM_ELSEWHERE = api_prefix("ingest", f"KV_{POLICY_BUCKET}")
+
+
 @pytest.fixture
 async def ingest(secured_nats_server: EmbeddedNats) -> AsyncIterator[tuple[PolicyWatcher, CollectorRegistry]]:
     nc = await service_client(secured_nats_server, "ingest")
     registry = CollectorRegistry()
-    watcher = PolicyWatcher(nc, registry=registry, retry_s=0.05, check_s=0.05)
+    watcher = PolicyWatcher(nc, api=READ_FROM_ELSEWHERE, registry=registry, retry_s=0.05, check_s=0.05)
     await watcher.start()
     try:
         yield watcher, registry
@@ -273,26 +277,32 @@ async def test_the_watcher_fails_closed_until_the_bucket_exists_then_follows_it(
 
 
 @pytest.mark.integration
-async def test_only_the_registry_may_write_the_policy_every_service_may_read_it(
+async def test_only_the_registry_may_write_the_policy_and_only_its_readers_read_it(
     secured_nats_server: EmbeddedNats,
 ) -> None:
     nc, kv = await registry_bucket(secured_nats_server)
     await kv.put("north-gate", encode_policy(policy()))
     for service in ("ingest", "inference", "anonymiser", "aggregation", "audit"):
         client = await service_client(secured_nats_server, service)
+        reader = service in ("ingest", "inference", "anonymiser")
         try:
-            watcher = PolicyWatcher(client, retry_s=0.05, check_s=0.05)
+            watcher = PolicyWatcher(client, api=READ_FROM_ELSEWHERE, retry_s=0.05, check_s=0.05)
             await watcher.start()
-            await watcher.wait_synced(5)
-            assert watcher.decision("north-gate").analyse, service
+            if reader:
+                await watcher.wait_synced(5)
+                assert watcher.decision("north-gate").analyse, service
+            else:
+                # Not imported into its account: nothing answers its direct gets.
+                await asyncio.sleep(0.5)
+                assert not watcher.synced, service
+                assert not watcher.decision("north-gate").analyse
             await watcher.close()
-            theirs = await client.jetstream(timeout=1).key_value(POLICY_BUCKET)
-            assert (await theirs.get("north-gate")).value == encode_policy(policy())
-            # The server refuses the publish (permissions violation): no acknowledgement comes.
-            with pytest.raises(NatsTimeoutError):
-                await theirs.put(
-                    "north-gate", encode_policy(policy(status=CameraStatus.CAMERA_STATUS_PAUSED))
-                )
+            # A put on the bucket's subject stays in the service's own account (refused to its user, too):
+            # the registry's bucket never sees it.
+            await client.publish(
+                "$KV.vigie-policy.north-gate", encode_policy(policy(status=CameraStatus.CAMERA_STATUS_PAUSED))
+            )
+            await client.flush()
         finally:
             await client.close()
     assert (await kv.get("north-gate")).value == encode_policy(policy())

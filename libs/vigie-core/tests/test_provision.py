@@ -5,13 +5,14 @@ FRAMES, publish, or delete a stream)."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.api import StorageType
 
-from vigie_core.permissions import PROVISIONER
+from vigie_core.permissions import PROVISIONER, inbox_prefix
 from vigie_core.provision import (
     ProvisionSettings,
     main,
@@ -20,7 +21,6 @@ from vigie_core.provision import (
     provisioned_buckets,
     provisioned_streams,
 )
-from vigie_core.settings import NatsSettings
 from vigie_core.streams import bucket_stream, frames_subject, provisioned_stream_names
 from vigie_embedded.nats import EmbeddedNats
 
@@ -41,13 +41,13 @@ def test_one_definition_names_every_stream_the_permissions_grant() -> None:
 async def test_everything_is_provisioned_once_then_left_alone_or_updated(nats_server: EmbeddedNats) -> None:
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
-    first = await provision(js, ProvisionSettings())
+    first = await provision(client, ProvisionSettings(), accounts=False)
     assert [(r.stream, r.outcome) for r in first] == [(n, "created") for n in provisioned_stream_names()]
-    again = await provision(js, ProvisionSettings())
+    again = await provision(client, ProvisionSettings(), accounts=False)
     assert {r.outcome for r in again} == {"unchanged"}
 
     resized = await provision(
-        js, ProvisionSettings(frames_max_age_s=30, frames_partitions=2, policy_history=3)
+        client, ProvisionSettings(frames_max_age_s=30, frames_partitions=2, policy_history=3), accounts=False
     )
     changed = {r.stream: r.outcome for r in resized if r.outcome != "unchanged"}
     assert set(changed) == {"FRAMES", "KV_vigie-policy"}
@@ -59,6 +59,22 @@ async def test_everything_is_provisioned_once_then_left_alone_or_updated(nats_se
     policy = await js.key_value("vigie-policy")
     assert (await policy.status()).history == 3
     await client.close()
+
+
+async def connection_answer(url: str, user: str, password: str) -> bytes:
+    """What the server answers a connection as ``user`` (spoken by hand: nats-py leaves its socket open
+    when the server refuses a connection)."""
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        assert (await reader.readline()).startswith(b"INFO ")
+        connect = json.dumps({"verbose": False, "pedantic": False, "user": user, "pass": password})
+        writer.write(f"CONNECT {connect}\r\nPING\r\n".encode())
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 2)
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def denied(client: Client, errors: list[str], subject: str, payload: bytes = b"") -> None:
@@ -76,58 +92,73 @@ async def test_the_provisioner_manages_streams_and_cannot_read_or_write_them(
     secured_nats_server: EmbeddedNats,
 ) -> None:
     server = secured_nats_server  # provisioned by its provisioner user already
-    credentials = server.credentials(PROVISIONER)
-    # Running it again as that user: idempotent, allowed.
-    results = await provision_at(
-        NatsSettings(url=server.url, user=credentials.user, password=credentials.password)
-    )
-    assert {r.outcome for r in results} == {"unchanged"}
+    ingest, inference = await server.client("ingest"), await server.client("inference")
+    await ingest.jetstream().publish(frames_subject("north-gate"), b"pixels")
 
-    admin = await nats.connect(server.url, user=server.admin.user, password=server.admin.password)
-    await admin.jetstream().publish(frames_subject("north-gate"), b"pixels")
+    with server.provisioner() as settings:
+        # Running it again as that user: idempotent, allowed.
+        results = await provision_at(settings)
+        assert {r.outcome for r in results} == {"unchanged"}
 
-    errors: list[str] = []
+        errors: list[str] = []
 
-    async def on_error(error: Exception) -> None:
-        errors.append(str(error))
+        async def on_error(error: Exception) -> None:
+            errors.append(str(error))
 
-    client = await nats.connect(
-        server.url,
-        user=credentials.user,
-        password=credentials.password,
-        inbox_prefix=credentials.inbox_prefix,
-        error_cb=on_error,
-        max_reconnect_attempts=0,
-    )
-    received: list[bytes] = []
+        client = await nats.connect(
+            server.url,
+            user=settings.user,
+            password=settings.password.get_secret_value() if settings.password else None,
+            inbox_prefix=inbox_prefix(PROVISIONER),
+            error_cb=on_error,
+            max_reconnect_attempts=0,
+        )
+        received: list[bytes] = []
 
-    async def record(message: nats.aio.msg.Msg) -> None:
-        received.append(message.data)
+        async def record(message: nats.aio.msg.Msg) -> None:
+            received.append(message.data)
 
-    await client.subscribe("vigie.frames.>", cb=record)
-    await asyncio.gather(
-        denied(client, errors, "$JS.API.STREAM.MSG.GET.FRAMES", b'{"seq": 1}'),
-        denied(client, errors, "$JS.API.DIRECT.GET.FRAMES", b'{"seq": 1}'),
-        denied(client, errors, "$JS.API.CONSUMER.CREATE.FRAMES", b"{}"),
-        denied(client, errors, "$JS.API.CONSUMER.CREATE.FRAMES.reader.vigie.frames.>", b"{}"),
-        denied(client, errors, "$JS.API.STREAM.DELETE.FRAMES"),
-        denied(client, errors, "$JS.API.STREAM.PURGE.EVENTS"),
-        denied(client, errors, "$JS.API.STREAM.CREATE.COPY", b"{}"),
-        denied(client, errors, frames_subject("north-gate"), b"forged"),
-        denied(client, errors, "$KV.vigie-sources.north-gate", b"rtsp://attacker/"),
-    )
-    for _ in range(50):
-        if any('subscription to "vigie.frames.>"' in e.lower() for e in errors):
+        await client.subscribe("vigie.frames.>", cb=record)
+        # Neither under the accounts' prefixes it imports nor under its own account's API.
+        attempts = [
+            (f"{api}.{verb}", payload)
+            for api in ("$JS.INFERENCE.API", "$JS.API")
+            for verb, payload in (
+                ("STREAM.MSG.GET.FRAMES", b'{"seq": 1}'),
+                ("DIRECT.GET.FRAMES", b'{"seq": 1}'),
+                ("CONSUMER.CREATE.FRAMES", b"{}"),
+                ("CONSUMER.CREATE.FRAMES.reader.vigie.frames.>", b"{}"),
+                ("STREAM.DELETE.FRAMES", b""),
+                ("STREAM.CREATE.COPY", b"{}"),
+            )
+        ]
+        await asyncio.gather(
+            *(denied(client, errors, subject, payload) for subject, payload in attempts),
+            denied(client, errors, "$JS.AGGREGATION.API.STREAM.PURGE.EVENTS"),
+            denied(client, errors, frames_subject("north-gate"), b"forged"),
+            denied(client, errors, "$KV.vigie-sources.north-gate", b"rtsp://attacker/"),
+        )
+        for _ in range(50):
+            if any('subscription to "vigie.frames.>"' in e.lower() for e in errors):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError(f"no subscription violation: {errors}")
+        await ingest.jetstream().publish(frames_subject("north-gate"), b"more pixels")
+        await asyncio.sleep(0.1)
+        assert received == []
+    assert (await inference.jetstream().stream_info("FRAMES")).state.messages == 2
+
+    # Its user is gone with the block: its connection closed, its password refused.
+    for _ in range(100):
+        if not client.is_connected:
             break
         await asyncio.sleep(0.02)
-    else:
-        raise AssertionError(f"no subscription violation: {errors}")
-    await admin.jetstream().publish(frames_subject("north-gate"), b"more pixels")
-    await asyncio.sleep(0.1)
-    assert received == []
-    assert (await admin.jetstream().stream_info("FRAMES")).state.messages == 2
-    await client.close()
-    await admin.close()
+    assert not client.is_connected
+    password = settings.password.get_secret_value() if settings.password else ""
+    assert await connection_answer(server.url, PROVISIONER, password) == b"-ERR 'Authorization Violation'\r\n"
+    for nc in (ingest, inference, client):
+        await nc.close()
 
 
 @pytest.mark.provision(False)

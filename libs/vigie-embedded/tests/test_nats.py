@@ -7,6 +7,8 @@ from pathlib import Path
 import nats
 import pytest
 
+from vigie_core.accounts import accounts_conf, provisioner_users
+from vigie_core.permissions import ROLES, account_name
 from vigie_embedded.nats import EmbeddedNats
 
 pytestmark = pytest.mark.integration
@@ -28,19 +30,27 @@ async def test_the_default_server_accepts_anonymous_clients(nats_server: Embedde
 def test_a_secured_server_keeps_the_callers_configuration(tmp_path: Path) -> None:
     config = tmp_path / "limits.conf"
     config.write_text("max_payload: 2MB\n")
-    with EmbeddedNats(config_file=config, services=["ingest"]) as server:
+    with EmbeddedNats(config_file=config, secured=True) as server:
         varz = _varz(server)
         assert varz["max_payload"] == 2 * 1024 * 1024
         assert server.pid > 0
 
 
-def test_admin_needs_services() -> None:
-    with pytest.raises(ValueError, match="admin=True needs services"):
-        EmbeddedNats(admin=True)
+def test_a_secured_server_runs_the_accounts_the_chart_renders() -> None:
+    """The same text as charts/vigie/files/nats-accounts.conf; passwords only in the server's environment;
+    the provisioner's user absent once it has provisioned."""
+    with EmbeddedNats(secured=True) as server:
+        accounts = server.config_dir / "accounts.conf"
+        assert accounts.read_text() == accounts_conf()
+        assert server.credentials("ingest").password not in accounts.read_text()
+        assert (server.config_dir / "provisioner.conf").read_text() == provisioner_users(None)
+        with urllib.request.urlopen(f"{server.monitoring_url}/accountz", timeout=5) as response:
+            listed = set(json.load(response)["accounts"])
+        assert {account_name(role) for role in ROLES} <= listed
 
 
 async def test_a_secured_server_accepts_its_users_until_stopped() -> None:
-    server = EmbeddedNats(services=["audit"])
+    server = EmbeddedNats(secured=True)
     server.start()
     credentials = server.credentials("audit")
     nc = await nats.connect(server.url, user=credentials.user, password=credentials.password)

@@ -1,4 +1,6 @@
-"""The boundary enforced by a real nats-server with one user per service (vigie_core.permissions).
+"""The boundary enforced by a real nats-server with Vigie's accounts, one user per service
+(vigie_core.accounts, vigie_core.permissions): what each service must do works, across accounts; what it
+must not is refused. The attacks a compromised service could try are in charts/tests/test_boundary_attacks.py.
 
 nats-py reports a permission violation asynchronously, through the connection's error callback, and a
 denied JetStream API request simply gets no answer. So each denied attempt is checked twice: the
@@ -21,8 +23,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
-from vigie_core.messaging import StreamNotProvisionedError, connect, ensure_stream
-from vigie_core.permissions import POLICY_BUCKET, SERVICES, subject_matches
+from vigie_core.kv import NatsBucket
+from vigie_core.messaging import StreamNotProvisionedError, connect, ensure_stream, jetstream_for
+from vigie_core.permissions import POLICY_BUCKET, SERVICES, SOURCES_BUCKET, api_prefix, subject_matches
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import (
     TRACKS_PREFIX,
@@ -126,22 +129,43 @@ async def _fetch_one(client: ServiceClient, subject: str, stream: str, durable: 
     return message
 
 
+def _js(client: ServiceClient, stream: str, timeout: float = 5.0) -> JetStreamContext:
+    """The client's JetStream context that reaches ``stream`` (in its account, or imported)."""
+    return client.nc.jetstream(prefix=api_prefix(client.service, stream), timeout=timeout)
+
+
 async def test_each_service_can_do_what_it_must(secured_nats_server: EmbeddedNats) -> None:
-    """The whole chain with each service's own user, and not one violation on the way."""
+    """The whole chain with each service's own user, across the accounts, and not one violation on the way."""
     server = secured_nats_server
     async with contextlib.AsyncExitStack() as stack:
         c = {s: await stack.enter_async_context(connected(server, s)) for s in SERVICES}
 
-        # The registry writes the policy (in the bucket the provisioner created); ingest watches it.
+        # The registry writes the policy (in the bucket the provisioner created, in its account); ingest
+        # is notified of the change and reads it from its own account.
         policy = await c["registry"].nc.jetstream().key_value(POLICY_BUCKET)
-        watcher = await (await c["ingest"].nc.jetstream().key_value(POLICY_BUCKET)).watch("cameras.>")
-        await policy.put("cameras.north-gate", b'{"paused": false}')
-        update = await watcher.updates(timeout=2)
-        while update is None:  # the marker that the initial values were all delivered
-            update = await watcher.updates(timeout=2)
-        assert update.key == "cameras.north-gate"
-        await watcher.stop()
-        assert await (await c["anonymiser"].nc.jetstream().key_value(POLICY_BUCKET)).get("cameras.north-gate")
+        for reader in ("ingest", "anonymiser"):
+            bucket = NatsBucket(c[reader].nc, POLICY_BUCKET, api_prefix(reader, f"KV_{POLICY_BUCKET}"))
+            changed: asyncio.Queue[str] = asyncio.Queue()
+            stop = await bucket.listen(changed.put_nowait)
+            await policy.put("cameras.north-gate", reader.encode())
+            assert await asyncio.wait_for(changed.get(), 2) == "cameras.north-gate"
+            entry = await bucket.get("cameras.north-gate")
+            assert entry is not None
+            assert entry.value == reader.encode()
+            await stop()
+        # The registry writes the sources bucket, in an account without users, and reads it back; ingest reads
+        # it and is notified of its changes.
+        changed = asyncio.Queue()
+        ingest_sources = NatsBucket(c["ingest"].nc, SOURCES_BUCKET, "$JS.SOURCES.API")
+        stop = await ingest_sources.listen(changed.put_nowait)
+        sources = await c["registry"].nc.jetstream(prefix="$JS.SOURCES.API").key_value(SOURCES_BUCKET)
+        revision = await sources.create("north-gate", b"sealed")
+        assert (await sources.get("north-gate")).value == b"sealed"
+        await sources.update("north-gate", b"sealed again", last=revision)
+        [*_, entry] = await ingest_sources.read_all()
+        assert entry.value == b"sealed again"
+        assert await asyncio.wait_for(changed.get(), 2) == "north-gate"
+        await stop()
 
         # The provisioner created every stream: each service binds its own (it may look it up and no more),
         # and records audit events on AUDIT under its own name.
@@ -150,20 +174,20 @@ async def test_each_service_can_do_what_it_must(secured_nats_server: EmbeddedNat
             await c[service].nc.jetstream().publish(audit_subject(service), service.encode())
 
         # ingest -> FRAMES -> inference -> TRACKS -> anonymiser -> EVENTS -> aggregation.
-        await ensure_stream(c["ingest"].nc.jetstream(), FramesStream().config())
+        await ensure_stream(_js(c["ingest"], "FRAMES"), FramesStream().config())
         await ensure_stream(c["inference"].nc.jetstream(), FramesStream().config(), sized=False)
         await c["ingest"].nc.jetstream().publish(frames_subject("north-gate"), b"pixels")
         frame = await _fetch_one(c["inference"], frames_partition_filter(0), "FRAMES", "inference-0")
         assert frame.data == b"pixels"
 
-        await ensure_stream(c["inference"].nc.jetstream(), TracksStream().config())
+        await ensure_stream(_js(c["inference"], "TRACKS"), TracksStream().config())
         await c["inference"].nc.jetstream().publish(tracks_subject("north-gate"), b"boxes and ids")
         tracks = await _fetch_one(
             c["anonymiser"], partition_filter(TRACKS_PREFIX, 0), "TRACKS", "anonymiser-0"
         )
         assert tracks.data == b"boxes and ids"
 
-        await ensure_stream(c["anonymiser"].nc.jetstream(), EventsStream().config())
+        await ensure_stream(_js(c["anonymiser"], "EVENTS"), EventsStream().config())
         await c["anonymiser"].nc.jetstream().publish(events_subject("north-gate"), b"3 people crossed")
         deadletters = StreamConfig(
             name="DEADLETTER_ANONYMISER",
@@ -200,7 +224,7 @@ async def _stream_with_a_consumer(server: EmbeddedNats, stream: str) -> AsyncIte
     config = (FramesStream() if stream == "FRAMES" else TracksStream()).config()
     subject = frames_subject("cam") if stream == "FRAMES" else tracks_subject("cam")
     async with connected(server, producer) as publisher, connected(server, consumer_service) as consumer:
-        await ensure_stream(publisher.nc.jetstream(), config)
+        await ensure_stream(_js(publisher, stream), config)
         for _ in range(2):
             await publisher.nc.jetstream().publish(subject, b"secret " + stream.encode())
         await consumer.js.add_consumer(stream, _durable(stream, durable))
@@ -292,7 +316,7 @@ async def test_a_client_without_its_inbox_prefix_gets_no_replies(secured_nats_se
     """Why services must connect with ``inbox_prefix``: the shared ``_INBOX.`` namespace is closed."""
     async with connected(secured_nats_server, "ingest", inbox_prefix="_INBOX") as client:
         with pytest.raises(nats.errors.TimeoutError):
-            await client.js.stream_info("FRAMES")
+            await _js(client, "FRAMES", DENIED_REQUEST_TIMEOUT_S).stream_info("FRAMES")
         await client.violation("subscription", "_INBOX.*.*", pattern=True)
 
 
@@ -310,22 +334,8 @@ async def test_anonymous_clients_are_refused(secured_nats_server: EmbeddedNats) 
         await writer.wait_closed()
 
 
-async def test_the_admin_user_may_observe_everything(secured_nats_server: EmbeddedNats) -> None:
-    admin = secured_nats_server.admin
-    nc = await nats.connect(secured_nats_server.url, user=admin.user, password=admin.password)
-    seen: asyncio.Queue[Msg] = asyncio.Queue()
-    await nc.subscribe(">", cb=seen.put)
-    async with connected(secured_nats_server, "ingest") as ingest:
-        await ensure_stream(ingest.nc.jetstream(), FramesStream().config())
-        await ingest.nc.jetstream().publish(frames_subject("cam"), b"pixels")
-    subjects = set()
-    while "vigie.frames.cam" not in subjects:
-        subjects.add((await asyncio.wait_for(seen.get(), 2)).subject)
-    await nc.close()
-
-
 def test_service_env_names_each_services_settings() -> None:
-    server = EmbeddedNats(services=["ingest"])
+    server = EmbeddedNats(secured=True)
     server.url = "nats://127.0.0.1:4222"
     env = server.service_env("ingest")
     credentials = server.credentials("ingest")
@@ -335,9 +345,10 @@ def test_service_env_names_each_services_settings() -> None:
         "VIGIE_INGEST_NATS__PASSWORD": credentials.password,
     }
     assert len(credentials.password) >= 32
-    assert EmbeddedNats(services=["ingest"]).credentials("ingest").password != credentials.password
-    with pytest.raises(KeyError, match="no user for 'inference'"):
-        server.credentials("inference")
+    assert EmbeddedNats(secured=True).credentials("ingest").password != credentials.password
+    # The provisioner has no standing user: it exists only while it provisions.
+    with pytest.raises(KeyError, match="no standing user for 'provisioner'"):
+        server.credentials("provisioner")
 
 
 async def test_a_service_connects_through_vigie_core_with_its_inbox_prefix(
@@ -349,7 +360,7 @@ async def test_a_service_connects_through_vigie_core_with_its_inbox_prefix(
     nc = await connect(settings, "vigie-ingest")
     try:
         await ensure_stream(
-            nc.jetstream(timeout=DENIED_REQUEST_TIMEOUT_S),
+            jetstream_for(nc, settings, "ingest", "FRAMES", timeout=DENIED_REQUEST_TIMEOUT_S),
             FramesStream().config(),
             wait_s=DENIED_REQUEST_TIMEOUT_S,
         )

@@ -5,12 +5,10 @@ coverage, and an anonymiser that cannot read the policy counts nothing and says 
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
-import nats
 import pytest
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -20,11 +18,11 @@ from vigie_anonymiser.settings import AnonymiserSettings
 from vigie_anonymiser.synthetic import FrameBuilder, to_track_frame
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.policy import PolicySettings
-from vigie_core.provision import ProvisionSettings, provision_stream, provisioned_streams
+from vigie_core.provision import ProvisionSettings, provisioned_streams
 from vigie_core.streams import tracks_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.policies import PolicyBucketWriter, camera_policy
-from vigie_embedded.testing import running_service
+from vigie_embedded.testing import ServiceConnections, running_service
 from vigie_proto.v1.events_pb2 import REPORT_CLOSURE_GEOMETRY_CHANGED, WindowReport
 
 pytestmark = pytest.mark.integration
@@ -33,14 +31,6 @@ WINDOW_S = 60
 JUSTIFICATION = "integration test of the policy: one-minute windows"
 ACROSS = {"across": ((0.0, 0.5), (1.0, 0.5))}
 LOWER = {"lower": ((0.0, 0.8), (1.0, 0.8))}
-
-
-@pytest.fixture
-async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    credentials = secured_nats_server.admin
-    client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    yield client
-    await client.close()
 
 
 def settings(server: EmbeddedNats, *cameras: CameraGeometryConfig, **policy: object) -> AnonymiserSettings:
@@ -113,9 +103,10 @@ def crossings(found: list[WindowReport]) -> dict[str, int]:
 
 
 async def test_geometry_and_pauses_reach_a_running_anonymiser(
-    secured_nats_server: EmbeddedNats, admin: Client
+    secured_nats_server: EmbeddedNats, as_service: ServiceConnections
 ) -> None:
-    js = admin.jetstream()
+    # Tracks published as inference does, reports read as the aggregation does.
+    js, aggregation = await as_service.js("inference"), await as_service.js("aggregation")
     writer = await registry_writer(secured_nats_server)
     await writer.put(policy(1, ACROSS))
     frames = FrameBuilder()
@@ -157,7 +148,7 @@ async def test_geometry_and_pauses_reach_a_running_anonymiser(
             await walk(js, frames, 4)
             await until(lambda: metric(anonymiser, "vigie_anonymiser_frames_total", camera="cam") == 30)
             ended = time.time()
-        found = await reports(js)
+        found = await reports(aggregation)
     finally:
         await writer.close()
 
@@ -178,11 +169,12 @@ async def test_geometry_and_pauses_reach_a_running_anonymiser(
 
 @pytest.mark.provision(False)
 async def test_an_anonymiser_that_cannot_read_the_policy_counts_nothing_and_says_so(
-    secured_nats_server: EmbeddedNats, admin: Client
+    secured_nats_server: EmbeddedNats, as_service: ServiceConnections
 ) -> None:
-    js = admin.jetstream()
-    for config in provisioned_streams(ProvisionSettings()):  # the streams, not the buckets
-        await provision_stream(js, config)
+    # Tracks published as inference does, reports read as the aggregation does.
+    js, aggregation = await as_service.js("inference"), await as_service.js("aggregation")
+    # The streams, not the buckets.
+    secured_nats_server.provision(only=[c.name or "" for c in provisioned_streams(ProvisionSettings())])
     static = CameraGeometryConfig(
         id="cam",
         reporting_window_s=WINDOW_S,
@@ -209,5 +201,5 @@ async def test_an_anonymiser_that_cannot_read_the_policy_counts_nothing_and_says
             await until(lambda: metric(anonymiser, "vigie_anonymiser_frames_total", camera="cam") == 5)
         finally:
             await writer.close()
-    found = await reports(js)
+    found = await reports(aggregation)
     assert {tuple(r.line_ids) for r in found} == {("static",)}

@@ -308,7 +308,7 @@ async def test_the_journal_works_within_its_nats_permissions(
     # only on vigie.audit.registry.
     from vigie_core.audit import AuditAction, AuditPublisher, JetStreamAuditSink
 
-    with EmbeddedNats(services=["audit", "registry"]) as secured:
+    with EmbeddedNats(secured=True) as secured:
 
         def as_user(service: str) -> NatsSettings:
             credentials = secured.credentials(service)

@@ -4,6 +4,8 @@ and every frame captured during the pause, ends the camera's tracks, and analysi
 replica that cannot read the policy analyses nothing and says so; only the classes the policy lists are
 tracked, each track for no longer than its track_max_seconds, and a change of either applies live."""
 
+from __future__ import annotations
+
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,14 +17,15 @@ import nats
 import numpy as np
 import pytest
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.policy import PolicySettings
 from vigie_core.provision import ProvisionSettings, provision_stream
-from vigie_core.streams import AuditStream, FramesStream, TracksStream, frames_subject
+from vigie_core.streams import FramesStream, frames_subject
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.policies import PolicyBucketWriter, camera_policy
-from vigie_embedded.testing import running_service
+from vigie_embedded.testing import ServiceConnections, following, running_service
 from vigie_embedded.triton import EmbeddedTriton
 from vigie_inference.detector import DetectorOutput, ImageBatch, ModelIdentity
 from vigie_inference.service import serve
@@ -32,7 +35,7 @@ from vigie_proto.v1.frames_pb2 import PIXEL_FORMAT_RGB24, Frame
 from vigie_proto.v1.policy_pb2 import CameraPolicy
 from vigie_proto.v1.tracks_pb2 import ObjectClass, TrackFrame
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.provision(frames_max_age_s=60)]
 
 CAMERA = "parvis"
 
@@ -76,13 +79,11 @@ class HeldDetector:
 
 
 @pytest.fixture
-async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    credentials = secured_nats_server.admin
-    client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    js = client.jetstream()
-    await provision_stream(js, FramesStream(partitions=1, max_age_s=60).config())  # ingest's
-    yield client
-    await client.close()
+async def tracks(as_service: ServiceConnections) -> AsyncIterator[list[TrackFrame]]:
+    """What inference publishes on TRACKS, as the anonymiser reads it."""
+    js = await as_service.js("anonymiser")
+    async with following(js, "TRACKS", "vigie.tracks.>", TrackFrame.FromString) as received:
+        yield received
 
 
 def settings(server: EmbeddedNats, **policy: object) -> InferenceSettings:
@@ -99,11 +100,15 @@ async def registry_writer(server: EmbeddedNats) -> PolicyBucketWriter:
 
 
 class Camera:
-    """Frames of one camera run, captured now, published to FRAMES."""
+    """Frames of one camera run, captured now, published to FRAMES (as ingest does)."""
 
-    def __init__(self, client: Client) -> None:
-        self.js = client.jetstream()
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
         self.sequence = 0
+
+    @classmethod
+    async def of(cls, as_service: ServiceConnections) -> Camera:
+        return cls(await as_service.js("ingest"))
 
     async def publish(self, count: int = 1) -> None:
         for _ in range(count):
@@ -144,13 +149,13 @@ async def until(condition: Callable[[], bool], within_s: float = 10) -> None:
 
 
 async def test_a_pause_drops_frames_in_flight_and_during_it_ends_tracks_and_then_lifts(
-    secured_nats_server: EmbeddedNats, admin: Client
+    secured_nats_server: EmbeddedNats, as_service: ServiceConnections, tracks: list[TrackFrame]
 ) -> None:
     writer = await registry_writer(secured_nats_server)
     await writer.put(camera_policy(CAMERA))
     detector = HeldDetector()
-    received = await tracks_of(admin)
-    camera = Camera(admin)
+    received = tracks
+    camera = await Camera.of(as_service)
 
     async def body(runtime: ServiceRuntime) -> None:
         await serve(runtime, detector)
@@ -206,13 +211,12 @@ async def test_a_pause_drops_frames_in_flight_and_during_it_ends_tracks_and_then
 
 @pytest.mark.provision(False)
 async def test_a_replica_that_cannot_read_the_policy_analyses_nothing_and_says_so(
-    secured_nats_server: EmbeddedNats, admin: Client
+    secured_nats_server: EmbeddedNats, as_service: ServiceConnections
 ) -> None:
-    # Every stream inference uses (FRAMES: the fixture's), and no policy bucket.
-    for stream in (TracksStream(), AuditStream()):
-        await provision_stream(admin.jetstream(), stream.config())
+    # Every stream inference uses, and no policy bucket.
+    secured_nats_server.provision(ProvisionSettings(frames_max_age_s=60), only=["FRAMES", "TRACKS", "AUDIT"])
     detector = HeldDetector()
-    camera = Camera(admin)
+    camera = await Camera.of(as_service)
 
     async def body(runtime: ServiceRuntime) -> None:
         await serve(runtime, detector)
@@ -259,13 +263,13 @@ def with_rules(policy: CameraPolicy, *classes: ObjectClass.ValueType, track_max_
 
 
 async def test_only_the_classes_of_the_policy_are_tracked_and_no_longer_than_it_allows(
-    secured_nats_server: EmbeddedNats, admin: Client
+    secured_nats_server: EmbeddedNats, as_service: ServiceConnections, tracks: list[TrackFrame]
 ) -> None:
     writer = await registry_writer(secured_nats_server)
     person, car = ObjectClass.OBJECT_CLASS_PERSON, ObjectClass.OBJECT_CLASS_CAR
     await writer.put(with_rules(camera_policy(CAMERA), person, track_max_s=1))
-    received = await tracks_of(admin)
-    camera = Camera(admin)
+    received = tracks
+    camera = await Camera.of(as_service)
 
     async def body(runtime: ServiceRuntime) -> None:
         await serve(runtime, PersonAndCarDetector())

@@ -4,7 +4,6 @@
 import asyncio
 from pathlib import Path
 
-import nats
 import pytest
 from nats.js import JetStreamContext
 
@@ -41,8 +40,9 @@ async def test_ingest_records_its_configuration_without_credentials(
     secured_nats_server: EmbeddedNats, videos, tmp_path: Path
 ) -> None:
     server = secured_nats_server
-    admin = await nats.connect(server.url, user=server.admin.user, password=server.admin.password)
-    js = admin.jetstream()
+    # The journal's reader: the audit service, in its account.
+    auditor = await server.client("audit")
+    js = auditor.jetstream()
     credentials = server.credentials("ingest")
     video = videos.write("short.mp4", frames=10)
     settings = IngestSettings(
@@ -91,4 +91,4 @@ async def test_ingest_records_its_configuration_without_credentials(
     )
     assert settings_digest(other_password) == digest
     assert settings_digest(other_camera) != digest
-    await admin.close()
+    await auditor.close()

@@ -9,17 +9,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
-import nats
 import numpy as np
 import pytest
-from nats.aio.client import Client
 
 from vigie_core.policy import PolicySettings
-from vigie_core.provision import provision_stream
-from vigie_core.streams import AuditStream, FramesStream
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.policies import PolicyBucketWriter, camera_policy
-from vigie_embedded.testing import running_service
+from vigie_embedded.testing import ServiceConnections, following, running_service
 from vigie_ingest.service import serve
 from vigie_ingest.settings import IngestSettings
 from vigie_proto.v1.frames_pb2 import Frame
@@ -40,23 +36,17 @@ class PublishedFrames:
 
 
 @pytest.fixture
-async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    credentials = secured_nats_server.admin
-    client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    yield client
-    await client.close()
+async def published(as_service: ServiceConnections) -> AsyncIterator[PublishedFrames]:
+    """The frames ingest publishes, as inference fetches them from FRAMES, with their times of arrival."""
+    frames = PublishedFrames()
 
-
-async def observe(admin: Client) -> PublishedFrames:
-    published = PublishedFrames()
-
-    async def on_frame(message) -> None:  # type: ignore[no-untyped-def]
-        frame = Frame.FromString(message.data)
+    def on_frame(data: bytes) -> None:
+        frame = Frame.FromString(data)
         pixels = np.frombuffer(frame.pixels, np.uint8).reshape(frame.height, frame.width, 3)
-        published.frames.append((frame.captured_at.ToNanoseconds() / 1e9, time.time(), pixels))
+        frames.frames.append((frame.captured_at.ToNanoseconds() / 1e9, time.time(), pixels))
 
-    await admin.subscribe("vigie.frames.>", cb=on_frame)
-    return published
+    async with following(await as_service.js("inference"), "FRAMES", "vigie.frames.>", on_frame):
+        yield frames
 
 
 def ingest_settings(server: EmbeddedNats, camera_url: str, **policy: object) -> IngestSettings:
@@ -82,11 +72,10 @@ async def until(condition, within_s: float = 10) -> None:  # type: ignore[no-unt
 
 
 async def test_masks_pauses_and_sampling_reach_a_running_ingest(
-    secured_nats_server: EmbeddedNats, admin: Client, mjpeg_server
+    secured_nats_server: EmbeddedNats, published: PublishedFrames, mjpeg_server
 ) -> None:
     writer = await registry_writer(secured_nats_server)
     await writer.put(camera_policy("parvis", masks=[LEFT_HALF]))
-    published = await observe(admin)
     try:
         async with running_service("ingest", ingest_settings(secured_nats_server, mjpeg_server.url), serve):
             await until(lambda: len(published.frames) >= 10)
@@ -123,16 +112,19 @@ async def test_masks_pauses_and_sampling_reach_a_running_ingest(
 
 @pytest.mark.provision(False)
 async def test_without_a_readable_policy_nothing_is_published_and_readiness_says_why(
-    secured_nats_server: EmbeddedNats, admin: Client, mjpeg_server
+    secured_nats_server: EmbeddedNats, as_service: ServiceConnections, mjpeg_server
 ) -> None:
     # Every stream ingest uses, and no policy bucket.
-    for stream in (FramesStream(), AuditStream()):
-        await provision_stream(admin.jetstream(), stream.config())
-    published = await observe(admin)
+    secured_nats_server.provision(only=["FRAMES", "AUDIT"])
+    published: list[bytes] = []
     settings = ingest_settings(secured_nats_server, mjpeg_server.url, startup_wait_s=0.5)
-    async with running_service("ingest", settings, serve) as ingest, httpx.AsyncClient() as http:
+    async with (
+        following(await as_service.js("inference"), "FRAMES", "vigie.frames.>", published.append),
+        running_service("ingest", settings, serve) as ingest,
+        httpx.AsyncClient() as http,
+    ):
         await asyncio.sleep(2.0)
-        assert published.frames == []
+        assert published == []
         ready = await http.get(f"{ingest.http_url}/readyz")
         assert ready.status_code == 503
         assert "bucket does not exist" in ready.json()["reasons"]["policy"]
@@ -152,10 +144,10 @@ async def test_without_a_readable_policy_nothing_is_published_and_readiness_says
             await writer.put(camera_policy("other-camera"))
             await until(lambda: ingest.registry.get_sample_value("vigie_policy_synced") == 1)
             await asyncio.sleep(1.0)
-            assert published.frames == []
+            assert published == []
             assert (await http.get(f"{ingest.http_url}/readyz")).status_code == 200
             # Its policy arrives: analysed from then on, without a restart.
             await writer.put(camera_policy("parvis"))
-            await until(lambda: len(published.frames) >= 3)
+            await until(lambda: len(published) >= 3)
         finally:
             await writer.close()

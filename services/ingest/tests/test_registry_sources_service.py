@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +18,13 @@ import httpx
 import nats
 import pytest
 from cryptography.fernet import Fernet
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
 from vigie_core.audit import AuditEvent, AuditPublishSettings, action_name
 from vigie_core.auth import AuthSettings, LocalTokenIssuer
 from vigie_core.permissions import SOURCES_BUCKET
 from vigie_embedded.nats import EmbeddedNats
-from vigie_embedded.testing import running_service
+from vigie_embedded.testing import ServiceConnections, following, running_service
 from vigie_ingest.registry_sources import SealedUrlOpener, SourcesWatcher, decode_source, in_shard
 from vigie_ingest.service import serve as serve_ingest
 from vigie_ingest.settings import IngestSettings, RegistrySourcesSettings
@@ -65,14 +63,6 @@ class Published:
         return [f for f in self.frames if f.camera_id == camera_id]
 
 
-@pytest.fixture
-async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    credentials = secured_nats_server.admin
-    client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    yield client
-    await client.close()
-
-
 def registry_settings(server: EmbeddedNats, tmp_path: Path) -> RegistrySettings:
     credentials = server.credentials("registry")
     return RegistrySettings.model_validate(
@@ -107,8 +97,10 @@ async def until(condition: Callable[[], bool], within_s: float = 10) -> None:
         await asyncio.sleep(0.05)
 
 
-async def ingest_audit(admin: Client) -> list[AuditEvent]:
-    subscription = await admin.jetstream().pull_subscribe("vigie.audit.ingest", stream="AUDIT")
+async def ingest_audit(as_service: ServiceConnections) -> list[AuditEvent]:
+    """Ingest's audit events, as the journal reads them."""
+    js = await as_service.js("audit")
+    subscription = await js.pull_subscribe("vigie.audit.ingest", stream="AUDIT")
     events = []
     try:
         while True:
@@ -120,27 +112,29 @@ async def ingest_audit(admin: Client) -> list[AuditEvent]:
 
 
 async def test_a_camera_declared_in_the_registry_is_read_by_a_running_ingest(
-    secured_nats_server: EmbeddedNats, admin: Client, videos, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    secured_nats_server: EmbeddedNats,
+    as_service: ServiceConnections,
+    videos,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = secured_nats_server
     first = videos.write("first.mp4", frames=25)
     second = videos.write("second.mp4", frames=25, width=128)
     published = Published()
-
-    async def on_frame(message: Msg) -> None:
-        published.frames.append(Frame.FromString(message.data))
-
-    await admin.subscribe("vigie.frames.>", cb=on_frame)
     issuer = LocalTokenIssuer.from_settings(AuthSettings(local_key=AUTH_KEY))  # type: ignore[arg-type]
     headers = {
         "Authorization": f"Bearer {issuer.mint('operator-1', ['registry:admin'])}",
         "X-Vigie-Motive": "integration test",
     }
     async with (
+        # The frames, as inference fetches them.
+        following(await as_service.js("inference"), "FRAMES", "vigie.frames.>", Frame.FromString) as frames,
         running_service("registry", registry_settings(server, tmp_path), serve_registry) as registry,
         running_service("ingest", ingest_settings(server), serve_ingest) as ingest,
         httpx.AsyncClient(base_url=f"{registry.http_url}{API_PREFIX}", headers=headers, timeout=10) as http,
     ):
+        published.frames = frames
         metric = ingest.registry.get_sample_value
         await until(lambda: metric("vigie_ingest_sources_synced") == 1)
         # The buckets are provisioned before either starts: wait for the registry's API too.
@@ -158,7 +152,8 @@ async def test_a_camera_declared_in_the_registry_is_read_by_a_running_ingest(
         first_run = published.of("parvis")[0].run_id
 
         # A garbage entry and one sealed with another key: refused by name, ingest goes on.
-        kv = await admin.jetstream().key_value(SOURCES_BUCKET)
+        # Written as the registry does, into the bucket in ingest's account.
+        kv = await (await as_service.js("registry", f"KV_{SOURCES_BUCKET}")).key_value(SOURCES_BUCKET)
         await kv.put("garbage", b"\xff\x00 not a message")
         foreign = CameraSource(schema_version=1, camera_id="foreign", version=1)
         foreign.sealed_url = Fernet(Fernet.generate_key()).encrypt(first.as_uri().encode())
@@ -193,7 +188,7 @@ async def test_a_camera_declared_in_the_registry_is_read_by_a_running_ingest(
             assert 'vigie_ingest_camera_state{camera="parvis"' not in metrics
             assert 'vigie_ingest_camera_analysed{camera="parvis"' not in metrics
 
-    events = [e for e in await ingest_audit(admin) if e.details.get("change") == "cameras_read"]
+    events = [e for e in await ingest_audit(as_service) if e.details.get("change") == "cameras_read"]
     assert [next(k for k in ("started", "replaced", "stopped") if k in e.details) for e in events] == [
         "started",
         "replaced",

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from vigie_core.permissions import POLICY_STREAM, api_prefix
 from vigie_core.policy import PolicyWatcher, decide
 from vigie_embedded.browser import CHROMIUM_ARGS, chromium
 from vigie_embedded.nats import EmbeddedNats
@@ -64,7 +65,7 @@ async def test_a_citizen_objects_from_the_page_in_chromium(audit_ready: Embedded
     server = audit_ready
     settings = make_settings(server, Database(f"sqlite+aiosqlite:///{tmp_path}/registry.sqlite3"))
     inference = await client_of(server, "inference")
-    watcher = PolicyWatcher(inference, retry_s=0.05, check_s=0.05)
+    watcher = PolicyWatcher(inference, api=api_prefix("inference", POLICY_STREAM), retry_s=0.05, check_s=0.05)
     await watcher.start()
     from vigie_core.auth import AuthSettings, LocalTokenIssuer
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,10 +18,11 @@ from nats.aio.client import Client
 from vigie_core.audit import AuditPublishSettings
 from vigie_core.auth import AuthSettings, LocalTokenIssuer
 from vigie_core.messaging import connect
+from vigie_core.permissions import POLICY_STREAM, api_prefix
 from vigie_core.policy import POLICY_BUCKET, PolicyWatcher, decode_policy
 from vigie_core.settings import NatsSettings
 from vigie_embedded.nats import EmbeddedNats
-from vigie_embedded.testing import running_service
+from vigie_embedded.testing import ServiceConnections, running_service
 from vigie_proto.v1.audit_pb2 import AuditAction, AuditEvent
 from vigie_registry.declaration import CameraDeclaration, SourceDeclaration
 from vigie_registry.service import API_PREFIX, serve
@@ -58,19 +58,9 @@ async def client_of(server: EmbeddedNats, service: str) -> Client:
     return await connect(settings, f"test-{service}")
 
 
-@pytest.fixture
-async def admin(secured_nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    """An observer allowed everything (the streams and buckets are provisioned)."""
-    credentials = secured_nats_server.admin
-    client = await nats.connect(secured_nats_server.url, user=credentials.user, password=credentials.password)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-async def audit_events(admin: Client) -> list[AuditEvent]:
-    js = admin.jetstream()
+async def audit_events(as_service: ServiceConnections) -> list[AuditEvent]:
+    """The registry's audit events, as the journal reads them."""
+    js = await as_service.js("audit")
     subscription = await js.pull_subscribe("vigie.audit.registry", durable="test-reader", stream="AUDIT")
     events = []
     try:
@@ -91,7 +81,7 @@ def parsed(body: dict[str, Any]) -> CameraDeclaration:
 
 
 async def test_the_bucket_follows_the_registry_and_an_objection_pauses_within_a_second(
-    secured_nats_server: EmbeddedNats, admin: Client, database: Database
+    secured_nats_server: EmbeddedNats, as_service: ServiceConnections, database: Database
 ) -> None:
     # Before the registry starts: a camera in its database never published, and a stray key in the bucket.
     store = await RegistryStore.open(database.url, schema_name=database.schema)
@@ -99,11 +89,11 @@ async def test_the_bucket_follows_the_registry_and_an_objection_pauses_within_a_
     now = int(time.time())
     await store.create("north-gate", parsed(declaration()), "active", source, now=now)
     await store.close()
-    kv = await admin.jetstream().key_value(POLICY_BUCKET)  # the provisioner's
+    kv = await (await as_service.js("registry")).key_value(POLICY_BUCKET)  # the provisioner's
     await kv.put("ghost", b"stale")
 
     inference = await client_of(secured_nats_server, "inference")
-    watcher = PolicyWatcher(inference, retry_s=0.05, check_s=0.05)
+    watcher = PolicyWatcher(inference, api=api_prefix("inference", POLICY_STREAM), retry_s=0.05, check_s=0.05)
     await watcher.start()
     issuer = LocalTokenIssuer.from_settings(AuthSettings(local_key=KEY))  # type: ignore[arg-type]
     admin_headers = {
@@ -175,7 +165,7 @@ async def test_the_bucket_follows_the_registry_and_an_objection_pauses_within_a_
                 assert 'vigie_registry_objections_total{outcome="paused"} 1.0' in metrics
                 assert "ghost" not in watcher.cameras()
         # Stopped: every audit event reached the AUDIT stream, none with anything about the citizen.
-        events = await audit_events(admin)
+        events = await audit_events(as_service)
         kinds = [e.action for e in events]
         assert AuditAction.AUDIT_ACTION_OBJECTION_HONOURED in kinds
         assert kinds.count(AuditAction.AUDIT_ACTION_CONFIG_CREATE) == 2

@@ -20,13 +20,16 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
 from opentelemetry import context, propagate
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from vigie_core.permissions import inbox_prefix
+from vigie_core.permissions import api_prefix, inbox_prefix
 from vigie_core.settings import NatsSettings
+from vigie_core.streams import RETENTION_CEILINGS_S
 
 if TYPE_CHECKING:
     from vigie_core.audit import AuditPublisher
     from vigie_core.health import Readiness
+    from vigie_core.lifecycle import ServiceRuntime
 
 logger = logging.getLogger("vigie.messaging")
 
@@ -97,6 +100,23 @@ def permission_violation(error: BaseException | str) -> PermissionViolation | No
 
 
 PermissionViolationHandler = Callable[[PermissionViolation], Awaitable[None]]
+
+
+def jetstream_api(settings: NatsSettings, service: str, stream: str) -> str:
+    """The JetStream API prefix under which ``service``, connected with ``settings``, reaches ``stream``.
+
+    A NATS user means Vigie's accounts (:mod:`vigie_core.accounts`): a stream of another account is reached
+    under that account's prefix (``$JS.INFERENCE.API`` for FRAMES, from ingest). No user: an unsecured
+    server with one account for everything (tests, tools), where every stream is local (``$JS.API``).
+    """
+    return api_prefix(service, stream, accounts=settings.user is not None)
+
+
+def jetstream_for(
+    nc: Client, settings: NatsSettings, service: str, stream: str, **options: float
+) -> JetStreamContext:
+    """A JetStream context of ``nc`` that reaches ``stream`` (:func:`jetstream_api`)."""
+    return nc.jetstream(prefix=jetstream_api(settings, service, stream), **options)
 
 
 async def connect(
@@ -219,12 +239,154 @@ async def ensure_stream(
     return info
 
 
+# How often a service checks the streams it has bound again.
+STREAM_CHECK_S = 2.0
+
+
+class StreamGuard:
+    """The streams a service binds, checked at start and then every ``interval_s`` for as long as it runs.
+
+    A service checking its streams only at start would not notice a stream changed behind its back (given
+    ``sources`` that copy another stream, its storage or subjects changed, or deleted). Each check that
+    fails turns the readiness check ``stream <NAME>`` red with the reason, sets ``vigie_stream_fault`` to 1
+    for that stream (the boundary alert), logs an error and, for a broken boundary (a copy, changed
+    subjects, storage or retention), records a ``boundary_fault`` in the journal (once per fault, throttled
+    by the publisher). All clear again once the stream is as expected, e.g. provisioned again.
+    """
+
+    def __init__(
+        self,
+        *,
+        readiness: Readiness,
+        registry: CollectorRegistry,
+        stop: asyncio.Event,
+        audit: AuditPublisher | None = None,
+        interval_s: float = STREAM_CHECK_S,
+    ) -> None:
+        self._readiness = readiness
+        self._stop = stop
+        self._audit = audit
+        self._interval_s = interval_s
+        self._bound: dict[str, tuple[JetStreamContext, StreamConfig]] = {}
+        self._faults: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._fault = Gauge(
+            "vigie_stream_fault",
+            "1 while a stream this service binds fails its check (copies from elsewhere, changed, missing)",
+            ["stream"],
+            registry=registry,
+        )
+        self._checks = Counter(
+            "vigie_stream_checks",
+            "Checks of the streams this service binds",
+            ["stream", "outcome"],
+            registry=registry,
+        )
+
+    async def bind(
+        self, js: JetStreamContext, wanted: StreamConfig, *, sized: bool = True, wait_s: float = STREAM_WAIT_S
+    ) -> StreamInfo:
+        """Wait for the stream and check it (:func:`ensure_stream`), then keep checking it."""
+        name = wanted.name
+        assert name is not None
+        info = await ensure_stream(
+            js,
+            wanted,
+            readiness=self._readiness,
+            stop=self._stop,
+            audit=self._audit,
+            wait_s=wait_s,
+            sized=sized,
+        )
+        self._bound[name] = (js, wanted)
+        self._fault.labels(name).set(0)
+        self._readiness.add(f"stream {name}", lambda: self._faults.get(name))
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="stream-guard")
+        return info
+
+    def fault(self, stream: str) -> str | None:
+        """Why ``stream`` failed its last check, None while it passes."""
+        return self._faults.get(stream)
+
+    async def check(self) -> None:
+        """Check every bound stream once (the background loop calls this every ``interval_s``)."""
+        for name, (js, wanted) in list(self._bound.items()):
+            try:
+                info = await js.stream_info(name)
+            except NotFoundError:
+                await self._failed(name, f"the stream {name} is missing: provision it again", boundary=False)
+                continue
+            except (nats.errors.Error, OSError) as error:
+                # NATS unreachable: the connection's own state says so; this check cannot conclude.
+                self._checks.labels(name, "unknown").inc()
+                logger.debug("stream %s could not be checked: %s", name, error)
+                continue
+            try:
+                check_stream(info.config, wanted)
+            except StreamConfigConflictError as error:
+                await self._failed(name, str(error), boundary=True, copies=getattr(error, "copied", None))
+                continue
+            self._checks.labels(name, "ok").inc()
+            if self._faults.pop(name, None) is not None:
+                self._fault.labels(name).set(0)
+                logger.warning("stream %s is as expected again", name)
+
+    async def _failed(
+        self, name: str, reason: str, *, boundary: bool, copies: list[str] | None = None
+    ) -> None:
+        self._checks.labels(name, "fault").inc()
+        self._fault.labels(name).set(1)
+        if self._faults.get(name) == reason:
+            return
+        self._faults[name] = reason
+        logger.error("stream %s fails its check: %s", name, reason)
+        if boundary and self._audit is not None:
+            details = {"stream": name, "reason": reason[:256]}
+            if copies:
+                details["copies_from"] = ",".join(copies)[:256]
+            await _record_boundary_fault(
+                self._audit,
+                ("stream_fault", name, reason),
+                "a stream this service binds was changed behind its back (it copies from elsewhere, or its "
+                "subjects, storage or retention changed): the boundary may no longer hold",
+                details,
+            )
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            await _sleep_or_stop(self._stop, self._interval_s)
+            if self._stop.is_set():
+                return
+            try:
+                await self.check()
+            except Exception:  # the loop must go on: one bad check is logged, the next one runs
+                logger.exception("checking the streams failed")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def stream_guard(runtime: ServiceRuntime, audit: AuditPublisher | None = None) -> StreamGuard:
+    """The service's :class:`StreamGuard`, stopped with its runtime."""
+    guard = StreamGuard(
+        readiness=runtime.readiness, registry=runtime.registry, stop=runtime.stop_requested, audit=audit
+    )
+    runtime.exit_stack.push_async_callback(guard.close)
+    return guard
+
+
 def check_stream(current: StreamConfig, wanted: StreamConfig) -> list[str]:
     """Check a stream's configuration against what a service expects of it; the managed fields that
     differ without breaking anything (retention time, partitions), for a warning.
 
     Raises :class:`StreamCopiesError` when it copies from another stream, :class:`StreamConfigConflictError`
-    when its subjects, storage or retention are not ``wanted``'s.
+    when its subjects, storage or retention are not ``wanted``'s, or when it keeps pixels or track ids
+    longer than their ceiling (:data:`~vigie_core.streams.RETENTION_CEILINGS_S`).
     """
     copied = [source.name or "?" for source in current.sources or []]
     if current.mirror is not None:
@@ -241,6 +403,11 @@ def check_stream(current: StreamConfig, wanted: StreamConfig) -> list[str]:
         for field in _REQUIRED_FIELDS
         if getattr(wanted, field) is not None and field_differs(current, wanted, field)
     ]
+    ceiling = RETENTION_CEILINGS_S.get(current.name or "")
+    if ceiling is not None and not 0 < (current.max_age or 0) <= ceiling:
+        wrong.append(
+            f"it keeps messages {current.max_age or 'for ever'} s, over the ceiling of {ceiling:g} s"
+        )
     if wrong:
         raise StreamConfigConflictError(
             f"stream {current.name}: {'; '.join(wrong)}: provision it again (python -m vigie_core.provision)"
@@ -267,21 +434,30 @@ async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> None:
 
 
 async def _record_stream_copies(audit: AuditPublisher, stream: str, refused: StreamCopiesError) -> None:
+    await _record_boundary_fault(
+        audit,
+        ("stream_copies", stream),
+        "a stream this service binds copies messages from another stream (sources or mirror), out of reach "
+        "of NATS permissions: refused, the service does not start",
+        {"stream": stream, "copies_from": ",".join(refused.copied)[:256]},
+    )
+
+
+async def _record_boundary_fault(
+    audit: AuditPublisher, key: tuple[str, ...], motive: str, details: dict[str, str]
+) -> None:
     from vigie_core.audit import AuditAction, AuditOutcome, AuditUnavailableError
 
     try:
         await audit.record_throttled(
-            ("stream_copies", stream),
+            key,
             AuditAction.AUDIT_ACTION_BOUNDARY_FAULT,
-            motive=(
-                "a stream this service binds copies messages from another stream (sources or mirror), out "
-                "of reach of NATS permissions: refused, the service does not start"
-            ),
+            motive=motive,
             outcome=AuditOutcome.AUDIT_OUTCOME_DENIED,
-            details={"stream": stream, "copies_from": ",".join(refused.copied)[:256]},
+            details=details,
         )
     except AuditUnavailableError as error:
-        logger.error("the stream %s copying from elsewhere was not audited: %s", stream, error)
+        logger.error("a boundary fault of the stream %s was not audited: %s", details.get("stream"), error)
 
 
 def field_differs(current: StreamConfig, wanted: StreamConfig, field: str) -> bool:

@@ -1,40 +1,44 @@
-"""Each service's NATS permissions, defined once: the broker, not only convention, keeps the boundary.
+"""Who may do what on NATS, defined once: the NATS account each service lives in, and the subjects its user
+may publish and subscribe to there.
 
-Every service connects as its own NATS user (named after the service) whose permissions are the allow
-lists below; anything not allowed is refused by the server. They are rendered into the embedded
-nats-server's configuration (``vigie_embedded.nats``) and, through ``python -m vigie_core.permissions
-json``, into the Helm chart's NATS configuration (``charts/vigie/files/nats-permissions.json``, checked for
-drift by the chart tests).
+Two layers, both enforced by the server:
+
+- **Accounts** (:mod:`vigie_core.accounts`): each service, and the provisioner, has a NATS account of its
+  own. A stream lives in the account of the service that reads it (FRAMES in inference's, TRACKS in the
+  anonymiser's, ...). Whatever the server sends on a client's behalf (a JetStream API reply, a pulled
+  message, a direct get) can only reach subjects of that client's own account, and data crosses accounts
+  only through the exports and imports :mod:`vigie_core.accounts` declares. That is what keeps the
+  boundary against a service whose credentials are in an attacker's hands: per-user permissions alone do
+  not, since nats-server delivers replies to any subject the requester names (a confused deputy).
+- **User permissions** (this module): inside its account each user may publish and subscribe only to what
+  its work needs, e.g. inference may fetch from FRAMES but not delete or reconfigure it.
 
 What the lists say, in words:
 
 - Streams and buckets are created and configured by the **provisioner** alone (:mod:`vigie_core.provision`,
-  a one-shot job): its user may look up, create and update Vigie's streams and buckets
-  (``$JS.API.STREAM.{INFO,CREATE,UPDATE}.<stream>``) and nothing else: it cannot delete a stream, publish
-  on a data subject, get a message, create a consumer or subscribe to anything but its inbox. No service
-  may create, update or delete a stream or a bucket, not even its own: a service only looks its streams up
-  (``STREAM.INFO``), waits for them and checks them (:func:`vigie_core.messaging.ensure_stream`).
-- FRAMES (pixels): ingest alone publishes; inference alone reads it, through its consumers on FRAMES.
-  Nobody else may create a consumer on FRAMES, fetch from one, or get a message of it.
-- TRACKS (track ids): inference alone publishes; the anonymiser alone reads it.
-- EVENTS (anonymous): the anonymiser publishes; the aggregation reads it.
-- AUDIT: every service publishes on ``vigie.audit.<itself>`` only; the audit service alone reads it.
-- The policy bucket (NATS KV ``vigie-policy``): the registry writes its keys; every service reads and
-  watches it.
-- The sources bucket (NATS KV ``vigie-sources``: where each camera is read, its URL sealed with the registry's
-  ``source_key``): the registry writes its keys (and reads them back, to write conditionally); ingest alone
-  reads and watches it. No other service may look it up, watch it or get one of its messages.
-- No user may subscribe to anything but its own inbox: JetStream delivers fetched messages to the
-  fetching client's inbox, so a shared ``_INBOX.>`` permission would let any service read the frames
-  delivered to inference. Each user's inbox prefix is therefore ``_INBOX_<user>`` (:func:`inbox_prefix`),
-  and its client must connect with it (nats-py: ``nats.connect(inbox_prefix=...)``).
+  a one-shot job): ``STREAM.{INFO,CREATE,UPDATE}`` of Vigie's streams, each imported from the account that
+  holds it, and nothing else. No service may create, update or delete a stream, not even its own: a
+  service only looks its streams up, waits for them and checks them, at start and continuously
+  (:class:`vigie_core.messaging.StreamGuard`).
+- FRAMES (pixels, in inference's account): ingest publishes into it through an import; inference alone
+  reads it.
+- TRACKS (track ids, in the anonymiser's account): inference publishes through an import; the anonymiser
+  alone reads it.
+- EVENTS (anonymous, in the aggregation's account): the anonymiser publishes through an import; the
+  aggregation reads it.
+- AUDIT (in the audit service's account): every service publishes on ``vigie.audit.<itself>`` only, each
+  through an import that names that one subject; the audit service alone reads it.
+- The policy bucket (``vigie-policy``, in the registry's account): the registry writes it; ingest, inference
+  and the anonymiser read it (direct gets) and follow its changes (the bucket announces each stored write
+  on ``vigie.kv.vigie-policy.<key>``, headers only).
+- The sources bucket (``vigie-sources``: where each camera is read, its URL sealed with the registry's
+  ``source_key``, in the account SOURCES, which has no user): the registry writes it through an import;
+  ingest alone reads it, through imports too.
+- Each user's inbox prefix is ``_INBOX_<user>`` (:func:`inbox_prefix`); its client must connect with it
+  (nats-py: ``nats.connect(inbox_prefix=...)``).
 
-Why no service configures a stream: a stream's ``sources`` and ``mirror`` are copied by the server, out
-of reach of subject permissions, so whoever may create or update a stream can make it copy any stream of
-the account (the anonymiser's EVENTS sourcing FRAMES: pixels on disk; AUDIT sourcing the sealed camera
-URLs). Only the provisioner configures streams, it never sets ``sources`` or ``mirror``, it cannot read
-what it provisions, and every service refuses to bind a stream that copies from elsewhere
-(``libs/vigie-core/tests/test_sources_bucket_permissions.py`` checks both on a real nats-server).
+A stream in another account is reached under that account's API prefix, ``$JS.<ACCOUNT>.API``
+(:func:`api_prefix`): ingest looks FRAMES up on ``$JS.INFERENCE.API.STREAM.INFO.FRAMES``.
 
 NATS wildcards match whole tokens, so a consumer name cannot be constrained to ``inference-*``: the
 JetStream API subjects are scoped to the stream (``$JS.API.CONSUMER.MSG.NEXT.FRAMES.*``), which is what
@@ -62,33 +66,81 @@ from vigie_core.streams import (
     FramesStream,
     TracksStream,
     audit_subject,
+    bucket_notifications,
     deadletter_subject,
     provisioned_stream_names,
 )
 
 __all__ = [
+    "BUCKET_WRITER",
+    "LOCAL_API",
     "POLICY_BUCKET",
+    "POLICY_STREAM",
     "PROVISIONER",
     "ROLES",
     "SERVICES",
     "SOURCES_BUCKET",
+    "SOURCES_STREAM",
+    "SOURCES_VAULT",
+    "STREAM_OWNERS",
     "ServicePermissions",
+    "account_name",
     "all_permissions",
+    "api_prefix",
+    "bucket_readers",
     "inbox_prefix",
-    "nats_authorization",
+    "owner_of",
     "permissions_for",
     "subject_matches",
     "user_name",
 ]
 
-# Every Vigie service, in pipeline order. Each has a NATS user of the same name.
+# Every Vigie service, in pipeline order. Each has a NATS account and a user of the same name.
 SERVICES: tuple[str, ...] = ("ingest", "inference", "anonymiser", "aggregation", "registry", "audit")
 # The one-shot role that creates and configures every stream and bucket (vigie_core.provision); its NATS
-# user has the same name.
+# account and user have the same name.
 PROVISIONER = "provisioner"
 # Every NATS user of Vigie: the services, then the provisioner.
 ROLES: tuple[str, ...] = (*SERVICES, PROVISIONER)
-_API = "$JS.API"
+# The JetStream API of a client's own account.
+LOCAL_API = "$JS.API"
+
+
+def _name(config_name: str | None) -> str:
+    assert config_name is not None
+    return config_name
+
+
+FRAMES = _name(FramesStream().config().name)
+TRACKS = _name(TracksStream().config().name)
+EVENTS = _name(EventsStream().config().name)
+AUDIT = _name(AuditStream().config().name)
+POLICY_STREAM = f"KV_{POLICY_BUCKET}"
+SOURCES_STREAM = f"KV_{SOURCES_BUCKET}"
+
+# An account that holds data and has no user at all: nobody can make the server write in it on their
+# behalf. The sources bucket is there: written by the registry, read by ingest, each through imports, so
+# that neither a compromised ingest (its only reader) nor anyone else can rewrite it.
+SOURCES_VAULT = "sources"
+# Which account holds each stream: that of the service that reads it, so that what the server delivers on
+# that reader's behalf stays in its account. The policy bucket, read by three services, stays with the
+# registry that writes it; the sources bucket is in its own account, without users.
+STREAM_OWNERS: Mapping[str, str] = {
+    FRAMES: "inference",
+    TRACKS: "anonymiser",
+    _name(DeadLetterStream("anonymiser").config().name): "anonymiser",
+    EVENTS: "aggregation",
+    _name(DeadLetterStream("aggregation").config().name): "aggregation",
+    AUDIT: "audit",
+    POLICY_STREAM: "registry",
+    SOURCES_STREAM: SOURCES_VAULT,
+}
+# Who reads each bucket; the registry writes both.
+_BUCKET_READERS: Mapping[str, tuple[str, ...]] = {
+    POLICY_BUCKET: ("ingest", "inference", "anonymiser"),
+    SOURCES_BUCKET: ("ingest",),
+}
+BUCKET_WRITER = "registry"
 
 
 def user_name(service: str) -> str:
@@ -98,9 +150,40 @@ def user_name(service: str) -> str:
     return service
 
 
+def account_name(owner: str) -> str:
+    """The NATS account of a service, of the provisioner, or of the sources vault: its name in capitals."""
+    if owner != SOURCES_VAULT:
+        user_name(owner)  # a clear error for an unknown name
+    return owner.upper()
+
+
 def inbox_prefix(user: str) -> str:
     """The inbox prefix a user's client must use: its replies and fetched messages arrive under it."""
     return f"_INBOX_{user}"
+
+
+def owner_of(stream: str) -> str:
+    """The service whose account holds ``stream``."""
+    try:
+        return STREAM_OWNERS[stream]
+    except KeyError:
+        raise ValueError(f"unknown stream {stream!r}; known: {', '.join(STREAM_OWNERS)}") from None
+
+
+def api_prefix(service: str, stream: str, *, accounts: bool = True) -> str:
+    """The JetStream API prefix under which ``service`` reaches ``stream``: its own account's (``$JS.API``)
+    when it holds the stream, else the holder's, imported as ``$JS.<ACCOUNT>.API``. ``accounts`` False: one
+    account for everything (an unsecured server, for tests and tools), where every stream is local."""
+    owner = owner_of(stream)
+    user_name(service)
+    if not accounts or owner == service:
+        return LOCAL_API
+    return f"$JS.{account_name(owner)}.API"
+
+
+def bucket_readers(bucket: str) -> tuple[str, ...]:
+    """The services that read a bucket (the registry, which writes it, apart)."""
+    return _BUCKET_READERS[bucket]
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -116,8 +199,8 @@ def subject_matches(pattern: str, subject: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ServicePermissions:
-    """What one service's (or the provisioner's) NATS user may publish and subscribe to (allow lists; the
-    rest is denied)."""
+    """What one service's (or the provisioner's) NATS user may publish and subscribe to in its account
+    (allow lists; the rest is denied)."""
 
     service: str
     publish: tuple[str, ...]
@@ -126,6 +209,10 @@ class ServicePermissions:
     @property
     def user(self) -> str:
         return user_name(self.service)
+
+    @property
+    def account(self) -> str:
+        return account_name(self.service)
 
     @property
     def inbox_prefix(self) -> str:
@@ -142,93 +229,89 @@ class ServicePermissions:
         return {"publish": {"allow": list(self.publish)}, "subscribe": {"allow": list(self.subscribe)}}
 
 
-def _binds_stream(stream: str) -> list[str]:
-    """Look the stream up, to wait for it and check it (``ensure_stream``); never create or change it."""
-    return [f"{_API}.STREAM.INFO.{stream}"]
+def _looks_up(service: str, stream: str) -> list[str]:
+    """Look the stream up, to wait for it and check it; never create or change it."""
+    return [f"{api_prefix(service, stream)}.STREAM.INFO.{stream}"]
 
 
 def _provisions(stream: str) -> list[str]:
     """Create the stream and keep its configuration up to date (the provisioner alone; never delete)."""
-    return [f"{_API}.STREAM.{action}.{stream}" for action in ("INFO", "CREATE", "UPDATE")]
+    api = api_prefix(PROVISIONER, stream)
+    return [f"{api}.STREAM.{action}.{stream}" for action in ("INFO", "CREATE", "UPDATE")]
 
 
 def _consumes(stream: str) -> list[str]:
-    """Look the stream up, create or bind its own durable pull consumers, fetch, and acknowledge."""
+    """Look the stream of its own account up, create or bind its durable pull consumers, fetch, and
+    acknowledge."""
     return [
-        f"{_API}.STREAM.INFO.{stream}",
-        f"{_API}.CONSUMER.INFO.{stream}.*",
-        f"{_API}.CONSUMER.CREATE.{stream}.*",
-        f"{_API}.CONSUMER.CREATE.{stream}.*.>",  # the form with a filter subject (nats-server >= 2.9)
-        f"{_API}.CONSUMER.DURABLE.CREATE.{stream}.*",
-        f"{_API}.CONSUMER.MSG.NEXT.{stream}.*",
+        f"{LOCAL_API}.STREAM.INFO.{stream}",
+        f"{LOCAL_API}.CONSUMER.INFO.{stream}.*",
+        f"{LOCAL_API}.CONSUMER.CREATE.{stream}.*",
+        f"{LOCAL_API}.CONSUMER.CREATE.{stream}.*.>",  # the form with a filter subject (nats-server >= 2.9)
+        f"{LOCAL_API}.CONSUMER.DURABLE.CREATE.{stream}.*",
+        f"{LOCAL_API}.CONSUMER.MSG.NEXT.{stream}.*",
         f"$JS.ACK.{stream}.>",
     ]
 
 
-def _reads_bucket(bucket: str) -> list[str]:
-    """Read and watch a KV bucket (a KV watch is an ordered push consumer with flow control)."""
+def _reads_bucket(service: str, bucket: str) -> list[str]:
+    """Get a bucket's entries (direct gets, one or a batch): no consumer, so nothing the server could
+    deliver elsewhere. Its changes are followed by subscribing to ``vigie.kv.<bucket>.>`` (see
+    subscriptions): the bucket's stored writes, announced headers only, imported one way."""
     stream = f"KV_{bucket}"
-    return [
-        f"{_API}.STREAM.INFO.{stream}",
-        f"{_API}.CONSUMER.INFO.{stream}.*",
-        f"{_API}.CONSUMER.CREATE.{stream}",
-        f"{_API}.CONSUMER.CREATE.{stream}.>",
-        f"{_API}.DIRECT.GET.{stream}",
-        f"{_API}.DIRECT.GET.{stream}.>",
-        f"{_API}.STREAM.MSG.GET.{stream}",
-        f"$JS.FC.{stream}.>",
-    ]
+    api = api_prefix(service, stream)
+    return [f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>"]
 
 
 def _writes_bucket(bucket: str) -> list[str]:
-    """Put and delete the bucket's keys (the provisioner creates the bucket)."""
-    return [*_binds_stream(f"KV_{bucket}"), f"$KV.{bucket}.>"]
+    """Bind the bucket, put and delete its keys (the provisioner creates the bucket)."""
+    stream = f"KV_{bucket}"
+    return [f"{api_prefix(BUCKET_WRITER, stream)}.STREAM.INFO.{stream}", f"$KV.{bucket}.>"]
 
 
 def _dead_letters(service: str) -> list[str]:
     """Set rejected messages aside on ``vigie.deadletter.<service>``, stored in ``DEADLETTER_<SERVICE>``."""
-    return [
-        deadletter_subject(service),
-        *_binds_stream(_stream_name(DeadLetterStream(service).config().name)),
-    ]
-
-
-def _stream_name(config_name: str | None) -> str:
-    assert config_name is not None
-    return config_name
+    return [deadletter_subject(service), *_looks_up(service, _name(DeadLetterStream(service).config().name))]
 
 
 @cache
 def all_permissions() -> Mapping[str, ServicePermissions]:
     """Every service's permissions, by service name, then the provisioner's (:data:`ROLES`)."""
-    frames = _stream_name(FramesStream().config().name)
-    tracks = _stream_name(TracksStream().config().name)
-    events = _stream_name(EventsStream().config().name)
-    audit = _stream_name(AuditStream().config().name)
     publish: dict[str, list[str]] = {
-        "ingest": [f"{FRAMES_PREFIX}.*", *_binds_stream(frames), *_reads_bucket(SOURCES_BUCKET)],
-        "inference": [f"{TRACKS_PREFIX}.*", *_binds_stream(tracks), *_consumes(frames)],
+        "ingest": [f"{FRAMES_PREFIX}.*", *_looks_up("ingest", FRAMES)],
+        "inference": [f"{TRACKS_PREFIX}.*", *_looks_up("inference", TRACKS), *_consumes(FRAMES)],
         "anonymiser": [
             f"{EVENTS_PREFIX}.*",
-            *_binds_stream(events),
-            *_consumes(tracks),
+            *_looks_up("anonymiser", EVENTS),
+            *_consumes(TRACKS),
             *_dead_letters("anonymiser"),
         ],
-        "aggregation": [*_consumes(events), *_dead_letters("aggregation")],
+        "aggregation": [*_consumes(EVENTS), *_dead_letters("aggregation")],
         "registry": [
             *_writes_bucket(POLICY_BUCKET),
             *_writes_bucket(SOURCES_BUCKET),
-            *_reads_bucket(SOURCES_BUCKET),
+            # It reads back what it writes (its writes are conditional on the revision read).
+            *_reads_bucket("registry", POLICY_BUCKET),
+            *_reads_bucket("registry", SOURCES_BUCKET),
         ],
-        "audit": [*_binds_stream(audit), *_consumes(audit)],
+        "audit": _consumes(AUDIT),
     }
     permissions = {}
     for service in SERVICES:
-        allowed = [*publish[service], *_reads_bucket(POLICY_BUCKET), audit_subject(service)]
+        buckets = [bucket for bucket, readers in _BUCKET_READERS.items() if service in readers]
+        allowed = [
+            *publish[service],
+            *(subject for bucket in buckets for subject in _reads_bucket(service, bucket)),
+            audit_subject(service),
+        ]
         permissions[service] = ServicePermissions(
             service=service,
             publish=tuple(dict.fromkeys(allowed)),  # without repeats, in a stable order
-            subscribe=(f"{inbox_prefix(user_name(service))}.>",),
+            subscribe=(
+                f"{inbox_prefix(user_name(service))}.>",
+                # Notifications of a bucket's stored writes (the watcher then gets the entry itself).
+                *(f"{bucket_notifications(bucket)}.>" for bucket in buckets),
+            ),
         )
     # The provisioner: the management API of Vigie's streams, its replies, nothing else (no audit subject:
     # it runs before the AUDIT stream exists, and the configuration it applies is in the chart's values).
@@ -245,40 +328,26 @@ def permissions_for(service: str) -> ServicePermissions:
     return all_permissions()[service]
 
 
-def nats_authorization(passwords: Mapping[str, str]) -> dict[str, object]:
-    """The ``authorization`` block of a nats-server configuration: one user per service (or provisioner) in
-    ``passwords``.
-
-    Unlisted services get no user; there is no anonymous access.
-    """
-    return {
-        "users": [
-            {
-                "user": permissions.user,
-                "password": passwords[service],
-                "permissions": permissions.nats_permissions(),
-            }
-            for service, permissions in all_permissions().items()
-            if service in passwords
-        ]
-    }
-
-
 def _as_json() -> str:
     document = {
-        service: {"user": p.user, "inbox_prefix": p.inbox_prefix, "permissions": p.nats_permissions()}
+        service: {
+            "account": p.account,
+            "user": p.user,
+            "inbox_prefix": p.inbox_prefix,
+            "permissions": p.nats_permissions(),
+        }
         for service, p in all_permissions().items()
     }
     return json.dumps(document, indent=2) + "\n"
 
 
 def _as_table(services: Iterable[str]) -> str:
-    lines = ["| service (user) | may publish | may subscribe |", "|---|---|---|"]
+    lines = ["| service (account, user) | may publish | may subscribe |", "|---|---|---|"]
     for service in services:
         p = permissions_for(service)
         publish = "<br>".join(f"`{s}`" for s in p.publish)
         subscribe = "<br>".join(f"`{s}`" for s in p.subscribe)
-        lines.append(f"| {service} | {publish} | {subscribe} |")
+        lines.append(f"| {service} ({p.account}, {p.user}) | {publish} | {subscribe} |")
     return "\n".join(lines) + "\n"
 
 
@@ -287,10 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m vigie_core.permissions", description="Print each service's NATS permissions."
     )
     parser.add_argument(
-        "format",
-        choices=("json", "table"),
-        help="json: the document the Helm chart renders (charts/vigie/files/nats-permissions.json); "
-        "table: Markdown",
+        "format", choices=("json", "table"), help="json: a document for tools; table: Markdown"
     )
     args = parser.parse_args(argv)
     sys.stdout.write(_as_json() if args.format == "json" else _as_table(ROLES))

@@ -40,8 +40,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field
 
-from vigie_core.kv import KeyValueWatcher
-from vigie_core.permissions import POLICY_BUCKET
+from vigie_core.kv import KeyValueWatcher, NatsBucket
+from vigie_core.permissions import LOCAL_API, POLICY_BUCKET
 from vigie_proto.v1.policy_pb2 import (
     AnalysisOutput,
     CameraPolicy,
@@ -314,14 +314,17 @@ class PolicyWatcher(KeyValueWatcher[_Entry]):
         self,
         nc: Client,
         *,
+        api: str = LOCAL_API,
         bucket: str = POLICY_BUCKET,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         retry_s: float = 1.0,
         check_s: float = 0.25,
     ) -> None:
+        """``api``: the JetStream API prefix the bucket is reached under (the registry's account's, from
+        another account: :func:`vigie_core.messaging.jetstream_api`)."""
         self._metrics = _WatcherMetrics(registry or CollectorRegistry())
-        super().__init__(nc, bucket, self._metrics, retry_s=retry_s, check_s=check_s)
+        super().__init__(NatsBucket(nc, bucket, api), bucket, self._metrics, retry_s=retry_s, check_s=check_s)
         self._clock = clock
         self._warned_unknown: set[str] = set()
 
@@ -399,6 +402,9 @@ async def start_policy_watcher(runtime: ServiceRuntime, nc: Client, **options: A
 
     Call it after registering ``nc.drain`` on the runtime's exit stack, so the watcher stops first.
     """
+    from vigie_core.messaging import jetstream_api
+
+    options.setdefault("api", jetstream_api(runtime.settings.nats, runtime.name, f"KV_{POLICY_BUCKET}"))
     watcher = PolicyWatcher(nc, registry=runtime.registry, **options)
     await watcher.start()
     runtime.exit_stack.push_async_callback(watcher.close)

@@ -1,15 +1,19 @@
 """The provisioner: creates and configures every stream and bucket of Vigie, and nothing else.
 
 A one-shot, privileged role (``python -m vigie_core.provision``; the Helm chart's provisioning Job; the
-embedded nats-server right after it starts). It connects as its own NATS user, ``provisioner``, whose
-permissions (:mod:`vigie_core.permissions`) allow only ``$JS.API.STREAM.{INFO,CREATE,UPDATE}`` on Vigie's
-streams: it cannot read a frame, publish, delete a stream or subscribe to anything but its inbox.
+embedded nats-server right after it starts). It connects as its own NATS user, ``provisioner``, in an
+account of its own (:mod:`vigie_core.accounts`) that imports exactly ``$JS.API.STREAM.{INFO,CREATE,UPDATE}``
+of each Vigie stream from the account that holds it (``$JS.<ACCOUNT>.API``): it cannot read a frame,
+publish, delete a stream, create a consumer or subscribe to anything but its inbox. What it can create is
+bounded by each account's JetStream limits: nothing on disk in the inside accounts, and no stream can copy
+one of another account, since no account exports the consumer API a copy needs.
 
-The services may no longer create or change a stream: each waits for its streams and checks them
-(:func:`vigie_core.messaging.ensure_stream`). That is what closes the hole ``sources``/``mirror`` open:
-whoever configures a stream can make the server copy another stream into it, out of reach of subject
-permissions. The provisioner never sets ``sources`` or ``mirror``, removes ``sources`` a stream was given
-behind its back, and refuses a mirror (which cannot be removed: delete the stream).
+The services may not create or change a stream: each waits for its streams and checks them, at start and
+continuously (:class:`vigie_core.messaging.StreamGuard`). That is what closes the hole ``sources``/``mirror``
+open inside an account: whoever configures a stream can make the server copy another stream of the account
+into it, out of reach of subject permissions. The provisioner never sets ``sources`` or ``mirror``, removes
+``sources`` a stream was given behind its back, and refuses a mirror (which cannot be removed: delete the
+stream).
 
 Idempotent: a stream already as configured is left alone, one whose settings differ is updated, one whose
 storage differs is an error (JetStream cannot change it in place; deleting a stream is an operator's
@@ -25,7 +29,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +42,10 @@ from nats.js.errors import NotFoundError
 from pydantic import Field
 
 from vigie_core.messaging import StreamConfigConflictError, field_differs
-from vigie_core.permissions import inbox_prefix
+from vigie_core.permissions import PROVISIONER, api_prefix, inbox_prefix
 from vigie_core.settings import NatsSettings, ServiceSettings
 from vigie_core.streams import (
+    RETENTION_CEILINGS_S,
     AuditStream,
     DeadLetterStream,
     EventsStream,
@@ -77,6 +82,7 @@ _PROVISIONED_FIELDS = (
     "max_msgs_per_subject",
     "duplicate_window",
     "allow_direct",
+    "republish",
 )
 
 
@@ -91,14 +97,23 @@ class ProvisionSettings(ServiceSettings, env_prefix="VIGIE_PROVISION_"):
     frames_partitions: int = Field(
         1, ge=1, le=64, description="partitions of FRAMES (one per inference replica)"
     )
-    frames_max_age_s: float = Field(5.0, gt=0, description="retention of FRAMES (pixels: seconds)")
+    frames_max_age_s: float = Field(
+        5.0, gt=0, le=RETENTION_CEILINGS_S["FRAMES"], description="retention of FRAMES (pixels: seconds)"
+    )
     tracks_partitions: int = Field(
         1, ge=1, le=64, description="partitions of TRACKS (one per anonymiser replica)"
     )
-    tracks_max_age_s: float = Field(60.0, gt=0, description="retention of TRACKS")
+    tracks_max_age_s: float = Field(
+        60.0, gt=0, le=RETENTION_CEILINGS_S["TRACKS"], description="retention of TRACKS (track ids)"
+    )
     events_max_age_s: float = Field(3 * DAY_S, gt=0, description="how long the aggregation may be down")
     audit_max_age_days: float = Field(365.0, gt=0, description="how long an event not yet journaled is kept")
-    audit_max_bytes: int = Field(4 * 1024**3, ge=1024 * 1024, description="the AUDIT backlog's bound")
+    audit_max_bytes: int = Field(
+        4 * 1024**3,
+        ge=1024 * 1024,
+        le=4 * 1024**3,
+        description="the AUDIT backlog's bound (at most the AUDIT account's JetStream limit, 4 GiB)",
+    )
     anonymiser_deadletter_max_age_s: float = Field(3600.0, gt=0, le=DAY_S)
     aggregation_deadletter_max_age_s: float = Field(7 * DAY_S, gt=0, le=366 * DAY_S)
     policy_history: int = Field(5, ge=1, le=64, description="revisions the policy bucket keeps per camera")
@@ -167,11 +182,26 @@ async def provision_stream(js: JetStreamContext, wanted: StreamConfig) -> Provis
     return ProvisionResult(name, f"updated ({', '.join(changed)})")
 
 
-async def provision(js: JetStreamContext, settings: ProvisionSettings) -> list[ProvisionResult]:
-    """Provision every stream and bucket of Vigie; waits up to ``settings.wait_s`` for JetStream."""
+async def provision(
+    client: Client,
+    settings: ProvisionSettings,
+    *,
+    accounts: bool = True,
+    only: Collection[str] | None = None,
+) -> list[ProvisionResult]:
+    """Provision every stream and bucket of Vigie (``only``: those named); waits up to ``settings.wait_s``
+    for JetStream.
+
+    ``accounts``: each stream is in its reader's account (:mod:`vigie_core.accounts`) and is reached under
+    that account's API prefix; False: one account for everything (an unsecured server).
+    """
     wanted = [*provisioned_streams(settings), *(bucket_stream(b) for b in provisioned_buckets(settings))]
     results = []
     for config in wanted:
+        assert config.name is not None
+        if only is not None and config.name not in only:
+            continue
+        js = client.jetstream(prefix=api_prefix(PROVISIONER, config.name, accounts=accounts), timeout=5.0)
         results.append(await _with_retry(js, config, settings.wait_s))
     return results
 
@@ -193,13 +223,19 @@ async def _with_retry(js: JetStreamContext, config: StreamConfig, wait_s: float)
 
 
 async def provision_at(
-    nats_settings: NatsSettings, settings: ProvisionSettings | None = None
+    nats_settings: NatsSettings,
+    settings: ProvisionSettings | None = None,
+    *,
+    only: Collection[str] | None = None,
 ) -> list[ProvisionResult]:
-    """Connect (retrying until ``settings.wait_s``), provision everything, close."""
+    """Connect (retrying until ``settings.wait_s``), provision everything (``only``: those named), close.
+
+    A user in ``nats_settings`` means Vigie's accounts (the provisioner's own); none, a server with one
+    account for everything."""
     settings = settings or ProvisionSettings(nats=nats_settings)
     client = await _connect(nats_settings, settings.wait_s)
     try:
-        return await provision(client.jetstream(timeout=5.0), settings)
+        return await provision(client, settings, accounts=nats_settings.user is not None, only=only)
     finally:
         await client.close()
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
+    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -32,6 +33,13 @@ AUDIT_PREFIX = "vigie.audit"
 POLICY_BUCKET = "vigie-policy"
 # The NATS KV bucket the registry writes the cameras' sealed source URLs to; ingest alone reads it.
 SOURCES_BUCKET = "vigie-sources"
+# The buckets' stored writes are announced under this prefix (bucket_notifications).
+KV_NOTIFICATIONS_PREFIX = "vigie.kv"
+
+
+# The longest any configuration may keep pixels and track ids (seconds): a stream found keeping them
+# longer, or for ever, has been changed behind Vigie's back (vigie_core.messaging.check_stream).
+RETENTION_CEILINGS_S = {"FRAMES": 600.0, "TRACKS": 3600.0}
 
 
 def frames_subject(camera_id: str) -> str:
@@ -94,6 +102,9 @@ class TracksStream:
     partitions: int = 1
     max_age_s: float = 60.0
     max_bytes: int = 256 * 1024 * 1024
+    # At most 300 tracked objects a frame, about 20 KB; no frame fits (at least 146 KB: 416 pixels wide,
+    # RGB), so not even the server can be made to store one here.
+    max_msg_size: int = 64 * 1024
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -106,6 +117,7 @@ class TracksStream:
             discard=DiscardPolicy.OLD,
             max_age=self.max_age_s,
             max_bytes=self.max_bytes,
+            max_msg_size=self.max_msg_size,
             num_replicas=1,
         )
 
@@ -255,6 +267,7 @@ class PolicyBucket:
             description="Vigie: each camera's effective policy, written by the registry",
             history=self.history,
             storage=StorageType.FILE,
+            max_bytes=BUCKET_MAX_BYTES,
             direct=True,
         )
 
@@ -272,6 +285,7 @@ class SourcesBucket:
             description="Vigie: each camera's source URL, sealed, written by the registry for ingest",
             history=1,
             storage=StorageType.FILE,
+            max_bytes=BUCKET_MAX_BYTES,
             direct=True,
         )
 
@@ -297,18 +311,37 @@ def bucket_stream(config: KeyValueConfig) -> StreamConfig:
         num_replicas=config.replicas,
         storage=config.storage,
         retention=RetentionPolicy.LIMITS,
+        # Every stored write announced, headers only (the key, the revision, no value): readers in other
+        # accounts are notified through a stream import of these subjects (vigie_core.kv).
+        republish=RePublish(
+            src=f"$KV.{config.bucket}.>", dest=f"{bucket_notifications(config.bucket)}.>", headers_only=True
+        ),
+    )
+
+
+def bucket_notifications(bucket: str) -> str:
+    """Where a bucket's stored writes are announced (``<this>.<key>``, headers only, no value)."""
+    return f"{KV_NOTIFICATIONS_PREFIX}.{bucket}"
+
+
+# What each bucket may hold at most (its account's JetStream limit counts it).
+BUCKET_MAX_BYTES = 64 * 1024 * 1024
+
+
+def provisioned_stream_configs() -> tuple[StreamConfig, ...]:
+    """Every stream the provisioner creates, as defined by default (the buckets' ``KV_<bucket>`` included), in
+    its order."""
+    return (
+        FramesStream().config(),
+        TracksStream().config(),
+        EventsStream().config(),
+        AuditStream().config(),
+        *(DeadLetterStream(service).config() for service in DEADLETTER_SERVICES),
+        bucket_stream(PolicyBucket().config()),
+        bucket_stream(SourcesBucket().config()),
     )
 
 
 def provisioned_stream_names() -> tuple[str, ...]:
     """Every stream the provisioner creates (the buckets' ``KV_<bucket>`` included), in its order."""
-    names = [
-        FramesStream().config().name,
-        TracksStream().config().name,
-        EventsStream().config().name,
-        AuditStream().config().name,
-        *(DeadLetterStream(service).config().name for service in DEADLETTER_SERVICES),
-        f"KV_{POLICY_BUCKET}",
-        f"KV_{SOURCES_BUCKET}",
-    ]
-    return tuple(name for name in names if name is not None)
+    return tuple(config.name for config in provisioned_stream_configs() if config.name is not None)

@@ -3,40 +3,50 @@
 Used by the embedded platform, the tests and the benchmarks. Storage lives in a temporary folder
 that is removed on stop.
 
-``EmbeddedNats()`` accepts anonymous clients (tests of one component). ``EmbeddedNats(services=SERVICES)``
-is the secured default of the platform: one NATS user per service, with a random password and the
-permissions of :mod:`vigie_core.permissions`, and no anonymous access; :meth:`EmbeddedNats.credentials`
-and :meth:`EmbeddedNats.service_env` give each service what it needs to connect.
+``EmbeddedNats()`` accepts anonymous clients, all in one account (tests of one component).
+``EmbeddedNats(secured=True)`` is the platform's server: Vigie's accounts (:mod:`vigie_core.accounts`), one
+per service, each with its user and a random password, the same configuration text as the Helm chart's,
+and no anonymous access. :meth:`EmbeddedNats.credentials` and :meth:`EmbeddedNats.service_env` give each
+service what it needs to connect. There is no user allowed everything.
 
 Right after it starts, the server is provisioned (:mod:`vigie_core.provision`): every stream and bucket of
-Vigie exists before any service connects, as the chart's provisioning Job makes them, since no service
-may create one. Secured, it is the ``provisioner`` user that does it, with its own permissions.
+Vigie exists before any service connects, as the chart's provisioning Job makes them, since no service may
+create one. Secured, the ``provisioner`` user exists only while it provisions: the server's configuration
+is reloaded with a user of a fresh password, the streams are provisioned, and the configuration is
+reloaded without it (:meth:`EmbeddedNats.provision`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+import urllib.request
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
-from vigie_core.permissions import PROVISIONER, inbox_prefix, nats_authorization, user_name
+from vigie_core.accounts import PROVISIONER_INCLUDE, accounts_conf, password_variable, provisioner_users
+from vigie_core.permissions import PROVISIONER, SERVICES, inbox_prefix, user_name
 from vigie_core.provision import ProvisionSettings, provision_at
 from vigie_core.settings import NatsSettings
 from vigie_embedded.processes import stop_process_group
 
-ADMIN_USER = "admin"
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+ACCOUNTS_FILE = "accounts.conf"
 
 
 def nats_server_binary() -> Path:
@@ -65,11 +75,11 @@ class NatsCredentials:
 class EmbeddedNats:
     """A private nats-server process: ``with EmbeddedNats() as server: server.url``.
 
-    ``services``: start with one user per service (its permissions from :mod:`vigie_core.permissions`,
-    a random password) instead of accepting anonymous clients. ``admin``: with ``services``, also a user
-    allowed everything, for tests that must observe every subject; the platform never uses it.
-    ``provision``: how the streams are sized (:class:`~vigie_core.provision.ProvisionSettings`; True: the
-    defaults; False: no stream at all, for tests of what a service does before the provisioner has run).
+    ``secured``: Vigie's accounts and one user per service (a random password each) instead of anonymous
+    clients. ``config_file``: more configuration, included first (limits, say), or the whole of it (the
+    chart's, with ``environment`` holding the passwords it reads). ``provision``: how the streams are sized
+    (:class:`~vigie_core.provision.ProvisionSettings`; True: the defaults; False: no stream at all, for tests
+    of what a service does before the provisioner has run).
     """
 
     def __init__(
@@ -77,23 +87,22 @@ class EmbeddedNats:
         config_file: Path | None = None,
         startup_timeout_s: float = 10.0,
         *,
-        services: Iterable[str] = (),
-        admin: bool = False,
+        secured: bool = False,
         provision: ProvisionSettings | bool = True,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self._config_file = config_file
+        self._environment = dict(environment or {})
         self._startup_timeout_s = startup_timeout_s
-        self._credentials = {
-            service: NatsCredentials(user_name(service), secrets.token_urlsafe(24)) for service in services
-        }
-        if self._credentials:
-            self._credentials[PROVISIONER] = NatsCredentials(PROVISIONER, secrets.token_urlsafe(24))
+        self._credentials = (
+            {service: NatsCredentials(user_name(service), new_password()) for service in SERVICES}
+            if secured
+            else {}
+        )
         self._provision = ProvisionSettings() if provision is True else provision or None
-        if admin and not self._credentials:
-            raise ValueError("admin=True needs services: without them the server accepts anyone anyway")
-        self._admin = NatsCredentials(ADMIN_USER, secrets.token_urlsafe(24)) if admin else None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._provisioning = threading.Lock()
         self.url = ""
         self.monitoring_url = ""
 
@@ -102,17 +111,38 @@ class EmbeddedNats:
         return bool(self._credentials)
 
     def credentials(self, service: str) -> NatsCredentials:
-        """The NATS user of ``service`` or of the ``provisioner`` (only when started with ``services``)."""
+        """The NATS user of ``service`` (only when started ``secured``). The provisioner has none that
+        lasts: its user exists only while :meth:`provision` runs."""
         try:
             return self._credentials[service]
         except KeyError:
-            raise KeyError(f"this server has no user for {service!r}: start it with services=[...]") from None
+            raise KeyError(
+                f"this server has no standing user for {service!r}"
+                + (": start it with secured=True" if not self.secured else "")
+            ) from None
 
-    @property
-    def admin(self) -> NatsCredentials:
-        if self._admin is None:
-            raise RuntimeError("this server has no admin user: start it with admin=True")
-        return self._admin
+    def nats_settings(self, service: str) -> NatsSettings:
+        """How ``service`` connects here (its user, when secured)."""
+        if not self.secured:
+            return NatsSettings(url=self.url)
+        credentials = self.credentials(service)
+        return NatsSettings(url=self.url, user=credentials.user, password=credentials.password)
+
+    async def client(self, service: str, **options: Any) -> Client:
+        """A nats-py connection as ``service`` (its user and inbox prefix when secured), for tests and tools
+        that act or observe as that service would."""
+        import nats
+
+        if not self.secured:
+            return await nats.connect(self.url, **options)
+        credentials = self.credentials(service)
+        return await nats.connect(
+            self.url,
+            user=credentials.user,
+            password=credentials.password,
+            inbox_prefix=credentials.inbox_prefix,
+            **options,
+        )
 
     def service_env(self, service: str) -> dict[str, str]:
         """The ``VIGIE_<SERVICE>_NATS__*`` environment a service process needs to connect here."""
@@ -144,8 +174,14 @@ class EmbeddedNats:
             "-l",
             str(workdir / "nats-server.log"),
         ]
+        # The passwords reach the server through its environment, as in the chart's NATS pod.
+        env = {
+            **os.environ,
+            **self._environment,
+            **{password_variable(s): c.password for s, c in self._credentials.items()},
+        }
         # Its own process group: stopping it never leaves a child behind.
-        self._process = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
+        self._process = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL, env=env)
         ports_file = workdir / f"nats-server_{self._process.pid}.ports"
         deadline = time.monotonic() + self._startup_timeout_s
         while not ports_file.is_file() or not ports_file.read_text().strip():
@@ -164,18 +200,42 @@ class EmbeddedNats:
                 self.stop()
                 raise
 
-    def provision(self, settings: ProvisionSettings | None = None) -> None:
-        """Create or update every stream and bucket, as the provisioner (``settings``: their sizes)."""
-        nats = NatsSettings(url=self.url)
-        if self.secured:
-            credentials = self.credentials(PROVISIONER)
-            nats = NatsSettings(url=self.url, user=credentials.user, password=credentials.password)
+    def provision(
+        self, settings: ProvisionSettings | None = None, *, only: Collection[str] | None = None
+    ) -> None:
+        """Create or update every stream and bucket (``only``: those named), as the provisioner
+        (``settings``: their sizes). Secured, its user exists only meanwhile (:meth:`provisioner`)."""
+        with self.provisioner() as nats:
+            self._run_provisioner(nats, settings, only)
+
+    @contextlib.contextmanager
+    def provisioner(self) -> Iterator[NatsSettings]:
+        """The provisioner's connection settings, valid for the ``with`` block alone.
+
+        Secured, its user is added to the server's configuration with a fresh password and removed at the
+        end of the block (the server reloads its configuration each time, and closes the provisioner's
+        connections when it goes): its credentials exist only while it works.
+        """
+        with self._provisioning:
+            if not self.secured:
+                yield NatsSettings(url=self.url)
+                return
+            password = new_password()
+            self._reload_with_provisioner(password)
+            try:
+                yield NatsSettings(url=self.url, user=PROVISIONER, password=password)
+            finally:
+                self._reload_with_provisioner(None)
+
+    def _run_provisioner(
+        self, nats: NatsSettings, settings: ProvisionSettings | None, only: Collection[str] | None
+    ) -> None:
         wanted = (settings or ProvisionSettings()).model_copy(update={"nats": nats, "wait_s": 10.0})
         failure: list[BaseException] = []
 
         def run() -> None:
             try:
-                asyncio.run(provision_at(nats, wanted))
+                asyncio.run(provision_at(nats, wanted, only=only))
             except BaseException as error:  # handed to the caller's thread
                 failure.append(error)
 
@@ -186,22 +246,44 @@ class EmbeddedNats:
         if failure:
             raise RuntimeError(f"provisioning the embedded nats-server failed: {failure[0]}") from failure[0]
 
+    def _reload_with_provisioner(self, password: str | None) -> None:
+        """Define the provisioner's user (or none) and have the server apply it before returning."""
+        assert self._workdir is not None
+        path = Path(self._workdir.name) / PROVISIONER_INCLUDE
+        _write_private(path, provisioner_users(password))
+        before = self._varz().get("config_load_time")
+        os.kill(self.pid, signal.SIGHUP)
+        deadline = time.monotonic() + self._startup_timeout_s
+        while self._varz().get("config_load_time") == before:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server did not reload its configuration: {self._log_tail()}")
+            time.sleep(0.005)
+
+    def _varz(self) -> dict[str, object]:
+        with urllib.request.urlopen(f"{self.monitoring_url}/varz", timeout=5) as response:
+            document: dict[str, object] = json.load(response)
+            return document
+
     def _write_config(self, workdir: Path) -> Path:
-        """The server's configuration: the users (passwords in clear, in a folder only we can read)."""
-        authorization = nats_authorization({s: c.password for s, c in self._credentials.items()})
-        if self._admin is not None:
-            users = authorization["users"]
-            assert isinstance(users, list)
-            users.append({"user": self._admin.user, "password": self._admin.password})
-        lines = ["# Written by vigie_embedded.nats: one user per Vigie service (vigie_core.permissions)."]
+        """The server's configuration: the caller's, then Vigie's accounts (the text the chart renders) and
+        the provisioner's include, without its user. Passwords are in the server's environment."""
+        _write_private(workdir / PROVISIONER_INCLUDE, provisioner_users(None))
+        (workdir / ACCOUNTS_FILE).write_text(accounts_conf())
+        lines = ["# Written by vigie_embedded.nats: Vigie's accounts (vigie_core.accounts)."]
         if self._config_file is not None:
             # nats-server resolves includes relative to the including file, even absolute-looking ones.
             lines.append(f"include {json.dumps(os.path.relpath(self._config_file.resolve(), workdir))}")
-        lines.append(f"authorization: {json.dumps(authorization, indent=2)}")
+        lines.append(f"include {ACCOUNTS_FILE}")
         path = workdir / "vigie-nats.conf"
-        path.touch(mode=0o600)
         path.write_text("\n".join(lines) + "\n")
         return path
+
+    @property
+    def config_dir(self) -> Path:
+        """Where the server's configuration and storage are, while it runs."""
+        if self._workdir is None:
+            raise RuntimeError("nats-server is not running")
+        return Path(self._workdir.name)
 
     @property
     def pid(self) -> int:
@@ -231,3 +313,15 @@ class EmbeddedNats:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def new_password() -> str:
+    """A random password nats-server reads as a string from its environment: letters and digits, starting
+    with a letter (the server parses a variable's value, and one starting with a digit as a number)."""
+    return "v" + secrets.token_hex(24)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (a password may be in it)."""
+    path.touch(mode=0o600)
+    path.write_text(text)

@@ -39,9 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 
 from vigie_core.auth import LocalTokenIssuer
-from vigie_core.permissions import SERVICES
 from vigie_core.policy import DECISION_CAUSES
-from vigie_core.provision import ProvisionSettings
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.processes import ProcessSet
 from vigie_embedded.triton import EmbeddedTriton
@@ -111,8 +109,9 @@ class PlatformOptions:
     model_repository: Path
     state_dir: Path = Path("var/embedded")
     sample_fps: float = 5.0
-    # A file is read as fast as it is analysed (frames wait in FRAMES); a live source is paced.
-    realtime: bool = False
+    # The film is played at its own pace, as a camera delivers frames: FRAMES keeps them seconds, as in
+    # production, so frames read faster than they are analysed would expire there.
+    realtime: bool = True
     window_s: int = 60
     # PRIVACY.md rule 12: counts from 1 to threshold-1 are suppressed (11 for persons, INSEE's rule).
     threshold: int = 11
@@ -296,7 +295,6 @@ class EmbeddedPlatform:
                     "realtime": options.realtime,
                     "sample_fps": options.sample_fps,
                 },
-                "frames_max_age_s": 600,
             },
         }
         return {"log_level": "INFO", "http": {"port": int(self.urls[service].rsplit(":", 1)[1])}} | (
@@ -320,11 +318,10 @@ class EmbeddedPlatform:
                 raise FileNotFoundError(f"{path} not found: run 'make {target}'")
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
-            # One NATS user per service, each allowed only its subjects (vigie_core.permissions).
-            # FRAMES keeps frames 10 minutes, not seconds: a file is read faster than it is analysed.
-            self.nats = EmbeddedNats(
-                services=SERVICES, admin=True, provision=ProvisionSettings(frames_max_age_s=600)
-            )
+            # Vigie's accounts, one NATS user per service allowed only its subjects (vigie_core.accounts), as
+            # the chart configures them; FRAMES keeps frames seconds, as in production (the film is read at
+            # its own pace, as a camera would deliver it).
+            self.nats = EmbeddedNats(secured=True)
             self.nats.start()
             self.triton = EmbeddedTriton(options.model_repository, log_path=self.logs / "tritonserver.log")
             self.triton.start()

@@ -17,17 +17,21 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import pytest
 import uvicorn
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from vigie_core.lifecycle import ServiceBody, ServiceRuntime, service_runtime
-from vigie_core.permissions import SERVICES
+from vigie_core.permissions import LOCAL_API, api_prefix
 from vigie_core.provision import ProvisionSettings
 from vigie_core.settings import ServiceSettings
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.triton import EmbeddedTriton
+
+T = TypeVar("T")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,11 +68,77 @@ def audit_stream(nats_server: EmbeddedNats) -> EmbeddedNats:
 
 @pytest.fixture
 def secured_nats_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedNats]:
-    """A private nats-server as the platform runs it: one user per service with its permissions and no
-    anonymous access (``.credentials(service)``, ``.service_env(service)``), the ``provisioner`` that
-    provisioned it, plus an ``admin`` user allowed everything, for tests that observe."""
-    with EmbeddedNats(services=SERVICES, admin=True, provision=_provisioning(request)) as server:
+    """A private nats-server as the platform runs it: Vigie's accounts, one user per service with its
+    permissions and no anonymous access (``.credentials(service)``, ``.service_env(service)``), provisioned
+    by a ``provisioner`` whose user existed only meanwhile. No user may do everything: a test observes a
+    stream as the service that reads it."""
+    with EmbeddedNats(secured=True, provision=_provisioning(request)) as server:
         yield server
+
+
+class ServiceConnections:
+    """Connections to a secured server as each service, opened on demand and closed together: a test acts
+    (publishes, reads, writes the policy) as the service that would, in that service's account. There is
+    no user allowed everything."""
+
+    def __init__(self, server: EmbeddedNats) -> None:
+        self._server = server
+        self._clients: dict[str, Client] = {}
+
+    async def client(self, service: str) -> Client:
+        if service not in self._clients:
+            self._clients[service] = await self._server.client(service)
+        return self._clients[service]
+
+    async def js(self, service: str, stream: str | None = None, timeout_s: float = 5.0) -> JetStreamContext:
+        """``service``'s JetStream context, reaching ``stream`` (in its account or imported) if named."""
+        prefix = LOCAL_API if stream is None else api_prefix(service, stream, accounts=self._server.secured)
+        return (await self.client(service)).jetstream(prefix=prefix, timeout=timeout_s)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+
+@contextlib.asynccontextmanager
+async def following(
+    js: JetStreamContext, stream: str, subject: str, decode: Callable[[bytes], T]
+) -> AsyncIterator[list[T]]:
+    """Every message stored in ``stream`` on ``subject`` from now on, as its reader would fetch them (a
+    durable pull consumer of its own, each message acknowledged), decoded and appended to the yielded
+    list."""
+    durable = f"test-{uuid.uuid4().hex[:12]}"
+    subscription = await js.pull_subscribe(subject, durable=durable, stream=stream)
+    received: list[T] = []
+
+    async def pump() -> None:
+        while True:
+            try:
+                messages = await subscription.fetch(64, timeout=0.2)
+            except TimeoutError:
+                continue
+            for message in messages:
+                received.append(decode(message.data))
+                await message.ack()
+
+    task = asyncio.create_task(pump(), name=f"following-{stream}")
+    try:
+        yield received
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def as_service(secured_nats_server: EmbeddedNats) -> AsyncIterator[ServiceConnections]:
+    """Connections to ``secured_nats_server`` as each service (:class:`ServiceConnections`)."""
+    connections = ServiceConnections(secured_nats_server)
+    try:
+        yield connections
+    finally:
+        await connections.close()
 
 
 @contextlib.asynccontextmanager

@@ -43,12 +43,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from vigie_aggregation.metrics import AggregationMetrics
 from vigie_aggregation.reports import InvalidReportError, WindowPart, parse_window_report
 from vigie_aggregation.storage.store import ApplyResult, StatisticsStore
-from vigie_core.messaging import StreamNotProvisionedError, context_from_headers, ensure_stream
+from vigie_core.messaging import StreamGuard, StreamNotProvisionedError, context_from_headers
 from vigie_core.streams import EVENTS_PREFIX, DeadLetterStream, EventsStream, deadletter_subject
 
 if TYPE_CHECKING:
-    from vigie_core.audit import AuditPublisher
-    from vigie_core.health import Readiness
+    pass
 
 __all__ = ["DEADLETTER_STREAM", "DEADLETTER_SUBJECT", "DURABLE", "ReportConsumer", "deadletter_stream"]
 
@@ -105,20 +104,11 @@ class ReportConsumer:
         self._clock = clock
         self.storage_problem: str | None = None
 
-    async def wait_for_stream(
-        self, readiness: Readiness | None = None, audit: AuditPublisher | None = None
-    ) -> bool:
-        """Wait until the provisioner has created EVENTS and check it (it copies from nowhere); False if asked
-        to stop first."""
+    async def wait_for_stream(self, guard: StreamGuard) -> bool:
+        """Wait until the provisioner has created EVENTS and check it (it copies from nowhere), then keep
+        checking it; False if asked to stop first."""
         try:
-            await ensure_stream(
-                self._js,
-                EventsStream().config(),
-                readiness=readiness,
-                stop=self._stop,
-                audit=audit,
-                sized=False,
-            )
+            await guard.bind(self._js, EventsStream().config(), sized=False)
         except StreamNotProvisionedError:
             if self._stop.is_set():
                 return False

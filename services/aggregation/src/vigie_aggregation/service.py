@@ -38,7 +38,7 @@ from vigie_core.audit import AuditAction, AuditUnavailableError, connect_with_au
 from vigie_core.auth import TokenVerifier
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import ensure_stream
+from vigie_core.messaging import stream_guard
 
 __all__ = ["API_PREFIX", "serve"]
 
@@ -107,14 +107,10 @@ async def serve(
         ),
     )
     # The provisioner creates the dead letters, which the aggregation writes, and EVENTS, which it reads
-    # (ReportConsumer.wait_for_stream): both checked, above all that they copy from nowhere.
-    await ensure_stream(
-        js,
-        deadletter_stream(settings.deadletter_max_age_s),
-        readiness=runtime.readiness,
-        stop=stop,
-        audit=audit,
-    )
+    # (ReportConsumer.wait_for_stream), both in the aggregation's account: checked at start and then
+    # continuously, above all that they copy from nowhere.
+    guard = stream_guard(runtime, audit)
+    await guard.bind(js, deadletter_stream(settings.deadletter_max_age_s))
 
     consumer = ReportConsumer(
         js,
@@ -131,7 +127,7 @@ async def serve(
     )
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
     runtime.readiness.add("storage", lambda: consumer.storage_problem)
-    if not await consumer.wait_for_stream(runtime.readiness, audit):
+    if not await consumer.wait_for_stream(guard):
         return
     start_consumer_lag(runtime, js, EVENTS_STREAM, DURABLE)
 

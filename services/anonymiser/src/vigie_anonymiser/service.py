@@ -82,7 +82,14 @@ from vigie_core.audit import (
 )
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import StreamNotProvisionedError, context_from_headers, ensure_stream, trace_headers
+from vigie_core.messaging import (
+    StreamGuard,
+    StreamNotProvisionedError,
+    context_from_headers,
+    jetstream_for,
+    stream_guard,
+    trace_headers,
+)
 from vigie_core.policy import DECISION_CAUSES, PolicyView, policy_view
 from vigie_core.streams import (
     TRACKS_PREFIX,
@@ -194,18 +201,19 @@ class AnonymiserPipeline:
         settings = self._settings
         stop = self._runtime.stop_requested
         nc = self._nc
+        # TRACKS and the dead letters are in the anonymiser's own account; EVENTS in the aggregation's, which
+        # the anonymiser publishes into through an import and looks up under that account's API prefix.
         js = nc.jetstream()
         # The provisioner creates EVENTS and the dead letters, which the anonymiser writes, and TRACKS,
-        # which it reads: all checked, above all that they copy from nowhere (EVENTS, on disk, sourcing
-        # FRAMES would put pixels there).
-        readiness, audit = self._runtime.readiness, self._audit
+        # which it reads: all checked, at start and then continuously, above all that they copy from
+        # nowhere (EVENTS, on disk, copying TRACKS would put track ids there).
+        guard = stream_guard(self._runtime, self._audit)
         events = EventsStream(
             settings.events_max_age_s, duplicate_window_s=settings.events_duplicate_window_s
         )
-        await ensure_stream(js, events.config(), readiness=readiness, stop=stop, audit=audit)
-        deadletters = deadletter_stream(settings.deadletter_max_age_s)
-        await ensure_stream(js, deadletters, readiness=readiness, stop=stop, audit=audit)
-        subject_filter = await wait_for_tracks_stream(js, settings, stop, self._runtime, self._audit)
+        await guard.bind(jetstream_for(nc, settings.nats, "anonymiser", "EVENTS"), events.config())
+        await guard.bind(js, deadletter_stream(settings.deadletter_max_age_s))
+        subject_filter = await wait_for_tracks_stream(js, settings, stop, guard)
         if subject_filter is None:
             return
         durable = f"anonymiser-{settings.partition}"
@@ -468,23 +476,13 @@ class AnonymiserPipeline:
 
 
 async def wait_for_tracks_stream(
-    js: JetStreamContext,
-    settings: AnonymiserSettings,
-    stop: asyncio.Event,
-    runtime: ServiceRuntime | None = None,
-    audit: AuditPublisher | None = None,
+    js: JetStreamContext, settings: AnonymiserSettings, stop: asyncio.Event, guard: StreamGuard
 ) -> str | None:
-    """Wait until the provisioner has created TRACKS and check it; return this replica's subject filter
-    (None if stopped)."""
+    """Wait until the provisioner has created TRACKS and check it (and keep checking it); return this
+    replica's subject filter (None if stopped)."""
     try:
-        info = await ensure_stream(
-            js,
-            TracksStream(settings.partitions).config(),
-            readiness=runtime.readiness if runtime is not None else None,
-            stop=stop,
-            audit=audit,
-            sized=False,  # inference's stream: its retention is none of the anonymiser's business
-        )
+        # Its retention is the provisioner's business (sized from inference's needs).
+        info = await guard.bind(js, TracksStream(settings.partitions).config(), sized=False)
     except StreamNotProvisionedError:
         if stop.is_set():
             return None

@@ -19,7 +19,7 @@ from vigie_core.audit import AuditUnavailableError, connect_with_audit
 from vigie_core.auth import TokenVerifier, install_authentication
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import ensure_stream
+from vigie_core.messaging import stream_guard
 
 logger = logging.getLogger("vigie.audit")
 
@@ -65,14 +65,9 @@ async def serve(runtime: ServiceRuntime) -> None:
     nc, publisher = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-audit")
     js = nc.jetstream()
     # The provisioner creates AUDIT (publishers only publish, and buffer until it exists); the audit service
-    # reads it, so checks it first: above all that it copies from nowhere (the sealed camera sources).
-    await ensure_stream(
-        js,
-        settings.stream.stream().config(),
-        readiness=runtime.readiness,
-        stop=runtime.stop_requested,
-        audit=publisher,
-    )
+    # reads it, in its own account, so checks it first and then continuously: above all that it copies
+    # from nowhere.
+    await stream_guard(runtime, publisher).bind(js, settings.stream.stream().config())
 
     install_authentication(runtime.app, TokenVerifier.from_settings(settings.auth))
     runtime.app.include_router(AuditApi(store, signer, publisher, settings.read_scope).router())

@@ -52,7 +52,7 @@ from vigie_core.audit import (
 )
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import context_from_headers, ensure_stream, trace_headers
+from vigie_core.messaging import StreamGuard, context_from_headers, jetstream_for, stream_guard, trace_headers
 from vigie_core.policy import DECISION_CAUSES, AnalysisDecision, PolicyView, policy_view
 from vigie_core.streams import (
     FRAMES_PREFIX,
@@ -209,17 +209,15 @@ class InferencePipeline:
     async def run(self) -> None:
         settings = self._settings
         nc = self._nc
+        # FRAMES is in inference's own account; TRACKS in the anonymiser's, which inference publishes into
+        # through an import and looks up under that account's API prefix (vigie_core.accounts).
         js = nc.jetstream()
+        tracks = jetstream_for(nc, settings.nats, "inference", "TRACKS")
         # The provisioner creates TRACKS, which inference writes, and FRAMES, which it reads: both checked,
-        # above all that they copy from nowhere.
-        await ensure_stream(
-            js,
-            TracksStream(settings.tracks_partitions, settings.tracks_max_age_s).config(),
-            readiness=self._runtime.readiness,
-            stop=self._runtime.stop_requested,
-            audit=self._audit,
-        )
-        await wait_for_frames_stream(js, settings.partitions, self._runtime, self._audit)
+        # at start and then continuously, above all that they copy from nowhere.
+        guard = stream_guard(self._runtime, self._audit)
+        await guard.bind(tracks, TracksStream(settings.tracks_partitions, settings.tracks_max_age_s).config())
+        await wait_for_frames_stream(guard, js, settings.partitions)
         durable = f"inference-{settings.partition}"
         subscription = await js.pull_subscribe(
             partition_filter(FRAMES_PREFIX, settings.partition),
@@ -448,19 +446,11 @@ class InferencePipeline:
         self._metrics.tracks.set(self._trackers.live_tracks())
 
 
-async def wait_for_frames_stream(
-    js: JetStreamContext, partitions: int, runtime: ServiceRuntime, audit: AuditPublisher | None = None
-) -> None:
-    """Wait until the provisioner has created FRAMES, check it, and that it has as many partitions as this
-    replica expects."""
-    info = await ensure_stream(
-        js,
-        FramesStream(partitions).config(),
-        readiness=runtime.readiness,
-        stop=runtime.stop_requested,
-        audit=audit,
-        sized=False,  # ingest's stream: its retention is none of inference's business
-    )
+async def wait_for_frames_stream(guard: StreamGuard, js: JetStreamContext, partitions: int) -> None:
+    """Wait until the provisioner has created FRAMES, check it (and keep checking it), and that it has as
+    many partitions as this replica expects."""
+    # Its retention is the provisioner's business (sized from ingest's needs), not inference's.
+    info = await guard.bind(js, FramesStream(partitions).config(), sized=False)
     have = partitions_of(info.config)
     if have != partitions:
         raise RuntimeError(

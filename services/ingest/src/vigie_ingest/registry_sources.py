@@ -36,8 +36,8 @@ from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
-from vigie_core.kv import KeyValueWatcher
-from vigie_core.permissions import SOURCES_BUCKET
+from vigie_core.kv import KeyValueWatcher, NatsBucket
+from vigie_core.permissions import LOCAL_API, SOURCES_BUCKET
 from vigie_core.sources import SOURCE_SCHEMA_VERSION
 from vigie_ingest.camera import CameraConfig, file_only_options
 from vigie_ingest.settings import RegistrySourcesSettings
@@ -220,6 +220,7 @@ class SourcesWatcher(KeyValueWatcher[SourceEntry]):
         nc: Client,
         read: Callable[[str, bytes], RegistrySource],
         *,
+        api: str = LOCAL_API,
         bucket: str = SOURCES_BUCKET,
         registry: CollectorRegistry | None = None,
         mine: Callable[[str], bool] = lambda _: True,
@@ -227,7 +228,7 @@ class SourcesWatcher(KeyValueWatcher[SourceEntry]):
         check_s: float = 0.25,
     ) -> None:
         self._metrics = _WatcherMetrics(registry or CollectorRegistry())
-        super().__init__(nc, bucket, self._metrics, retry_s=retry_s, check_s=check_s)
+        super().__init__(NatsBucket(nc, bucket, api), bucket, self._metrics, retry_s=retry_s, check_s=check_s)
         self._read = read
         self._mine = mine
 

@@ -35,7 +35,7 @@ from vigie_core.audit import (
     record_configuration,
 )
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import ensure_stream, trace_headers
+from vigie_core.messaging import jetstream_api, jetstream_for, stream_guard, trace_headers
 from vigie_core.policy import PolicyWatcher, policy_view
 from vigie_core.streams import FramesStream, frames_subject
 from vigie_ingest.camera import CameraConfig
@@ -189,15 +189,13 @@ async def serve(runtime: ServiceRuntime) -> None:
     assert isinstance(settings, IngestSettings)
     nc, audit = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-ingest")
     await record_start(audit, settings)
-    js = nc.jetstream()
-    # The provisioner creates FRAMES (vigie_core.provision); ingest waits for it and checks it, above all
-    # that it copies from nowhere. Its own sizes only say what it expects (a difference is logged).
-    await ensure_stream(
-        js,
-        FramesStream(settings.frames_partitions, settings.frames_max_age_s).config(),
-        readiness=runtime.readiness,
-        stop=runtime.stop_requested,
-        audit=audit,
+    # FRAMES is in inference's account: ingest publishes into it through an import and looks it up under
+    # that account's API prefix (vigie_core.accounts).
+    js = jetstream_for(nc, settings.nats, "ingest", "FRAMES")
+    # The provisioner creates FRAMES (vigie_core.provision); ingest waits for it and keeps checking it,
+    # above all that it copies from nowhere. Its own sizes only say what it expects (a difference is logged).
+    await stream_guard(runtime, audit).bind(
+        js, FramesStream(settings.frames_partitions, settings.frames_max_age_s).config()
     )
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
     # Read the policy before opening any camera, so that no frame is decoded before it is known.
@@ -258,6 +256,7 @@ async def registry_cameras(
     watcher = SourcesWatcher(
         nc,
         lambda key, value: decode_source(key, value, opener, options),
+        api=jetstream_api(settings.nats, "ingest", f"KV_{SOURCES_BUCKET}"),
         registry=runtime.registry,
         mine=lambda key: in_shard(key, options.shard_index, options.shard_count),
     )

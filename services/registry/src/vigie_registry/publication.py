@@ -30,14 +30,12 @@ from vigie_registry.camera import StoredCamera, build_policy
 from vigie_registry.storage.store import RegistryStore
 
 if TYPE_CHECKING:
-    import asyncio
-
-    from nats.js import JetStreamContext
+    from nats.aio.client import Client
     from nats.js.api import KeyValueConfig
     from nats.js.kv import KeyValue
 
-    from vigie_core.audit import AuditPublisher
-    from vigie_core.health import Readiness
+    from vigie_core.kv import NatsBucket
+    from vigie_core.messaging import StreamGuard
 
 __all__ = [
     "BucketContent",
@@ -81,29 +79,27 @@ class KeyValueBucket(Protocol):
 
 
 class NatsKeyValueBucket:
-    """A real bucket, created by the provisioner; the registry is the only NATS user allowed to write it."""
+    """A real bucket, created by the provisioner (the policy bucket in the registry's own account, the
+    sources bucket in ingest's); the registry is the only NATS user allowed to write it."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, entries: NatsBucket) -> None:
         self._kv = kv
+        self._entries = entries
 
     @classmethod
     async def ensure(
-        cls,
-        js: JetStreamContext,
-        config: KeyValueConfig | None = None,
-        *,
-        readiness: Readiness | None = None,
-        stop: asyncio.Event | None = None,
-        audit: AuditPublisher | None = None,
+        cls, nc: Client, config: KeyValueConfig, guard: StreamGuard, *, api: str, timeout_s: float = 5.0
     ) -> NatsKeyValueBucket:
-        """Wait for the bucket the provisioner creates (``config``: what the registry expects of it, the
-        policy bucket by default), check its stream copies from nowhere, and bind it."""
-        from vigie_core.messaging import ensure_stream
-        from vigie_core.streams import PolicyBucket, bucket_stream
+        """Wait for the bucket the provisioner creates (``config``: what the registry expects of it), check
+        its stream copies from nowhere (at start and then continuously: ``guard``), and bind it. ``api``:
+        the JetStream API prefix it is reached under (the sources bucket is in ingest's account)."""
+        from vigie_core.kv import NatsBucket
+        from vigie_core.streams import bucket_stream
 
-        config = config or PolicyBucket().config()
-        await ensure_stream(js, bucket_stream(config), readiness=readiness, stop=stop, audit=audit)
-        return cls(await js.key_value(config.bucket))
+        js = nc.jetstream(prefix=api, timeout=timeout_s)
+        await guard.bind(js, bucket_stream(config))
+        entries = NatsBucket(nc, config.bucket, api, timeout_s=timeout_s)
+        return cls(await js.key_value(config.bucket), entries)
 
     async def read(self, key: str) -> tuple[bytes | None, int]:
         from nats.js.errors import KeyNotFoundError
@@ -135,12 +131,9 @@ class NatsKeyValueBucket:
             raise RevisionConflictError(key) from None
 
     async def keys(self) -> set[str]:
-        from nats.js.errors import NoKeysError
-
-        try:
-            return set(await self._kv.keys())
-        except NoKeysError:
-            return set()
+        # Read with direct gets (no consumer): the last revision of each key, deleted ones apart.
+        last = {entry.key: entry for entry in await self._entries.read_all()}
+        return {key for key, entry in last.items() if not entry.deleted}
 
 
 class MemoryKeyValueBucket:

@@ -29,7 +29,7 @@ from nats.js.api import KeyValueConfig
 from vigie_core.audit import AuditAction, AuditPublisher, start_audit_publisher
 from vigie_core.auth import TokenVerifier
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import StreamConfigConflictError, connect
+from vigie_core.messaging import StreamConfigConflictError, connect, jetstream_api, stream_guard
 from vigie_core.permissions import POLICY_BUCKET
 from vigie_core.streams import PolicyBucket, SourcesBucket
 from vigie_registry.camera import StoredCamera
@@ -182,12 +182,14 @@ async def serve(
     nc = await connect(settings.nats, "vigie-registry")
     runtime.exit_stack.push_async_callback(nc.drain)
     audit = await start_audit_publisher(runtime, nc, settings.audit)
-    js = nc.jetstream(timeout=settings.policy.publish_timeout_s)
+    # The provisioner creates both buckets, in the registry's own account; the registry waits for them and
+    # checks them, at start and then continuously.
+    guard = stream_guard(runtime, audit)
 
-    # The provisioner creates both buckets; the registry waits for them and checks them.
     def bind(config: KeyValueConfig) -> Callable[[], Awaitable[KeyValueBucket]]:
+        api = jetstream_api(settings.nats, "registry", f"KV_{config.bucket}")
         return lambda: NatsKeyValueBucket.ensure(
-            js, config, readiness=runtime.readiness, stop=stop, audit=audit
+            nc, config, guard, api=api, timeout_s=settings.policy.publish_timeout_s
         )
 
     found = bucket or await _bucket(runtime, settings, bind(PolicyBucket(settings.policy.history).config()))
