@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import uuid
@@ -22,6 +23,7 @@ from typing import Any, Self
 import pytest
 import uvicorn
 
+from vigie_core.health import uvicorn_config
 from vigie_core.lifecycle import ServiceBody, ServiceRuntime, service_runtime
 from vigie_core.permissions import SERVICES
 from vigie_core.provision import ProvisionSettings
@@ -115,6 +117,26 @@ def triton_server(model_repository: Path) -> Iterator[EmbeddedTriton]:
         yield server
 
 
+# -- logs ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def every_log_record(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
+    """Every record any logger makes at DEBUG and above (the most a service's ``log_level`` allows),
+    whatever the loggers' own levels, handlers and propagation (uvicorn's access logger does not
+    propagate when switched off, for one), from every thread; none reaches a handler."""
+    records: list[logging.LogRecord] = []
+    monkeypatch.setattr(logging.Logger, "isEnabledFor", lambda self, level: level >= logging.DEBUG)
+    monkeypatch.setattr(logging.Logger, "handle", lambda self, record: records.append(record))
+    return records
+
+
+def log_record_text(record: logging.LogRecord) -> str:
+    """All a log record holds: its message, arguments, extra fields and exception."""
+    exception = logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
+    return f"{record.getMessage()} {record.__dict__!r} {exception}"
+
+
 # -- PostgreSQL --------------------------------------------------------------------------------------
 
 POSTGRES_URL = os.environ.get("VIGIE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -170,8 +192,8 @@ class ThreadedServer:
     async def _serve(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
             app = await self._build(stack)
-            config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
-            self._server = uvicorn.Server(config)
+            # The services' own uvicorn settings: no access log, no proxy headers.
+            self._server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
             task = asyncio.create_task(self._server.serve())
             while not self._server.started:
                 if task.done():
