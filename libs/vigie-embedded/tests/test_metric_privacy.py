@@ -48,15 +48,22 @@ def _sources() -> list[Path]:
 
 
 def _parse(source: str) -> ast.Module:
-    # No garbage collection meanwhile: a finalizer run in the middle of building the tree (a socket an
-    # earlier test left) makes CPython 3.11 raise "AST constructor recursion depth mismatch".
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return ast.parse(source)
-    finally:
-        if enabled:
-            gc.enable()
+    # CPython 3.11 keeps the AST constructor's recursion depth in state shared by the whole interpreter:
+    # a traceback formatted meanwhile (it parses source lines to place its carets), by a finalizer an
+    # earlier test left or by another thread, makes it raise "AST constructor recursion depth mismatch".
+    # No garbage collection meanwhile, and another try if it happens all the same.
+    for attempt in range(3):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return ast.parse(source)
+        except SystemError:
+            if attempt == 2:
+                raise
+        finally:
+            if enabled:
+                gc.enable()
+    raise AssertionError("unreachable")
 
 
 def _constants(trees: dict[str, ast.Module]) -> dict[str, str]:
