@@ -42,7 +42,8 @@ def test_the_demo_shows_the_figures_and_ctrl_c_stops_every_process(
         progress = result["progress"]
         assert progress["camera_state"] == "finished"
         assert progress["frames_counted"] == progress["frames_analysed"] == progress["frames_published"] >= 55
-        assert progress["tracks_by_class"].get("person", 0) >= 3
+        assert progress["windows_closed"] >= 1
+        assert "tracks" not in json.dumps(progress), "no count of people or vehicles, even in the demo"
         # It ends with what the statistics API published: the film's windows, with coverage.
         assert result["windows"]
         assert sum(window["coverage"] for window in result["windows"]) > 0.5

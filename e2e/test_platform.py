@@ -51,6 +51,7 @@ from vigie_embedded.platform import (
     total,
 )
 from vigie_embedded.prometheus import EmbeddedPrometheus, prometheus_binary
+from vigie_embedded.testing import metric_privacy_problems
 from vigie_registry.public.i18n import catalogue
 
 pytestmark = pytest.mark.integration
@@ -313,6 +314,17 @@ def test_the_metrics_show_the_latest_published_window(published_film: PublishedF
         and dict(labels) == {"site": SITE_ID, "camera": CAMERA_ID, "object_class": "all"}
     ]
     assert camera_total == [item["count"] for item in items if not item["suppressed"]]
+
+
+def test_no_service_s_metrics_count_what_the_cameras_see(published_film: PublishedFilm) -> None:
+    """Every service's /metrics, after the film, the objection and the publication: no metric counts the
+    people or vehicles a camera sees (only the published figures, disclosure-controlled), and no label
+    names a client or a camera source (vigie_embedded.testing.metric_privacy_problems)."""
+    film = published_film
+    for service, url in film.platform.urls.items():
+        page = film.client.get(f"{url}/metrics").text
+        assert "vigie_" in page, service
+        assert metric_privacy_problems(page) == [], service
 
 
 def test_malformed_requests_name_the_field(published_film: PublishedFilm) -> None:

@@ -515,13 +515,47 @@ def test_the_alerts_are_valid_rules_on_known_metrics(render: Callable[[str], Any
 
 def test_the_registry_behind_the_ingress_sees_the_citizen_and_links_to_the_city_host(
     render: Callable[[str], Any],
+    helm_template: Callable[..., subprocess.CompletedProcess[str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from vigie_registry.settings import RegistrySettings
+
     registry = render("production").named("Deployment", "vigie-registry")
     env = _env(_pod_spec(registry)["containers"][0])
     assert env["VIGIE_REGISTRY_OBJECTION__FORWARDED_HOPS"] == "1"
     assert env["VIGIE_REGISTRY_PUBLIC__BASE_URL"] == "https://vigie.ville.test"
+    # X-Forwarded-For is believed from the Ingress controller's pod networks only: by default the private
+    # ranges, as the service reads them.
+    for name in ("VIGIE_REGISTRY_OBJECTION__FORWARDED_HOPS", "VIGIE_REGISTRY_OBJECTION__TRUSTED_PROXIES"):
+        monkeypatch.setenv(name, env[name])
+    objection = RegistrySettings.load().objection
+    assert objection.forwarded_hops == 1
+    assert [str(n) for n in objection.trusted_proxies] == [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    ]
+    # Narrowed to the cluster's pod network.
+    result = helm_template(
+        CHART / "ci" / "production-values.yaml", sets=("ingress.trustedProxies={10.244.0.0/16}",)
+    )
+    assert result.returncode == 0, result.stderr
+    [narrowed] = [
+        m
+        for m in yaml.safe_load_all(result.stdout)
+        if m and m["kind"] == "Deployment" and m["metadata"]["name"] == "vigie-registry"
+    ]
+    assert _env(_pod_spec(narrowed)["containers"][0])["VIGIE_REGISTRY_OBJECTION__TRUSTED_PROXIES"] == (
+        '["10.244.0.0/16"]'
+    )
+    refused = helm_template(sets=("ingress.trustedProxies={ingress-nginx}",))
+    assert refused.returncode != 0
+    assert "trustedProxies" in refused.stderr
+    # Without the Ingress, no proxy to trust: the client is the TCP peer.
     default = _env(_pod_spec(render("default").named("Deployment", "vigie-registry"))["containers"][0])
-    assert "VIGIE_REGISTRY_OBJECTION__FORWARDED_HOPS" not in default  # no proxy to trust
+    assert "VIGIE_REGISTRY_OBJECTION__FORWARDED_HOPS" not in default
+    assert "VIGIE_REGISTRY_OBJECTION__TRUSTED_PROXIES" not in default
 
 
 def test_the_registry_and_ingest_share_the_source_key_and_ingest_reads_the_registry_cameras(

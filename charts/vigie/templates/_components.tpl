@@ -162,9 +162,12 @@ are the chart's, from replicas, even at 1 (a lone replica told it is one shard o
 {{- end }}
 {{- if and (eq $name "registry") $root.Values.ingress.enabled }}
 # Behind the Ingress: the citizen's address is the last X-Forwarded-For hop (the objection rate limit is
-# per client), and the signs' QR codes point to the city's host.
+# per client), believed only from the controller's networks, and the signs' QR codes point to the city's
+# host.
 - name: {{ $prefix }}OBJECTION__FORWARDED_HOPS
   value: "1"
+- name: {{ $prefix }}OBJECTION__TRUSTED_PROXIES
+  value: {{ $root.Values.ingress.trustedProxies | toJson | quote }}
 - name: {{ $prefix }}PUBLIC__BASE_URL
   value: {{ printf "%s://%s" (ternary "https" "http" (ne $root.Values.ingress.tlsSecretName "")) $root.Values.ingress.host | quote }}
 {{- end }}

@@ -21,8 +21,6 @@ INFERENCE_FRAMES = "vigie_inference_frames_total"  # {camera}
 INFERENCE_FRAMES_DROPPED = "vigie_inference_frames_dropped_total"  # {reason}
 INFERENCE_MODEL_SECONDS = "vigie_inference_model_seconds_bucket"
 INFERENCE_CAPTURE_TO_TRACKS_SECONDS = "vigie_inference_capture_to_tracks_seconds_bucket"
-INFERENCE_LIVE_TRACKS = "vigie_inference_live_tracks"
-INFERENCE_TRACKS_STARTED = "vigie_inference_tracks_started_total"  # {camera, object_class}
 
 # anonymiser (services/anonymiser/src/vigie_anonymiser/service.py)
 ANONYMISER_FRAMES = "vigie_anonymiser_frames_total"  # {camera}
@@ -75,8 +73,6 @@ EXISTING = (
     INFERENCE_FRAMES_DROPPED,
     INFERENCE_MODEL_SECONDS,
     INFERENCE_CAPTURE_TO_TRACKS_SECONDS,
-    INFERENCE_LIVE_TRACKS,
-    INFERENCE_TRACKS_STARTED,
     ANONYMISER_FRAMES,
     ANONYMISER_FRAMES_DROPPED,
     ANONYMISER_MESSAGES_REJECTED,

@@ -46,7 +46,16 @@ def pipeline_dashboard() -> dashboard.Dashboard:
         .with_row(row("Throughput"))
         .with_panel(single("Frames published /s", "short", f"sum({_per_second(m.INGEST_FRAMES_PUBLISHED)})"))
         .with_panel(single("Frames analysed /s", "short", f"sum({_per_second(m.INFERENCE_FRAMES)})"))
-        .with_panel(single("Live tracks", "short", f"sum({m.INFERENCE_LIVE_TRACKS})"))
+        # No count of tracks or detections: the services expose none (a head count per camera at scrape
+        # resolution); how many cameras are being analysed is what operations needs.
+        .with_panel(
+            single(
+                "Cameras analysed",
+                "short",
+                f"count({_per_second(m.INFERENCE_FRAMES)} > 0) or vector(0)",
+                description="Cameras with frames analysed over the last few minutes.",
+            )
+        )
         .with_panel(
             single(
                 "Cameras not streaming",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
+import json
 import random
 import shutil
 import threading
@@ -197,6 +199,31 @@ async def test_a_malformed_request_is_a_422_naming_the_field(
     assert response.status_code == 422, response.text
     errors = response.json()["detail"]
     assert any(e["loc"][-1] == field and words in e["msg"] for e in errors), errors
+
+
+def _forged(*key: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _forged(2**70, "centre", "cam-a", "l1", 0, 0, ""),  # beyond BIGINT: the driver refused it (500)
+        _forged(1e400, "centre", "cam-a", "l1", 0, 0, ""),  # infinity: int() raised OverflowError (500)
+        _forged(1, "centre", "cam-a", "l1", 2**15, 0, ""),  # beyond SMALLINT
+        _forged(1, "centre", "cam-a", "l1", 0, -1, ""),
+        _forged(1, "centre\u0000", "cam-a", "l1", 0, 0, ""),  # NUL: PostgreSQL refuses it in text
+        _forged(1, "centre", "cam-a", "l1", True, 0, ""),
+        _forged("1", "centre", "cam-a", "l1", 0, 0, ""),
+        _forged(1, "centre", "cam-a", "l1", 0, 0, "x" * 65),
+        _forged(1, "centre", "cam-a", "l1", 0, 0),
+    ],
+    ids=["bigint", "infinity", "smallint", "negative", "nul", "bool", "text", "long", "short"],
+)
+async def test_a_forged_cursor_is_a_422_not_a_database_error(api: Api, cursor: str) -> None:
+    response = await api.client.get("/crossings", params=day_params(cursor=cursor), headers=api.token())
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][-1] == "cursor"
 
 
 async def test_unknown_site_or_camera_is_404_and_an_unacceptable_format_406(api: Api) -> None:

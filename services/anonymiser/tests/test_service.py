@@ -2,6 +2,7 @@
 
 import asyncio
 import functools
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -18,7 +19,7 @@ from vigie_anonymiser import (
     TrackObservation,
     ZoneConfig,
 )
-from vigie_anonymiser.service import DEADLETTER_SUBJECT, serve
+from vigie_anonymiser.service import DEADLETTER_SUBJECT, deadletter_headers, serve
 from vigie_anonymiser.settings import AnonymiserSettings
 from vigie_anonymiser.synthetic import T0, FrameBuilder, to_track_frame
 from vigie_core.lifecycle import ServiceRuntime
@@ -199,13 +200,45 @@ async def test_garbage_goes_to_the_dead_letter_subject_and_counting_goes_on(
     messages = [r.getMessage() for r in caplog.records]
     assert any("not a vigie.v1.TrackFrame" in m for m in messages)
     assert any("objects[0].box" in m and "x2 < x1" in m for m in messages)
+    assert not any("0.3" in m or "0.5" in m for m in messages), "the box's coordinates are logged nowhere"
+    # Set aside without the payload (track ids, boxes): its digest, size, field and reason only.
     dead = await js.pull_subscribe(DEADLETTER_SUBJECT, stream="DEADLETTER_ANONYMISER")
     kept = await dead.fetch(2, timeout=5)
-    assert [m.data for m in kept] == [b"\x00garbage\xff", bad_box.SerializeToString()]
-    assert [m.headers["Vigie-Field"] for m in kept if m.headers] == ["message", "objects[0].box"]
+    assert [m.data for m in kept] == [b"", b""]
+    rejected = [b"\x00garbage\xff", bad_box.SerializeToString()]
+    headers = [m.headers or {} for m in kept]
+    assert [h["Vigie-Payload-SHA256"] for h in headers] == [hashlib.sha256(r).hexdigest() for r in rejected]
+    assert [h["Vigie-Payload-Bytes"] for h in headers] == [str(len(r)) for r in rejected]
+    assert [h["Vigie-Field"] for h in headers] == ["message", "objects.box"]
+    assert [h["Vigie-Camera"] for h in headers] == ["cam", "cam"]
+    assert headers[1]["Vigie-Reason"] == "objects[0].box: has x2 < x1 or y2 < y1"
+    for h in headers:
+        assert set(h) == {
+            "Vigie-Payload-SHA256",
+            "Vigie-Payload-Bytes",
+            "Vigie-Field",
+            "Vigie-Reason",
+            "Vigie-Stream-Sequence",
+            "Vigie-Camera",
+            "Nats-Msg-Id",
+        }
+        assert "0.3" not in str(h)
+        assert "0.5" not in str(h)
     reports = [report for report, _, _ in await events(js)]
     assert crossings(reports) == {("h", CROSSING_DIRECTION_LEFT_TO_RIGHT): 1}
     await client.close()
+
+
+def test_a_dead_letter_names_only_a_valid_camera_and_keeps_no_position() -> None:
+    headers = deadletter_headers(
+        b"\x01" * 40, "vigie.tracks.0.cam-1", 7, "objects[3].box: bad", "objects[3].box"
+    )
+    assert headers["Vigie-Camera"] == "cam-1"
+    assert headers["Vigie-Field"] == "objects.box"
+    assert headers["Nats-Msg-Id"] == "tracks-7"
+    odd = deadletter_headers(b"", "vigie.tracks.0.caf\u00e9", 8, "message: bad", "message")
+    assert "Vigie-Camera" not in odd
+    assert odd["Vigie-Payload-SHA256"] == hashlib.sha256(b"").hexdigest()
 
 
 async def test_geometry_changes_apply_without_a_restart(nats_server: EmbeddedNats) -> None:

@@ -2,6 +2,7 @@
 of every read."""
 
 import base64
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,8 @@ from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import SignedTreeHead, TreeHeadSigningKey
 from vigie_core.audit import AuditEvent, AuditPublisher, MemoryAuditSink, action_name
 from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier, install_authentication
+
+from .conftest import JournalDatabase
 
 EventFactory = Callable[..., list[AuditEvent]]
 READ = {"scope": "audit:read"}
@@ -42,6 +45,19 @@ class Harness:
 @pytest.fixture
 async def api(tmp_path: Path, make_events: EventFactory) -> AsyncIterator[Harness]:
     store = await JournalStore.open(f"sqlite+aiosqlite:///{tmp_path / 'journal.sqlite3'}")
+    async with _harness(store, make_events) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def api_on(database: JournalDatabase, make_events: EventFactory) -> AsyncIterator[Harness]:
+    """The API on SQLite, then on PostgreSQL."""
+    async with _harness(await database.open(), make_events) as harness:
+        yield harness
+
+
+@contextlib.asynccontextmanager
+async def _harness(store: JournalStore, make_events: EventFactory) -> AsyncIterator[Harness]:
     events = make_events(30)
     await store.append(events)
     sink = MemoryAuditSink()
@@ -235,3 +251,34 @@ async def test_an_e_mail_as_subject_is_not_recorded_and_gets_403(api: Harness) -
     )
     assert response.status_code == 403
     assert "pseudonymous" in response.json()["detail"]
+
+
+_BEYOND = 2**63  # one more than a BIGINT holds
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "field"),
+    [
+        (f"/api/audit/v1/entries/{_BEYOND}", {}, 422, "index"),
+        (f"/api/audit/v1/entries/{10**30}", {}, 422, "index"),
+        (f"/api/audit/v1/entries/{_BEYOND - 1}", {}, 404, None),  # the largest index there could be
+        ("/api/audit/v1/entries", {"from_index": _BEYOND}, 422, "from_index"),
+        ("/api/audit/v1/entries", {"from_index": _BEYOND - 1}, 200, None),
+        ("/api/audit/v1/entries", {"since": "0001-01-01T00:00:00+01:00"}, 422, "since"),
+        ("/api/audit/v1/entries", {"until": "9999-12-31T23:59:59-01:00"}, 422, "until"),
+        ("/api/audit/v1/entries", {"actor": "op-1\x00"}, 422, "actor"),
+        ("/api/audit/v1/proofs/inclusion", {"index": _BEYOND, "tree_size": 30}, 422, "index"),
+        ("/api/audit/v1/proofs/inclusion", {"index": 1, "tree_size": _BEYOND}, 422, "tree_size"),
+        ("/api/audit/v1/proofs/inclusion", {"index": 1, "tree_size": _BEYOND - 1}, 422, "tree_size"),
+        ("/api/audit/v1/proofs/consistency", {"first": _BEYOND, "second": 30}, 422, "first"),
+        ("/api/audit/v1/proofs/consistency", {"first": 1, "second": _BEYOND}, 422, "second"),
+        ("/api/audit/v1/proofs/consistency", {"first": 1, "second": _BEYOND - 1}, 422, "second"),
+    ],
+)
+async def test_numbers_and_text_no_database_can_hold_get_4xx_not_500(
+    api_on: Harness, path: str, params: dict[str, object], status: int, field: str | None
+) -> None:
+    response = await api_on.get(path, **params)
+    assert response.status_code == status, response.text
+    if field is not None:
+        assert detail_field(response) == field

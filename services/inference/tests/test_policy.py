@@ -298,17 +298,10 @@ async def test_only_the_classes_of_the_policy_are_tracked_and_no_longer_than_it_
             await camera.publish(30)  # 1.5 s at least
             await analysed(inference, 30)
             assert objects(0, car) == []
-            discarded = "vigie_inference_detections_discarded_total"
-            assert metric(inference, discarded, object_class="car") == 30
-            assert metric(inference, discarded, object_class="person") == 0
             persons = list(dict.fromkeys(objects(0, person)))
             assert len(persons) >= 2, "renewed after 1 s"
             ended = {t for m in received for t in m.ended_track_ids}
             assert set(persons[:-1]) <= ended
-            aged_out = metric(
-                inference, "vigie_inference_tracks_ended_at_max_age_total", object_class="person"
-            )
-            assert aged_out == len(persons) - 1
 
             # Cars allowed from now on: tracked from the next frames.
             await change(inference, with_rules(camera_policy(CAMERA, version=2)))
@@ -324,7 +317,6 @@ async def test_only_the_classes_of_the_policy_are_tracked_and_no_longer_than_it_
             [first_after] = [m for m in received if m.sequence == 34]
             assert set(first_after.ended_track_ids) == cars
             assert objects(34, car) == []
-            assert metric(inference, discarded, object_class="car") == 33
     finally:
         await writer.close()
 
@@ -332,11 +324,15 @@ async def test_only_the_classes_of_the_policy_are_tracked_and_no_longer_than_it_
 async def test_real_detections_of_classes_the_policy_does_not_list_never_reach_tracks(
     audit_stream: EmbeddedNats, triton_server: EmbeddedTriton, sample_video: Path
 ) -> None:
-    # The sample film's first frames show people, cars and a truck; this camera may count people only.
+    # The sample film's first frames show people and cars: CAMERA may count people only; the same frames
+    # from a camera that may count cars too show that the detector does see the cars CAMERA never tracks.
+    everything = "parvis-all"
+    person, car = ObjectClass.OBJECT_CLASS_PERSON, ObjectClass.OBJECT_CLASS_CAR
     client = await nats.connect(audit_stream.url)
     await provision_stream(client.jetstream(), FramesStream(partitions=1, max_age_s=60).config())
     writer = await PolicyBucketWriter.open(audit_stream.url)
-    await writer.put(with_rules(camera_policy(CAMERA), ObjectClass.OBJECT_CLASS_PERSON))
+    await writer.put(with_rules(camera_policy(CAMERA), person))
+    await writer.put(with_rules(camera_policy(everything), person, car))
     received = await tracks_of(client)
     service = InferenceSettings(nats={"url": audit_stream.url}, triton_url=triton_server.grpc_url)
     frames = 6
@@ -344,32 +340,35 @@ async def test_real_detections_of_classes_the_policy_does_not_list_never_reach_t
         async with running_service("inference", service, serve) as inference:
             with av.open(str(sample_video)) as video:
                 for sequence, picture in zip(range(frames), video.decode(video=0), strict=False):
-                    frame = Frame(
-                        camera_id=CAMERA,
-                        run_id="film",
-                        sequence=sequence,
-                        width=416,
-                        height=234,
-                        pixel_format=PIXEL_FORMAT_RGB24,
-                        pixels=picture.to_ndarray(format="rgb24", width=416, height=234).tobytes(),
-                    )
-                    frame.captured_at.FromNanoseconds(time.time_ns())
-                    await client.jetstream().publish(frames_subject(CAMERA), frame.SerializeToString())
+                    pixels = picture.to_ndarray(format="rgb24", width=416, height=234).tobytes()
+                    for camera_id in (CAMERA, everything):
+                        frame = Frame(
+                            camera_id=camera_id,
+                            run_id="film",
+                            sequence=sequence,
+                            width=416,
+                            height=234,
+                            pixel_format=PIXEL_FORMAT_RGB24,
+                            pixels=pixels,
+                        )
+                        frame.captured_at.FromNanoseconds(time.time_ns())
+                        await client.jetstream().publish(frames_subject(camera_id), frame.SerializeToString())
             await until(
-                lambda: metric(inference, "vigie_inference_frames_total", camera=CAMERA) == frames,
+                lambda: (
+                    metric(inference, "vigie_inference_frames_total", camera=CAMERA) == frames
+                    and metric(inference, "vigie_inference_frames_total", camera=everything) == frames
+                ),
                 within_s=60,
             )
-            await until(lambda: any(m.sequence == frames - 1 for m in received))
-            discarded = {
-                name: metric(inference, "vigie_inference_detections_discarded_total", object_class=name)
-                for name in ("car", "truck")
-            }
+            await until(
+                lambda: {m.camera_id for m in received if m.sequence == frames - 1} == {CAMERA, everything}
+            )
     finally:
         await writer.close()
         await client.close()
 
-    tracked = [o for m in received for o in m.objects]
+    tracked = [o for m in received if m.camera_id == CAMERA for o in m.objects]
     assert tracked, "the people were tracked"
-    assert {o.object_class for o in tracked} == {ObjectClass.OBJECT_CLASS_PERSON}
-    assert discarded["car"] >= frames, "a car in every frame, discarded"
-    assert discarded["truck"] >= 1
+    assert {o.object_class for o in tracked} == {person}
+    allowed = {o.object_class for m in received if m.camera_id == everything for o in m.objects}
+    assert allowed == {person, car}, "the detector saw the cars CAMERA's policy discarded"

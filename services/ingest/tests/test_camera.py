@@ -87,6 +87,17 @@ def test_live_policy_checks_its_delays() -> None:
         LiveConnectionPolicy(backoff_initial_s=5, backoff_max_s=1)
 
 
+def test_redacted_hides_the_url_s_password_and_query_values_wherever_they_appear() -> None:
+    camera = CameraConfig(id="c", url="rtsp://admin:s3%40cret@10.0.0.5:554/stream1?token=abc123&x=1")
+    text = camera.redacted(
+        f"failed: {camera.url!r}; auth s3@cret refused; token abc123 expired; see also s3%40cret"
+    )
+    assert camera.display_url in text
+    for secret in ("s3@cret", "s3%40cret", "abc123"):
+        assert secret not in text
+    assert "admin" in text, "the user name stays: it is not a secret, and it helps"
+
+
 def test_validation_errors_do_not_echo_passwords() -> None:
     with pytest.raises(ValidationError) as caught:
         CameraConfig(id="c", url="rtsp://admin:s3cret@10.0.0.5/stream", loop=True)

@@ -239,8 +239,13 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     settings = RegistrySettings(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/registry.sqlite3",  # type: ignore[arg-type]
         receipt_key="r" * 32,  # type: ignore[arg-type]
-        # The client is the address in X-Forwarded-For (as behind the chart's ingress): tests vary it.
-        objection={"rate_limit": "3/minute", "forwarded_hops": 1},  # type: ignore[arg-type]
+        # The client is the address in X-Forwarded-For (as behind the chart's ingress, the in-process
+        # client's 127.0.0.1 standing for it): tests vary it.
+        objection={  # type: ignore[arg-type]
+            "rate_limit": "3/minute",
+            "forwarded_hops": 1,
+            "trusted_proxies": ["127.0.0.0/8"],
+        },
         public={"base_url": SITE_URL, "form_token_ttl_s": 600},  # type: ignore[arg-type]
     )
     store = await RegistryStore.open(

@@ -30,6 +30,10 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ({"rate_limit": "lots"}, "not a rate limit"),
         ({"default_pause_s": 3000, "max_pause_s": 600}, "cannot exceed"),
         ({"max_pause_s": 10 * 86_400}, "less than or equal"),
+        ({"forwarded_hops": 1}, "needs objection.trusted_proxies"),
+        ({"trusted_proxies": ["10.0.0.0/8"]}, "needs objection.forwarded_hops"),
+        ({"forwarded_hops": 1, "trusted_proxies": ["10.0.0.1/8"]}, "IPv4 or IPv6 network"),  # host bits
+        ({"forwarded_hops": 1, "trusted_proxies": ["ingress"]}, "IPv4 or IPv6 network"),
     ],
 )
 def test_objection_limits_are_checked(changes: dict[str, object], message: str) -> None:
@@ -65,3 +69,13 @@ def test_the_public_page_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -
     ):
         with pytest.raises(ValidationError):
             PublicSiteSettings.model_validate(bad)
+
+
+def test_trusted_proxies_come_from_the_environment_as_the_chart_sets_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ObjectionSettings().trusted_proxies == ()  # no proxy is believed by default
+    monkeypatch.setenv("VIGIE_REGISTRY_OBJECTION__FORWARDED_HOPS", "1")
+    monkeypatch.setenv("VIGIE_REGISTRY_OBJECTION__TRUSTED_PROXIES", '["10.0.0.0/8", "fc00::/7"]')
+    settings = RegistrySettings.load()
+    assert [str(n) for n in settings.objection.trusted_proxies] == ["10.0.0.0/8", "fc00::/7"]

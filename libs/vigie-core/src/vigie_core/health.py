@@ -60,12 +60,35 @@ def health_app(registry: CollectorRegistry, readiness: Readiness, app: FastAPI |
     return app
 
 
+def uvicorn_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """How every Vigie HTTP server runs uvicorn: it never learns or writes down who its clients are.
+
+    - No access log: its lines carry each client's address and port, and a citizen's objection would
+      leave their address in the registry's log. Requests are counted by the services' own metrics.
+    - No proxy headers: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and give the app
+      a client address anyone local can forge. A service that needs the client behind a proxy (the
+      registry's objection limit) reads the header itself, from the proxies its settings trust.
+    - No WebSocket protocol: no service has a WebSocket route, and uvicorn logs each handshake with the
+      client's address.
+    - Logging left to the service (``log_config=None``); no lifespan: services start and stop themselves.
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="off",
+        access_log=False,
+        proxy_headers=False,
+        ws="none",
+    )
+
+
 class HttpServer:
     """uvicorn in the service's event loop, stopped with the service."""
 
     def __init__(self, app: FastAPI, settings: HttpSettings) -> None:
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, lifespan="off")
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(uvicorn_config(app, settings.host, settings.port))
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

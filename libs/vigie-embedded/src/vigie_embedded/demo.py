@@ -130,12 +130,12 @@ class Demo:
             self.say(f"  {name:38s} {url}")
 
     def _show(self, progress: FilmProgress) -> None:
-        tracked = ", ".join(f"{n} {c}" for c, n in sorted(progress.tracks_by_class.items()))
+        # Frames and windows only: how many people are in view now is what the platform never shows.
         self.say(
             f"[{time.monotonic() - self.started:4.0f} s] {progress.camera_state}: "
             f"{progress.frames_decoded} decoded, {progress.frames_published} sent, "
             f"{progress.frames_analysed} analysed ({progress.analysed_per_second}/s), "
-            f"{progress.frames_counted} counted; tracked: {tracked or 'none yet'}"
+            f"{progress.frames_counted} counted; {progress.windows_closed} window(s) closed"
         )
 
     def _counted_and_published(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
@@ -149,6 +149,7 @@ class Demo:
             "to close and be published ..."
         )
         platform.wait_until_published(client, progress)
+        progress.windows_closed = platform.windows_closed(client)  # by then
 
     def _read_statistics(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
         """Read the figures through the statistics API, as a municipal application would."""
@@ -210,8 +211,7 @@ class Demo:
             f"  frames analysed:  {progress.frames_analysed} "
             f"({progress.analysed_per_second} frames/s end to end)"
         )
-        for object_class, count in sorted(progress.tracks_by_class.items()):
-            print(f"  {object_class + ' tracks:':17s} {count}")
+        print(f"  windows closed:   {progress.windows_closed}")
         if not result.windows:
             return
         threshold = platform.options.threshold

@@ -26,7 +26,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -202,7 +202,9 @@ class FilmProgress:
     frames_counted: int = 0
     frames_not_counted: int = 0
     analysed_per_second: float = 0.0
-    tracks_by_class: dict[str, int] = field(default_factory=dict)
+    # Reporting windows the anonymiser closed and reported. No count of people or vehicles: the services
+    # expose none, and the demo shows only what the statistics API publishes.
+    windows_closed: int = 0
     reports_stored: int = 0
     # When ingest opened the film (Unix seconds; the latest of the cameras): its frames' capture times are
     # this plus their own (ingest's vigie_ingest_camera_opened_timestamp_seconds).
@@ -509,11 +511,7 @@ class EmbeddedPlatform:
             sum(total(anonymiser, "vigie_anonymiser_frames_dropped_total", reason=r) for r in POLICY_CAUSES)
         )
         progress.reports_stored = int(total(aggregation, "vigie_aggregation_reports_stored_total"))
-        progress.tracks_by_class = {
-            dict(labels)["object_class"]: int(value)
-            for (metric, labels), value in inference.items()
-            if metric == "vigie_inference_tracks_started_total"
-        }
+        progress.windows_closed = int(total(anonymiser, "vigie_anonymiser_reports_published_total"))
         states = {
             dict(labels)["camera"]: dict(labels)["state"]
             for (metric, labels), value in ingest.items()
@@ -529,6 +527,10 @@ class EmbeddedPlatform:
             progress.analysed_per_second = round(
                 progress.frames_analysed / (now - progress.first_analysed_at), 1
             )
+
+    def windows_closed(self, client: httpx.Client) -> int:
+        """Reporting windows the anonymiser closed and reported, from its /metrics."""
+        return int(total(scrape(client, self.urls["anonymiser"]), "vigie_anonymiser_reports_published_total"))
 
     def wait_until_counted(
         self,

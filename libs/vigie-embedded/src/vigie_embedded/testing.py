@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import re
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -24,6 +26,7 @@ import uvicorn
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from vigie_core.health import uvicorn_config
 from vigie_core.lifecycle import ServiceBody, ServiceRuntime, service_runtime
 from vigie_core.permissions import LOCAL_API, api_prefix
 from vigie_core.provision import ProvisionSettings
@@ -185,6 +188,76 @@ def triton_server(model_repository: Path) -> Iterator[EmbeddedTriton]:
         yield server
 
 
+# -- logs ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def every_log_record(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
+    """Every record any logger makes at DEBUG and above (the most a service's ``log_level`` allows),
+    whatever the loggers' own levels, handlers and propagation (uvicorn's access logger does not
+    propagate when switched off, for one), from every thread; none reaches a handler."""
+    records: list[logging.LogRecord] = []
+    monkeypatch.setattr(logging.Logger, "isEnabledFor", lambda self, level: level >= logging.DEBUG)
+    monkeypatch.setattr(logging.Logger, "handle", lambda self, record: records.append(record))
+    return records
+
+
+def log_record_text(record: logging.LogRecord) -> str:
+    """All a log record holds: its message, arguments, extra fields and exception."""
+    exception = logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
+    return f"{record.getMessage()} {record.__dict__!r} {exception}"
+
+
+# -- metrics that would count people ---------------------------------------------------------------------
+
+# Words of a metric or label name that say it counts the objects a camera sees (people, vehicles), as
+# underscore-separated parts: vigie_inference_live_tracks, ..._detections_discarded, object_class.
+COUNTED_OBJECTS = re.compile(
+    r"(?:^|_)(?:tracks?|tracked|detections?|detected|crossings?|occupancy|dwell|stays?|objects?|people|"
+    r"persons?|pedestrians?|vehicles?|headcount|class|classes)(?:_|$)"
+)
+# Label names that would hold who a client is or where a camera is read from.
+CLIENT_OR_SOURCE = re.compile(
+    r"(?:^|_)(?:client|address|addr|ip|peer|remote|forwarded|user|url|uri|source|host)(?:_|$)"
+)
+# The figures the statistics API publishes for each site's latest released window: disclosure-controlled
+# (small counts suppressed, with their complements) exactly as the API serves them, so they may count.
+PUBLISHED_FIGURES_PREFIX = "vigie_published_"
+# Names that match COUNTED_OBJECTS but count something else, each with why.
+NOT_COUNTING_OBJECTS = {
+    "vigie_inference_capture_to_tracks_seconds": "a latency per frame: its _count counts frames",
+}
+
+
+def metric_privacy_problem(name: str, labels: Iterable[str] = ()) -> str | None:
+    """Why a metric (its base name, without _total/_bucket/...) and its label names may not be exposed,
+    or None: no metric may count the objects a camera sees at scrape resolution, per class or not (only
+    the published figures do), and no label may carry a client or a camera's source."""
+    for label in labels:
+        if CLIENT_OR_SOURCE.search(label):
+            return f"{name}: label {label!r} would carry a client address or a camera source"
+    if name.startswith(PUBLISHED_FIGURES_PREFIX) or name in NOT_COUNTING_OBJECTS:
+        return None
+    for part in (name, *labels):
+        if COUNTED_OBJECTS.search(part):
+            return f"{name}: {part!r} counts objects a camera sees, finer than any published window"
+    return None
+
+
+def metric_privacy_problems(exposition: str) -> list[str]:
+    """:func:`metric_privacy_problem` for every family of a /metrics page (Prometheus text format)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    problems = []
+    for family in text_string_to_metric_families(exposition):
+        labels = sorted({label for sample in family.samples for label in sample.labels} - {"le", "quantile"})
+        # prometheus_client shows when a metric was created as a gauge family of its own.
+        problem = metric_privacy_problem(re.sub(r"_(created|total)$", "", family.name), labels)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
 # -- PostgreSQL --------------------------------------------------------------------------------------
 
 POSTGRES_URL = os.environ.get("VIGIE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -240,8 +313,8 @@ class ThreadedServer:
     async def _serve(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
             app = await self._build(stack)
-            config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
-            self._server = uvicorn.Server(config)
+            # The services' own uvicorn settings: no access log, no proxy headers.
+            self._server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
             task = asyncio.create_task(self._server.serve())
             while not self._server.started:
                 if task.done():

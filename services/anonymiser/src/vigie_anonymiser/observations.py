@@ -39,7 +39,8 @@ _EARLIEST, _LATEST = 946_684_800.0, 7_258_118_400.0
 
 
 class InvalidTrackFrameError(ValueError):
-    """A TRACKS message that cannot be counted; `field` names the offending field."""
+    """A TRACKS message that cannot be counted; `field` names the offending field. The message says what
+    is wrong, never the values (a box, a track id, text from the wire): it is logged and set aside."""
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -100,12 +101,11 @@ def parse_track_frame(data: bytes, subject_camera: str | None = None) -> TrackOb
         raise InvalidTrackFrameError("message", f"not a vigie.v1.TrackFrame ({error})") from error
     _refuse_unknown_fields(frame)
     if not _CAMERA_ID.fullmatch(frame.camera_id):
-        raise InvalidTrackFrameError(
-            "camera_id", f"{frame.camera_id[:80]!r} is not 1 to 64 letters, digits, '-' or '_'"
-        )
+        raise InvalidTrackFrameError("camera_id", "is not 1 to 64 letters, digits, '-' or '_'")
     if subject_camera is not None and frame.camera_id != subject_camera:
+        named = repr(subject_camera) if is_camera_id(subject_camera) else "(not a camera id)"
         raise InvalidTrackFrameError(
-            "camera_id", f"{frame.camera_id!r} differs from the camera of the subject, {subject_camera!r}"
+            "camera_id", f"{frame.camera_id!r} differs from the camera of the subject, {named}"
         )
     if not frame.run_id:
         raise InvalidTrackFrameError("run_id", "is empty")
@@ -157,7 +157,7 @@ def _object(index: int, obj: TrackedObject) -> ObservedObject:
         raise InvalidTrackFrameError(f"{where}.box", "is missing")
     box = (obj.box.x1, obj.box.y1, obj.box.x2, obj.box.y2)
     if not all(math.isfinite(v) and -_BOX_SLACK <= v <= 1.0 + _BOX_SLACK for v in box):
-        raise InvalidTrackFrameError(f"{where}.box", f"{box} is not within the picture (0 to 1)")
+        raise InvalidTrackFrameError(f"{where}.box", "is not within the picture (0 to 1)")
     if box[2] < box[0] or box[3] < box[1]:
-        raise InvalidTrackFrameError(f"{where}.box", f"{box} has x2 < x1 or y2 < y1")
+        raise InvalidTrackFrameError(f"{where}.box", "has x2 < x1 or y2 < y1")
     return ObservedObject(track_id=obj.track_id, object_class=int(obj.object_class), box=box)

@@ -14,8 +14,12 @@ are recognised by `CameraAnonymiser` (sequence and fingerprint), and a report pu
 the same messages replayed into a fresh instance) carries the same ``Nats-Msg-Id`` and is dropped by
 EVENTS.
 
-Malformed messages are logged with the field at fault, counted, kept on ``vigie.deadletter.anonymiser``
-(a memory stream: they may hold track ids) and terminated; the service carries on.
+Malformed messages are logged with the field at fault (never its value), counted and terminated; the
+service carries on. What is set aside on ``vigie.deadletter.anonymiser`` holds no payload: TRACKS messages
+carry track ids and boxes, which live only in memory and only while a crossing needs them. The dead letter
+is an empty body with headers: the payload's SHA-256 and size (to match it with what inference sent, if
+it is still on TRACKS), the field and the reason, TRACKS' sequence, and the camera when the subject names a
+valid one.
 
 Policy (``vigie_core.policy``, unless ``policy.enabled`` is false). Each camera's lines, zones and
 reporting window come from its policy (`PolicyGeometrySource`), complemented by the settings. A TrackFrame
@@ -35,9 +39,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import logging
 import re
 import time
+import traceback
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -102,7 +108,7 @@ from vigie_core.streams import (
     partitions_of,
 )
 
-__all__ = ["DEADLETTER_SUBJECT", "AnonymiserPipeline", "deadletter_stream", "serve"]
+__all__ = ["DEADLETTER_SUBJECT", "AnonymiserPipeline", "deadletter_headers", "deadletter_stream", "serve"]
 
 logger = logging.getLogger("vigie.anonymiser")
 
@@ -113,9 +119,29 @@ _RETRY_AFTER_S = 2.0
 
 
 def deadletter_stream(max_age_s: float) -> StreamConfig:
-    """Where rejected TRACKS messages are kept: in memory, as TRACKS itself, since they may hold ids
-    (:class:`vigie_core.streams.DeadLetterStream`, created by the provisioner)."""
+    """Where rejected TRACKS messages are noted (a digest and a reason, no payload), in memory as TRACKS
+    itself (:class:`vigie_core.streams.DeadLetterStream`, created by the provisioner)."""
     return DeadLetterStream(SERVICE, max_age_s).config()
+
+
+def deadletter_headers(
+    payload: bytes, subject: str, sequence: int, reason: str, field: str
+) -> dict[str, str]:
+    """What is kept of a rejected TRACKS message: no payload (it holds track ids and boxes), only enough
+    to say what was rejected and why, and to recognise the message where it still exists (TRACKS)."""
+    camera = subject.rsplit(".", 1)[-1]
+    headers = {
+        "Vigie-Payload-SHA256": hashlib.sha256(payload).hexdigest(),
+        "Vigie-Payload-Bytes": str(len(payload)),
+        # objects[3].box -> objects.box: the position in the frame says how many objects it held.
+        "Vigie-Field": re.sub(r"\[\d+\]", "", field),
+        "Vigie-Reason": reason[:1000],
+        "Vigie-Stream-Sequence": str(sequence),
+        "Nats-Msg-Id": f"tracks-{sequence}",  # a redelivered rejection is noted once
+    }
+    if is_camera_id(camera):
+        headers["Vigie-Camera"] = camera
+    return headers
 
 
 class AnonymiserMetrics:
@@ -297,8 +323,14 @@ class AnonymiserPipeline:
             try:
                 outcome = self._anonymiser.process(observation, time.monotonic())
             except Exception as error:  # a bug on one message must not stop the counting of every camera
-                logger.exception("failed to count a TrackFrame of camera %s", observation.camera_id)
-                await self._dead_letter(js, message, f"internal error: {error!r}", "internal")
+                # Where it failed, not what with: the exception's text may hold a track id or a box.
+                logger.error(
+                    "failed to count a TrackFrame of camera %s: %s, at\n%s",
+                    observation.camera_id,
+                    type(error).__name__,
+                    "".join(traceback.format_tb(error.__traceback__)),
+                )
+                await self._dead_letter(js, message, f"internal error: {type(error).__name__}", "internal")
                 return
         if outcome.dropped is not None:
             self._metrics.dropped.labels(outcome.dropped.value).inc()
@@ -343,15 +375,10 @@ class AnonymiserPipeline:
                 logger.info("camera %s: not counted (%s); its tracks ended", camera_id, decision.reason)
 
     async def _dead_letter(self, js: JetStreamContext, message: Msg, reason: str, field: str) -> None:
-        label = re.sub(r"\[\d+\]", "", field)  # objects[3].box -> objects.box: bounded label values
-        headers = {
-            "Vigie-Error": reason[:1000],
-            "Vigie-Field": field,
-            "Vigie-Subject": message.subject,
-            "Nats-Msg-Id": f"tracks-{message.metadata.sequence.stream}",
-        }
+        sequence = message.metadata.sequence.stream
+        headers = deadletter_headers(message.data, message.subject, sequence, reason, field)
         try:
-            await js.publish(DEADLETTER_SUBJECT, message.data, headers=headers, timeout=_PUBLISH_TIMEOUT_S)
+            await js.publish(DEADLETTER_SUBJECT, b"", headers=headers, timeout=_PUBLISH_TIMEOUT_S)
         except (NatsError, TimeoutError) as error:
             logger.error(
                 "could not set the message aside on %s (%s): it will be redelivered",
@@ -360,7 +387,7 @@ class AnonymiserPipeline:
             )
             await message.nak(delay=5)
             return
-        self._metrics.rejected.labels(label).inc()
+        self._metrics.rejected.labels(headers["Vigie-Field"]).inc()
         await message.term()
 
     async def _record_boundary_fault(

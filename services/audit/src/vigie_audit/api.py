@@ -20,11 +20,12 @@ unknown parameters too, so a misspelt filter never silently returns everything.
 import base64
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime
 
 from vigie_audit.journal import entry_document, pruned_entry_document
 from vigie_audit.merkle import ProofRequestError
@@ -42,8 +43,25 @@ from vigie_core.audit import (
 from vigie_core.auth import Principal, require_scopes
 
 _TOKEN = r"^[A-Za-z0-9_-]{1,64}$"
+# Text the database can compare: PostgreSQL refuses NUL in text, and no actor has control characters.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 _DEFAULT_MOTIVE = "audit journal consultation (no motive given)"
 _MAX_LIMIT = 1000
+# Indexes and tree sizes are BIGINT columns: larger numbers cannot name an entry, and a database driver
+# refuses to bind them (a 500 instead of a 422).
+_MAX_INDEX = 2**63 - 1
+
+
+def _utc(value: datetime) -> datetime:
+    """A time the journal can compare with its UTC times (year 1 at +01:00 is before any UTC time)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of the range of times (years 1 to 9999 in UTC)") from None
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_utc)]
+Index = Annotated[int, Path(ge=0, le=_MAX_INDEX, description="an entry's index (0 is the first)")]
 
 
 def _invalid(field: str, message: str) -> HTTPException:
@@ -152,14 +170,12 @@ class AuditApi:
             principal: Reader,
             motive: Motive = None,
             camera: Annotated[str | None, Query(pattern=_TOKEN)] = None,
-            actor: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+            actor: Annotated[str | None, Query(min_length=1, max_length=128, pattern=_PRINTABLE)] = None,
             action: Annotated[str | None, Query(description="e.g. data_read, config_update")] = None,
             service: Annotated[str | None, Query(pattern=_TOKEN)] = None,
-            since: Annotated[
-                AwareDatetime | None, Query(description="occurred at or after (ISO 8601)")
-            ] = None,
-            until: Annotated[AwareDatetime | None, Query(description="occurred before (ISO 8601)")] = None,
-            from_index: Annotated[int, Query(ge=0)] = 0,
+            since: Annotated[Moment | None, Query(description="occurred at or after (ISO 8601)")] = None,
+            until: Annotated[Moment | None, Query(description="occurred before (ISO 8601)")] = None,
+            from_index: Annotated[int, Query(ge=0, le=_MAX_INDEX)] = 0,
             limit: Annotated[int, Query(ge=1, le=_MAX_LIMIT)] = 100,
         ) -> dict[str, Any]:
             if action is not None and action not in action_names():
@@ -208,7 +224,7 @@ class AuditApi:
 
         @router.get("/entries/{index}", dependencies=[Depends(_only_query_parameters("motive"))])
         async def entry_at(
-            request: Request, principal: Reader, index: Annotated[int, Path(ge=0)], motive: Motive = None
+            request: Request, principal: Reader, index: Index, motive: Motive = None
         ) -> dict[str, Any]:
             entry = await self.store.entry(index)
             if entry is None:
@@ -224,9 +240,9 @@ class AuditApi:
             request: Request,
             principal: Reader,
             motive: Motive = None,
-            index: Annotated[int | None, Query(ge=0)] = None,
+            index: Annotated[int | None, Query(ge=0, le=_MAX_INDEX)] = None,
             event_id: UUID | None = None,
-            tree_size: Annotated[int | None, Query(ge=1)] = None,
+            tree_size: Annotated[int | None, Query(ge=1, le=_MAX_INDEX)] = None,
         ) -> dict[str, Any]:
             if (index is None) == (event_id is None):
                 raise _invalid("index", "give exactly one of index and event_id")
@@ -258,9 +274,9 @@ class AuditApi:
         async def consistency_proof(
             request: Request,
             principal: Reader,
-            first: Annotated[int, Query(ge=0)],
+            first: Annotated[int, Query(ge=0, le=_MAX_INDEX)],
             motive: Motive = None,
-            second: Annotated[int | None, Query(ge=0)] = None,
+            second: Annotated[int | None, Query(ge=0, le=_MAX_INDEX)] = None,
         ) -> dict[str, Any]:
             size = second if second is not None else await self._signed_size("second")
             if first > size:

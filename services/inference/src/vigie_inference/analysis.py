@@ -11,7 +11,6 @@ takes effect at the camera's next analysed frame.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vigie_inference.detections import CountedClass, Detections
@@ -35,15 +34,11 @@ def tracking_rules(policy: CameraPolicy) -> TrackingRules:
 
 @dataclass(frozen=True, slots=True)
 class FrameAnalysis:
-    """What analysing one frame gives: the messages to publish, in order, and what the rules removed.
-
-    discarded: detections of classes the policy does not allow, by class (never tracked).
-    aged_out: the classes of the tracks ended at their max age (one per track).
-    """
+    """What analysing one frame gives: the messages to publish, in order. Nothing else leaves: how many
+    objects a frame held, tracked or discarded, is TRACKS' alone, never a metric or a log line (a
+    per-camera head count at scrape resolution is what the reporting window exists to hide)."""
 
     messages: list[TrackFrame]
-    discarded: Mapping[CountedClass, int] = field(default_factory=dict)
-    aged_out: tuple[CountedClass, ...] = ()
 
 
 @dataclass(slots=True)
@@ -54,8 +49,6 @@ class CameraRun:
     last_sequence: int = -1
     last_seen: float = 0.0
     last_frame: Frame = field(default_factory=Frame)
-    # Ids reported and not yet ended, to tell new tracks apart; emptied as tracks end.
-    reported: set[bytes] = field(default_factory=set)
 
 
 class CameraTrackers:
@@ -102,10 +95,9 @@ class CameraTrackers:
             # The camera's clock stepped back: the motion model cannot bridge that, start afresh.
             messages.append(self._end(run))
             run.tracker = Tracker(self._params)
-            run.reported.clear()
             update = run.tracker.update(detections, timestamp, rules)
         messages.append(self._message(frame, update))
-        return FrameAnalysis(messages, update.discarded, update.aged_out)
+        return FrameAnalysis(messages)
 
     def expire_idle(self, now: float) -> list[TrackFrame]:
         idle = [camera for camera, run in self._runs.items() if now - run.last_seen > self._idle_s]
@@ -126,19 +118,6 @@ class CameraTrackers:
     def camera_ids(self) -> list[str]:
         """The cameras with a tracker now."""
         return sorted(self._runs)
-
-    def live_tracks(self) -> int:
-        return sum(run.tracker.live_tracks for run in self._runs.values())
-
-    def started(self, message: TrackFrame) -> list[str]:
-        """The classes (lower-case names) of the tracks this message reports for the first time."""
-        run = self._runs.get(message.camera_id)
-        if run is None:
-            return []
-        new = [o for o in message.objects if o.track_id not in run.reported]
-        run.reported.update(o.track_id for o in new)
-        run.reported.difference_update(message.ended_track_ids)
-        return [CountedClass(o.object_class).name.lower() for o in new]
 
     def _end(self, run: CameraRun) -> TrackFrame:
         message = TrackFrame(

@@ -62,8 +62,8 @@ from vigie_core.streams import (
     partitions_of,
     tracks_subject,
 )
-from vigie_inference.analysis import CameraTrackers, FrameAnalysis, tracking_rules
-from vigie_inference.detections import CountedClass, decode_detections
+from vigie_inference.analysis import CameraTrackers, tracking_rules
+from vigie_inference.detections import decode_detections
 from vigie_inference.detector import Detector, DetectorError, DetectorOutput, ImageBatch
 from vigie_inference.frames import (
     InvalidFrameError,
@@ -94,6 +94,11 @@ _IDENTIFY_RETRY_S = 5.0
 
 
 class InferenceMetrics:
+    """Operational figures only: frames, latencies, drops by reason. Nothing here counts objects (tracks,
+    detections, even those the policy discards, by class or not): with one camera per replica, any such
+    figure scraped every few seconds is a head count of that camera finer than any reporting window and
+    below the small-count threshold, which the statistics API would never publish."""
+
     def __init__(self, runtime: ServiceRuntime) -> None:
         registry = runtime.registry
         self.frames = Counter("vigie_inference_frames", "Frames analysed", ["camera"], registry=registry)
@@ -117,7 +122,6 @@ class InferenceMetrics:
             buckets=(0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
             registry=registry,
         )
-        self.tracks = Gauge("vigie_inference_live_tracks", "Tracks alive", registry=registry)
         # When a camera's latest frame was analysed (wall clock) and when it was captured: how promptly a
         # pause took effect is read from these (the objection's "under a second"), never from FRAMES.
         self.last_analysed = Gauge(
@@ -132,39 +136,6 @@ class InferenceMetrics:
             ["camera"],
             registry=registry,
         )
-        # Pipeline health, all cameras together: a per-camera count of people scraped every few seconds
-        # would publish the fine timing that the anonymiser's reporting window exists to remove.
-        self.tracks_started = Counter(
-            "vigie_inference_tracks_started",
-            "Tracks confirmed, all cameras together, by class",
-            ["object_class"],
-            registry=registry,
-        )
-        # The policy's minimisation at work; all cameras together too, since a per-camera count of the
-        # people a camera may not count would publish, scrape by scrape, what its purpose excludes.
-        self.discarded = Counter(
-            "vigie_inference_detections_discarded",
-            "Detections of classes their camera's policy does not list, discarded before tracking, "
-            "all cameras together, by class",
-            ["object_class"],
-            registry=registry,
-        )
-        self.aged_out = Counter(
-            "vigie_inference_tracks_ended_at_max_age",
-            "Tracks ended because they reached their camera's track_max_seconds (an object still seen "
-            "goes on under a new id), all cameras together, by class",
-            ["object_class"],
-            registry=registry,
-        )
-        for counted in CountedClass:  # every class shows as 0 until it happens
-            self.discarded.labels(counted.name.lower())
-            self.aged_out.labels(counted.name.lower())
-
-    def count(self, analysis: FrameAnalysis) -> None:
-        for counted, detections in analysis.discarded.items():
-            self.discarded.labels(counted.name.lower()).inc(detections)
-        for counted in analysis.aged_out:
-            self.aged_out.labels(counted.name.lower()).inc()
 
 
 @dataclass(slots=True)
@@ -308,10 +279,9 @@ class InferencePipeline:
         ended = self._trackers.end_camera(camera_id)
         if ended is None:
             return
-        tracks = len(ended.ended_track_ids)
-        logger.info("camera %s: not analysed (%s); its %d track(s) ended", camera_id, reason, tracks)
+        # How many tracks ended is a head count of the camera at that moment: not logged.
+        logger.info("camera %s: not analysed (%s); its tracks ended", camera_id, reason)
         await js.publish(tracks_subject(camera_id), ended.SerializeToString(), headers=trace_headers())
-        self._metrics.tracks.set(self._trackers.live_tracks())
 
     async def _end_forbidden(self, js: JetStreamContext) -> None:
         """End the tracks of cameras that may not be analysed now, even if no frame of theirs comes."""
@@ -430,10 +400,7 @@ class InferencePipeline:
                     iou_threshold=settings.iou_threshold,
                 )
                 analysis = self._trackers.analyse(frame, detections, time.monotonic(), self._rules(decision))
-                self._metrics.count(analysis)
                 for tracks in analysis.messages:
-                    for started in self._trackers.started(tracks):
-                        self._metrics.tracks_started.labels(started).inc()
                     await js.publish(
                         tracks_subject(tracks.camera_id), tracks.SerializeToString(), headers=trace_headers()
                     )
@@ -443,7 +410,6 @@ class InferencePipeline:
             self._metrics.latency.observe(max(0.0, now - captured))
             self._metrics.last_analysed.labels(frame.camera_id).set(now)
             self._metrics.last_captured.labels(frame.camera_id).set(captured)
-        self._metrics.tracks.set(self._trackers.live_tracks())
 
 
 async def wait_for_frames_stream(guard: StreamGuard, js: JetStreamContext, partitions: int) -> None:

@@ -105,6 +105,19 @@ class CameraConfig(BaseModel):
         query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
         return urlunsplit(parts._replace(query=query))
 
+    def redacted(self, text: str) -> str:
+        """``text`` (an error from FFmpeg or elsewhere, a traceback) with this camera's URL replaced by its
+        display form, and its password and query values, wherever they appear, by ``***``."""
+        text = text.replace(self.url, self.display_url)
+        parts = urlsplit(self.url)
+        # Every password; query values long enough to be a token (not "1" or "hd", which are everywhere).
+        values = {v for _, v in parse_qsl(parts.query, keep_blank_values=True) if len(v) >= 4}
+        secrets = {parts.password or "", *values}
+        secrets |= {unquote(secret) for secret in secrets}
+        for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
 
 class LiveConnectionPolicy(BaseModel):
     """How live sources connect and reconnect; shared by all cameras of a service."""

@@ -21,6 +21,7 @@ import logging
 import random
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -56,9 +57,14 @@ _DECODE_ERROR_LOG_EVERY = 100
 
 
 def _reason(exc: BaseException) -> str:
-    """FFmpeg's own words for an error, without the errno and file name PyAV adds around them."""
+    """FFmpeg's own words for an error, without the errno and file name PyAV adds around them (a live
+    source's file name is its URL, credentials included)."""
     strerror = getattr(exc, "strerror", None)
-    return strerror if isinstance(strerror, str) and strerror else str(exc) or type(exc).__name__
+    if isinstance(strerror, str) and strerror:
+        return strerror
+    if getattr(exc, "filename", None):
+        return type(exc).__name__
+    return str(exc) or type(exc).__name__
 
 
 @dataclass(frozen=True, eq=False)
@@ -317,6 +323,11 @@ class _DecodingRun:
         # Files only: the monotonic time at which media time 0 is due.
         self._pace_origin: float | None = None
 
+    def _traceback(self, exc: BaseException) -> str:
+        """The traceback of a surprise, as logger.exception would write it, without the camera's URL or
+        secrets (an exception's text may quote them)."""
+        return self._config.redacted("".join(traceback.format_exception(exc)).rstrip())
+
     def run(self) -> None:
         error: CameraSourceError | None = None
         try:
@@ -330,9 +341,11 @@ class _DecodingRun:
             self._recorder.set_state(CameraState.FAILED, exc.problem)
         except Exception as exc:
             # A surprise from FFmpeg or a bug: contained to this camera, never silent.
-            logger.exception("%s: unexpected error", self._describe)
-            error = CameraSourceError(self._config.id, f"unexpected error: {exc!r}")
-            error.__cause__ = exc
+            logger.error("%s: unexpected error\n%s", self._describe, self._traceback(exc))
+            # Not chained to exc: wherever the error goes, the original's text (the URL?) must not follow.
+            error = CameraSourceError(
+                self._config.id, f"unexpected error: {self._config.redacted(repr(exc))}"
+            )
             self._recorder.set_state(CameraState.FAILED, error.problem)
         finally:
             self._handoff.end(error)
@@ -432,8 +445,15 @@ class _DecodingRun:
             ) from exc
         except Exception as exc:
             # A live camera is retried whatever went wrong (an odd stream, a bug); the traceback is logged.
-            logger.exception("%s: unexpected error reading %r", self._describe, config.display_url)
-            raise _LiveSourceLostError(f"lost {config.display_url!r}: {exc!r}", self._frames_decoded) from exc
+            logger.error(
+                "%s: unexpected error reading %r\n%s",
+                self._describe,
+                config.display_url,
+                self._traceback(exc),
+            )
+            raise _LiveSourceLostError(
+                f"lost {config.display_url!r}: {config.redacted(repr(exc))}", self._frames_decoded
+            ) from exc
         finally:
             container.close()
         if self.stop.is_set():

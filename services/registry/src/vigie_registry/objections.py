@@ -7,10 +7,11 @@ Whoever holds the receipt can show it was recorded (``POST /v1/public/receipts/v
 registry says who objected.
 
 **Abuse limits.** Per client, a moving-window rate limit (the ``limits`` library, in memory). The client
-is its address, used only as a key of that in-memory limiter and only as a keyed hash (a random key drawn
-at start): it is never stored, logged or audited. A camera's pause is extended, never stacked, and never
-longer than the maximum pause; the metrics ``vigie_registry_objections_total`` and
-``vigie_registry_objections_rate_limited_total`` feed an alert.
+is its address (the TCP peer; behind proxies the operator trusts, the address they saw:
+:func:`client_address`), used only as a key of that in-memory limiter and only as a keyed hash (a random
+key drawn at start): it is never stored, logged, audited or counted in a metric. A camera's pause is
+extended, never stacked, and never longer than the maximum pause; the metrics
+``vigie_registry_objections_total`` and ``vigie_registry_objections_rate_limited_total`` feed an alert.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
 from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse_many
@@ -113,15 +115,38 @@ class ClientRateLimiter:
         return RateDecision(True)
 
 
-def client_address(peer: str | None, forwarded_for: str | None, hops: int) -> str:
-    """The client's address: the TCP peer, or the one ``hops`` trusted proxies saw (X-Forwarded-For)."""
-    if hops > 0 and forwarded_for:
-        chain = [part.strip() for part in forwarded_for.split(",") if part.strip()]
-        if len(chain) >= hops:
-            return chain[-hops]
-        if chain:
-            return chain[0]
-    return peer or "unknown"
+Network = IPv4Network | IPv6Network
+
+
+def _within(address: str | None, networks: Sequence[Network]) -> bool:
+    if address is None or not networks:
+        return False
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, *, hops: int, trusted: Sequence[Network]
+) -> str:
+    """The client's address: the TCP peer, unless the peer is one of the ``trusted`` proxies.
+
+    Only then is X-Forwarded-For read: from the right, over the ``hops`` entries the proxies appended,
+    the first address that is not itself a trusted proxy (or, if all are, the outermost one). Anyone can
+    send the header: believed from anyone, it would let one client pass for as many as it likes.
+    """
+    client = peer or "unknown"
+    if hops <= 0 or not forwarded_for or not _within(peer, trusted):
+        return client
+    appended = [part.strip() for part in forwarded_for.split(",") if part.strip()][-hops:]
+    for address in reversed(appended):
+        if not _within(address, trusted):
+            return address
+    return appended[0] if appended else client
 
 
 def cross_site(sec_fetch_site: str | None, origin: str | None, hosts: Iterable[str]) -> bool:

@@ -7,7 +7,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from vigie_core.audit import AuditPublishSettings
 from vigie_core.auth import AuthSettings
@@ -43,7 +51,16 @@ class ObjectionSettings(_Section):
         le=5,
         description=(
             "proxies in front of the registry that append to X-Forwarded-For: the client is the address they "
-            "saw (0: the TCP peer; behind one ingress, 1)"
+            "saw (0: the TCP peer; behind one ingress, 1). Read only from a peer in trusted_proxies"
+        ),
+    )
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(
+        (),
+        max_length=64,
+        description=(
+            "networks of the proxies whose X-Forwarded-For is believed (CIDRs, e.g. the ingress "
+            "controller's pod network); none by default: the client is the TCP peer, whatever the header "
+            "says, so that no one can forge an address around the rate limit"
         ),
     )
     retention_days: int = Field(
@@ -66,6 +83,18 @@ class ObjectionSettings(_Section):
     def _check(self) -> Self:
         if self.default_pause_s > self.max_pause_s:
             raise ValueError("objection.default_pause_s cannot exceed objection.max_pause_s")
+        # Either alone would silently put every client behind the proxy under one shared limit (the
+        # proxy's address), or trust nobody's header while the operator thinks it is read.
+        if self.forwarded_hops and not self.trusted_proxies:
+            raise ValueError(
+                "objection.forwarded_hops needs objection.trusted_proxies: the networks of the proxies whose "
+                "X-Forwarded-For is believed"
+            )
+        if self.trusted_proxies and not self.forwarded_hops:
+            raise ValueError(
+                "objection.trusted_proxies needs objection.forwarded_hops (at least 1): how many proxies "
+                "append to X-Forwarded-For"
+            )
         return self
 
 

@@ -746,7 +746,8 @@ def registry_app(
                 client_address(
                     request.client.host if request.client else None,
                     request.headers.get("x-forwarded-for"),
-                    objection.forwarded_hops,
+                    hops=objection.forwarded_hops,
+                    trusted=objection.trusted_proxies,
                 )
             )
             with _journal_required():

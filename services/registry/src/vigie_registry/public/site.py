@@ -152,7 +152,8 @@ def public_site(
         return client_address(
             request.client.host if request.client else None,
             request.headers.get("x-forwarded-for"),
-            settings.objection.forwarded_hops,
+            hops=settings.objection.forwarded_hops,
+            trusted=settings.objection.trusted_proxies,
         )
 
     def base_url(request: Request) -> str:
