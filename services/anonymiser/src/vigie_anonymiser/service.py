@@ -43,7 +43,6 @@ import hashlib
 import logging
 import re
 import time
-import traceback
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -88,6 +87,7 @@ from vigie_core.audit import (
 )
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
+from vigie_core.logs import where_it_failed
 from vigie_core.messaging import (
     StreamGuard,
     StreamNotProvisionedError,
@@ -325,10 +325,9 @@ class AnonymiserPipeline:
             except Exception as error:  # a bug on one message must not stop the counting of every camera
                 # Where it failed, not what with: the exception's text may hold a track id or a box.
                 logger.error(
-                    "failed to count a TrackFrame of camera %s: %s, at\n%s",
+                    "failed to count a TrackFrame of camera %s: %s",
                     observation.camera_id,
-                    type(error).__name__,
-                    "".join(traceback.format_tb(error.__traceback__)),
+                    where_it_failed(error),
                 )
                 await self._dead_letter(js, message, f"internal error: {type(error).__name__}", "internal")
                 return

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from vigie_core.audit import AuditAction, AuditPublisher, AuditUnavailableError
+from vigie_core.logs import where_it_failed
 from vigie_ingest.camera import CameraConfig
 from vigie_ingest.camera_set import CameraSet
 from vigie_ingest.directives import CameraControl
@@ -189,8 +190,9 @@ class RegistryCameras:
                 applied = watcher.generation
                 try:
                     await self.apply(entries)
-                except Exception:  # a bug must not stop the cameras already read; the next change retries
-                    logger.exception("applying the registry's sources failed")
+                except Exception as error:  # a bug must not stop the cameras read; the next change retries
+                    # Where, not what with: the exception's text could quote a camera's URL and password.
+                    logger.error("applying the registry's sources failed: %s", where_it_failed(error))
 
             def changed(seen: int = applied) -> bool:
                 return stop.is_set() or watcher.generation != seen
