@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,15 @@ def test_the_configuration_has_no_password_and_no_user_allowed_everything() -> N
             assert allowed not in (">", "*", "$JS.>", "$JS.API.>", "_INBOX.>"), (role, allowed)
 
 
-def _check(tmp_path: Path, provisioner: str) -> subprocess.CompletedProcess[str]:
+def _check(
+    tmp_path: Path, provisioner: str, passwords: Iterable[str] = ROLES
+) -> subprocess.CompletedProcess[str]:
+    """nats-server's verdict on the accounts (``-t``), with the passwords of ``passwords`` in its
+    environment."""
     (tmp_path / "accounts.conf").write_text(accounts_conf())
     (tmp_path / PROVISIONER_INCLUDE).write_text(provisioner)
-    env = {**os.environ, **{password_variable(r): f"pw-{r}" for r in ROLES}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_NATS_PASSWORD_")}
+    env |= {password_variable(r): f"pw{r}" for r in passwords}
     return subprocess.run(
         [str(nats_server_binary()), "-c", str(tmp_path / "accounts.conf"), "-js", "-t"],
         env=env,
@@ -151,18 +157,7 @@ def test_nats_server_accepts_the_configuration(tmp_path: Path, provisioner: str)
 
 
 def test_nats_server_refuses_it_without_a_services_password(tmp_path: Path) -> None:
-    (tmp_path / "accounts.conf").write_text(accounts_conf())
-    (tmp_path / PROVISIONER_INCLUDE).write_text(provisioner_users(None))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_NATS_PASSWORD_")}
-    env |= {password_variable(r): "pw" for r in SERVICES if r != "audit"}
-    checked = subprocess.run(
-        [str(nats_server_binary()), "-c", str(tmp_path / "accounts.conf"), "-js", "-t"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    checked = _check(tmp_path, provisioner_users(None), [r for r in SERVICES if r != "audit"])
     assert checked.returncode != 0
     assert "VIGIE_NATS_PASSWORD_AUDIT" in checked.stdout + checked.stderr
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
@@ -25,7 +25,7 @@ from vigie_aggregation.storage.store import StatisticsStore
 from vigie_aggregation.synthetic import random_report
 from vigie_core.audit import AuditPublisher, MemoryAuditSink
 from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier
-from vigie_embedded.testing import ThreadedServer
+from vigie_embedded.testing import ThreadedServer, fuzz_settings
 
 W = 1200
 # The OpenAPI examples name this site and these times: the explicit-examples phase reaches real figures.
@@ -113,14 +113,7 @@ def test_no_generated_request_gets_a_server_error(
             fixed = {**query, "site": "centre"}
 
         @given(case=operation.as_strategy(generation_mode=mode, query=fixed))
-        @settings(
-            max_examples=25,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            derandomize=True,  # the same examples every run, as the audit's and the registry's
-        )
+        @fuzz_settings(25)
         def call(case: schemathesis.Case) -> None:
             case.call_and_validate(
                 headers={"Authorization": f"Bearer {token}"},

@@ -5,14 +5,13 @@ in a few seconds; VIGIE_FUZZ_EXAMPLES=200 searches harder."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
@@ -22,7 +21,7 @@ from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import TreeHeadSigningKey
 from vigie_core.audit import AuditPublisher, MemoryAuditSink
 from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier, install_authentication
-from vigie_embedded.testing import ThreadedServer
+from vigie_embedded.testing import ThreadedServer, fuzz_settings
 
 from .conftest import events
 
@@ -73,14 +72,7 @@ def test_no_generated_request_gets_a_server_error(live_api: LiveApi, mode: Gener
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(
-            max_examples=int(os.environ.get("VIGIE_FUZZ_EXAMPLES", "30")),
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            derandomize=True,  # the same examples every run: CI is not a lottery
-        )
+        @fuzz_settings()
         def call(case: schemathesis.Case) -> None:
             # Not response_schema_conformance: the routes return plain documents (dict[str, Any]) the
             # OpenAPI document does not describe field by field.

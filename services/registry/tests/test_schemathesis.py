@@ -6,7 +6,6 @@ VIGIE_FUZZ_EXAMPLES=200 searches harder."""
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from schemathesis import GenerationMode
@@ -24,7 +23,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from vigie_core.audit import AuditPublisher, MemoryAuditSink
 from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier
-from vigie_embedded.testing import ThreadedServer
+from vigie_embedded.testing import ThreadedServer, fuzz_settings
 from vigie_registry.declaration import CameraDeclaration, SourceDeclaration
 from vigie_registry.http import API_PREFIX, mount_registry
 from vigie_registry.metrics import RegistryMetrics
@@ -111,14 +110,7 @@ def test_no_generated_request_gets_a_server_error(live_api: LiveApi, mode: Gener
             continue  # nothing to make invalid (GET /purposes, GET /public/cameras)
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(
-            max_examples=int(os.environ.get("VIGIE_FUZZ_EXAMPLES", "30")),
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            derandomize=True,  # the same examples every run: CI is not a lottery
-        )
+        @fuzz_settings()
         def call(case: schemathesis.Case) -> None:
             case.call_and_validate(
                 headers={"Authorization": f"Bearer {token}", "X-Vigie-Motive": "fuzzing"},
@@ -172,13 +164,7 @@ def test_the_transparency_page_never_gets_a_server_error(live_api: LiveApi) -> N
             form=forms,
             headers=_HEADERS,
         )
-        @settings(
-            max_examples=int(os.environ.get("VIGIE_FUZZ_EXAMPLES", "30")) * 5,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-            derandomize=True,  # the same examples every run: CI is not a lottery
-        )
+        @fuzz_settings(150, shrink=True)
         def call(
             method: str, path: str, lang: str | None, form: dict[str, str], headers: dict[str, str]
         ) -> None:

@@ -160,6 +160,23 @@ async def running_service(
             await asyncio.wait_for(task, 30)
 
 
+def fuzz_settings(examples: int = 30, *, shrink: bool = False) -> Any:
+    """The Hypothesis settings of the API fuzz tests: ``examples`` per operation (times
+    ``VIGIE_FUZZ_EXAMPLES / 30`` when that is set, to go deeper by hand), derandomised (the same examples
+    every run, so that CI is not a lottery); ``shrink``: a failure is reduced to its simplest form."""
+    from hypothesis import HealthCheck, Phase, settings
+
+    scale = int(os.environ.get("VIGIE_FUZZ_EXAMPLES", "30")) / 30
+    return settings(
+        max_examples=max(1, round(examples * scale)),
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=list(Phase) if shrink else [Phase.explicit, Phase.generate],
+        database=None,
+        derandomize=True,
+    )
+
+
 def repository_root() -> Path:
     return Path(__file__).resolve().parents[4]
 
