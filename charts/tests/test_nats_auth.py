@@ -42,8 +42,12 @@ def test_the_rendered_accounts_are_the_embedded_servers(render: Callable[[str], 
 
 
 def test_the_provisioners_user_can_be_left_out(helm_template: Callable[..., Any]) -> None:
-    rendered = helm_template(sets=("provisioner.natsUser=false",))
+    refused = helm_template(sets=("provisioner.natsUser=false",))
+    assert refused.returncode != 0
+    assert "provisioner.reconcileSchedule needs provisioner.natsUser: true" in refused.stderr
+    rendered = helm_template(sets=("provisioner.natsUser=false", "provisioner.reconcileSchedule="))
     assert rendered.returncode == 0, rendered.stderr
+    assert not [m for m in yaml.safe_load_all(rendered.stdout) if m and m["kind"] == "CronJob"]
     configmap = next(
         m
         for m in yaml.safe_load_all(rendered.stdout)
@@ -73,3 +77,13 @@ def test_the_nats_server_gets_every_password_from_the_users_secret() -> None:
         assert "vigie.natsUsersSecretName" in reference["name"]["$tplYaml"]
     assert values["nats"]["config"]["merge"]["00$include"] == "../vigie-nats/auth.conf"
     assert values["nats"]["natsBox"]["enabled"] is False
+
+
+def test_the_streams_are_reconciled_on_a_schedule_by_the_same_pod(render: Callable[[str], Any]) -> None:
+    """After a NATS restart the memory streams are gone: the provisioner's pod runs every minute too."""
+    rendering = render("default")
+    [job] = rendering.of_kind("Job")
+    [cron] = rendering.of_kind("CronJob")
+    assert cron["spec"]["schedule"] == "* * * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cron["spec"]["jobTemplate"]["spec"]["template"] == job["spec"]["template"]

@@ -2,7 +2,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from nats.js.api import StorageType, StreamSource
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamSource
 from nats.js.errors import BadRequestError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from vigie_core.audit import AuditPublisher, AuditPublishSettings, MemoryAuditSink
 from vigie_core.health import Readiness
 from vigie_core.messaging import (
+    DurablePull,
     StreamConfigConflictError,
     StreamCopiesError,
     StreamGuard,
@@ -18,6 +19,7 @@ from vigie_core.messaging import (
     connect,
     context_from_headers,
     ensure_stream,
+    publish_patiently,
     trace_headers,
 )
 from vigie_core.provision import provision_stream
@@ -221,4 +223,57 @@ async def test_a_stream_changed_behind_a_services_back_is_noticed_within_seconds
     stop.set()
     await guard.close()
     await audit.close()
+    await nc.close()
+
+
+@pytest.mark.provision(frames_max_age_s=60)
+async def test_a_durable_pull_waits_out_a_broker_restart_and_binds_again(
+    secured_nats_server: EmbeddedNats,
+) -> None:
+    """A restart loses FRAMES and its consumer (memory): the puller says so on readiness, waits, and binds
+    again once the stream is back; a publish made while the broker is down is stored once it is back."""
+    server = secured_nats_server
+    inference, ingest = await server.client("inference"), await server.client("ingest")
+    readiness, stop = Readiness(), asyncio.Event()
+    frames = DurablePull(
+        inference.jetstream(),
+        stream="FRAMES",
+        subject="vigie.frames.>",
+        config=ConsumerConfig(durable_name="inference-0", ack_policy=AckPolicy.EXPLICIT),
+        readiness=readiness,
+        stop=stop,
+        retry_initial_s=0.05,
+        retry_max_s=0.2,
+    )
+    assert await frames.bind()
+    await ingest.jetstream().publish(frames_subject("cam"), b"before")
+    assert [m.data for m in await frames.fetch(1, timeout_s=2)] == [b"before"]
+
+    await asyncio.get_running_loop().run_in_executor(None, lambda: server.restart(kill=True))
+    # The publisher retries until the stream is back; the puller binds again meanwhile.
+    stored = await publish_patiently(ingest.jetstream(), frames_subject("cam"), b"after", within_s=10)
+    assert stored
+    received: list[bytes] = []
+    for _ in range(100):
+        received += [m.data for m in await frames.fetch(1, timeout_s=0.2)]
+        if received:
+            break
+    assert received == [b"after"]
+    assert frames.rebinds == 1
+    assert "consumer inference-0" not in readiness.failures()
+
+    stop.set()
+    await frames.close()
+    assert await frames.fetch(1, timeout_s=0.1) == [], "stopped: nothing, and no new binding"
+    for client in (inference, ingest):
+        await client.close()
+
+
+async def test_a_publish_gives_up_when_the_broker_stays_away(nats_server: EmbeddedNats) -> None:
+    nc = await connect(NatsSettings(url=nats_server.url), "test")
+    js = nc.jetstream()
+    await js.delete_stream("FRAMES")
+    started = asyncio.get_running_loop().time()
+    assert not await publish_patiently(js, frames_subject("cam"), b"x", within_s=0.5, timeout_s=0.1)
+    assert asyncio.get_running_loop().time() - started < 3
     await nc.close()

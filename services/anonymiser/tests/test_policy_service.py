@@ -203,3 +203,24 @@ async def test_an_anonymiser_that_cannot_read_the_policy_counts_nothing_and_says
             await writer.close()
     found = await reports(aggregation)
     assert {tuple(r.line_ids) for r in found} == {("static",)}
+
+
+async def test_a_broker_restart_is_waited_out_and_counting_resumes(
+    secured_nats_server: EmbeddedNats, as_service: ServiceConnections
+) -> None:
+    """The broker is killed and comes back (TRACKS and its consumer lost, EVENTS and the policy on disk
+    kept): the anonymiser does not exit, binds its consumer again, and both walkers are counted."""
+    writer = await registry_writer(secured_nats_server)
+    await writer.put(policy(1, ACROSS))
+    await writer.close()
+    frames = FrameBuilder()
+    async with running_service("anonymiser", settings(secured_nats_server), serve) as anonymiser:
+        await walk(await as_service.js("inference"), frames, 1)
+        await until(lambda: metric(anonymiser, "vigie_anonymiser_frames_total", camera="cam") == 10)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: secured_nats_server.restart(kill=True))
+        await asyncio.sleep(2.5)  # the clients reconnect by themselves
+        await walk(await as_service.js("inference"), frames, 2)
+        await until(lambda: metric(anonymiser, "vigie_anonymiser_frames_total", camera="cam") == 20)
+        assert not anonymiser.stop_requested.is_set(), "the service went on, it did not exit"
+    found = await reports(await as_service.js("aggregation"))
+    assert crossings(found) == {"across": 2}

@@ -372,3 +372,35 @@ async def test_real_detections_of_classes_the_policy_does_not_list_never_reach_t
     assert {o.object_class for o in tracked} == {person}
     allowed = {o.object_class for m in received if m.camera_id == everything for o in m.objects}
     assert allowed == {person, car}, "the detector saw the cars CAMERA's policy discarded"
+
+
+async def test_a_broker_restart_is_waited_out_and_analysis_resumes(
+    secured_nats_server: EmbeddedNats, as_service: ServiceConnections, tracks: list[TrackFrame]
+) -> None:
+    """The broker is killed and comes back (FRAMES, TRACKS and their consumers, in memory, lost; the
+    policy, on disk, kept): inference does not exit, says so on /readyz meanwhile, binds its consumer
+    again and analyses the frames published afterwards."""
+    writer = await registry_writer(secured_nats_server)
+    await writer.put(camera_policy(CAMERA))
+    await writer.close()
+    camera = await Camera.of(as_service)
+
+    async def body(runtime: ServiceRuntime) -> None:
+        await serve(runtime, HeldDetector())
+
+    async with running_service("inference", settings(secured_nats_server), body) as inference:
+        await camera.publish(3)
+        await until(lambda: metric(inference, "vigie_inference_frames_total", camera=CAMERA) == 3)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: secured_nats_server.restart(kill=True))
+        async with httpx.AsyncClient() as http:
+            for _ in range(200):  # the clients reconnect by themselves (within seconds)
+                if (await http.get(f"{inference.http_url}/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("inference never ready again")
+        camera.js = await as_service.js("ingest")
+        await camera.publish(3)
+        await until(lambda: metric(inference, "vigie_inference_frames_total", camera=CAMERA) == 6)
+        await until(lambda: any(m.sequence == 5 for m in tracks))
+        assert not inference.stop_requested.is_set(), "the service went on, it did not exit"

@@ -106,7 +106,7 @@ async def ingest_audit(as_service: ServiceConnections) -> list[AuditEvent]:
         while True:
             for message in await subscription.fetch(100, timeout=0.5):
                 events.append(AuditEvent.FromString(message.data))
-    except nats.errors.TimeoutError:
+    except TimeoutError:  # nats-py raises its own (a subclass) or, for a batch, asyncio's
         pass
     return events
 

@@ -55,7 +55,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         # First, so that even switching a new file to WAL waits for another connection's lock.
         cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL is a property of the file, kept once set: set it only on a file not in WAL yet. Asking for it
+        # again takes a lock that does not wait for the busy timeout, and fails with "database is locked"
+        # while another connection writes.
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit acknowledged to NATS survives a power cut, not only a crash.
         cursor.execute("PRAGMA synchronous=FULL")
         # 64 MiB of pages: unique indexes on random ids have no locality, keep them in memory.

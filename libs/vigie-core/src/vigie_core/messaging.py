@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import nats
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig, StreamInfo
+from nats.js.api import ConsumerConfig, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
 from opentelemetry import context, propagate
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("vigie.messaging")
 
-# How long a service waits for a stream the provisioner creates before giving up (then exits: restarted).
-STREAM_WAIT_S = 120.0
+# How long a service waits for a stream the provisioner creates: for ever (None), its readiness saying
+# which stream it waits for; an outage is waited out, not crashed on.
+STREAM_WAIT_S: float | None = None
 # What a service relies on in a stream it binds: a difference is refused.
 _REQUIRED_FIELDS = ("subjects", "storage", "retention")
 # Fields of a stream's configuration that Vigie sets; the server fills in the others.
@@ -176,7 +178,7 @@ async def ensure_stream(
     readiness: Readiness | None = None,
     stop: asyncio.Event | None = None,
     audit: AuditPublisher | None = None,
-    wait_s: float = STREAM_WAIT_S,
+    wait_s: float | None = STREAM_WAIT_S,
     retry_s: float = 0.5,
     sized: bool = True,
 ) -> StreamInfo:
@@ -194,14 +196,15 @@ async def ensure_stream(
     name = wanted.name
     assert name is not None
     check = f"stream {name}"
-    deadline = time.monotonic() + wait_s
+    deadline = None if wait_s is None else time.monotonic() + wait_s
     waiting = False
     while True:
         try:
             info = await js.stream_info(name)
             break
-        except (NotFoundError, nats.errors.TimeoutError) as error:
-            # A refused lookup (no permission) gets no answer: a timeout, as an unreachable JetStream.
+        except (nats.errors.Error, OSError, TimeoutError) as error:
+            # A refused lookup (no permission) gets no answer: a timeout, as an unreachable JetStream; a
+            # broker being restarted, an error of the connection: all waited out.
             reason = "not provisioned" if isinstance(error, NotFoundError) else "no answer from JetStream"
             if not waiting:
                 waiting = True
@@ -213,9 +216,9 @@ async def ensure_stream(
                 )
             if readiness is not None:
                 readiness.add(check, _says(f"waiting for the stream {name} ({reason})"))
-            if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+            if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
                 raise StreamNotProvisionedError(
-                    f"the stream {name} is missing ({reason}) after {wait_s:g} s: run the provisioner "
+                    f"the stream {name} is missing ({reason}) after {wait_s or 0:g} s: run the provisioner "
                     "(python -m vigie_core.provision; the chart's provisioning Job)"
                 ) from None
             await _sleep_or_stop(stop, retry_s)
@@ -284,7 +287,12 @@ class StreamGuard:
         )
 
     async def bind(
-        self, js: JetStreamContext, wanted: StreamConfig, *, sized: bool = True, wait_s: float = STREAM_WAIT_S
+        self,
+        js: JetStreamContext,
+        wanted: StreamConfig,
+        *,
+        sized: bool = True,
+        wait_s: float | None = STREAM_WAIT_S,
     ) -> StreamInfo:
         """Wait for the stream and check it (:func:`ensure_stream`), then keep checking it."""
         name = wanted.name
@@ -369,6 +377,150 @@ class StreamGuard:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+class DurablePull:
+    """A durable pull consumer that outlives the broker's faults.
+
+    A broker restart loses memory streams and their consumers; an outage makes every fetch fail. Instead
+    of raising, :meth:`fetch` then returns nothing, says why on ``readiness`` (check ``consumer <name>``),
+    waits with back-off and binds again (creating the consumer with its configuration if it is gone), for
+    as long as it takes, until ``stop``. A fetch that finds nothing returns an empty list too.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        stream: str,
+        subject: str,
+        config: ConsumerConfig,
+        readiness: Readiness | None = None,
+        stop: asyncio.Event | None = None,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        assert config.durable_name is not None
+        self._js = js
+        self._stream = stream
+        self._subject = subject
+        self._config = config
+        self._stop = stop
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._subscription: JetStreamContext.PullSubscription | None = None
+        self._problem: str | None = "not bound yet"
+        self._failures = 0
+        self.rebinds = 0
+        if readiness is not None:
+            readiness.add(f"consumer {config.durable_name}", lambda: self._problem)
+
+    @property
+    def durable(self) -> str:
+        assert self._config.durable_name is not None
+        return self._config.durable_name
+
+    async def bind(self) -> bool:
+        """Bind the consumer (created if missing), retrying until it works; False if stopped first."""
+        while self._subscription is None:
+            if self._stop is not None and self._stop.is_set():
+                return False
+            try:
+                self._subscription = await self._js.pull_subscribe(
+                    self._subject, durable=self.durable, stream=self._stream, config=self._config
+                )
+            except (nats.errors.Error, OSError, TimeoutError) as error:
+                await self._failed(f"cannot bind the consumer on {self._stream}: {_described(error)}")
+                continue
+            if self._failures:
+                logger.info("consumer %s on %s bound again", self.durable, self._stream)
+                self.rebinds += 1
+            self._failures = 0
+            self._problem = None
+        return True
+
+    async def fetch(self, batch: int, timeout_s: float) -> list[Msg]:
+        """Up to ``batch`` messages, waiting at most ``timeout_s`` for the first; [] when none came, when the
+        broker failed (then after a back-off, the consumer to be bound again) or when stopped."""
+        if self._subscription is None and not await self.bind():
+            return []
+        assert self._subscription is not None
+        try:
+            return await self._subscription.fetch(batch, timeout=timeout_s)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except (nats.errors.Error, OSError) as error:
+            # Unavailable (the consumer or the stream is gone: a broker restart), disconnected, refused.
+            subscription, self._subscription = self._subscription, None
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            await self._failed(f"fetching from {self._stream} failed: {_described(error)}")
+            return []
+
+    async def _failed(self, problem: str) -> None:
+        self._failures += 1
+        self._problem = problem
+        log = logger.warning if self._failures in (1, 10) or self._failures % 100 == 0 else logger.debug
+        log("consumer %s: %s (attempt %d, retrying)", self.durable, problem, self._failures)
+        delay = min(self._retry_max_s, self._retry_initial_s * 2 ** min(self._failures - 1, 10))
+        await _sleep_or_stop(self._stop, delay)
+
+    async def close(self) -> None:
+        """Stop fetching; what was fetched by no one stays in the stream for the next replica."""
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+
+
+async def publish_patiently(
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    *,
+    headers: Mapping[str, str] | None = None,
+    stop: asyncio.Event | None = None,
+    within_s: float = 30.0,
+    timeout_s: float = 2.0,
+) -> bool:
+    """Publish to a stream and wait for its acknowledgement, retrying with back-off while the broker is away
+    (restarting; the stream not provisioned again yet) for up to ``within_s``, or until ``stop``. False when
+    it was never stored: the caller counts what was lost, and coverage shows it."""
+    from tenacity import (
+        AsyncRetrying,
+        RetryCallState,
+        RetryError,
+        retry_if_exception_type,
+        wait_exponential_jitter,
+    )
+
+    def ends(state: RetryCallState) -> bool:
+        elapsed = state.seconds_since_start or 0.0
+        return elapsed >= within_s or (stop is not None and stop.is_set())
+
+    try:
+        async for attempt in AsyncRetrying(
+            stop=ends,
+            wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
+            retry=retry_if_exception_type((nats.errors.Error, OSError, TimeoutError)),
+        ):
+            with attempt:
+                await js.publish(
+                    subject, payload, headers=dict(headers) if headers else None, timeout=timeout_s
+                )
+    except RetryError as error:
+        logger.warning(
+            "not stored in %s after %.0f s: %s",
+            subject,
+            within_s,
+            _described(error.last_attempt.exception() or error),
+        )
+        return False
+    return True
+
+
+def _described(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def stream_guard(runtime: ServiceRuntime, audit: AuditPublisher | None = None) -> StreamGuard:

@@ -101,6 +101,7 @@ class EmbeddedNats:
         )
         self._provision = ProvisionSettings() if provision is True else provision or None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._config_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._provisioning = threading.Lock()
         self.url = ""
@@ -156,7 +157,35 @@ class EmbeddedNats:
     def start(self) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix="vigie-nats-")
         workdir = Path(self._workdir.name)
-        config_file = self._write_config(workdir) if self.secured else self._config_file
+        self._config_path = self._write_config(workdir) if self.secured else self._config_file
+        self._launch("-1", "-1")
+        if self._provision is not None:
+            try:
+                self.provision(self._provision)
+            except Exception:
+                self.stop()
+                raise
+
+    def restart(self, *, kill: bool = False) -> None:
+        """Stop the server (``kill``: as a crash would, SIGKILL) and start it again on the same ports and
+        storage, then provision it again: the file streams (EVENTS, AUDIT, the buckets) come back as they
+        were, the memory streams (FRAMES, TRACKS) empty, and clients reconnect by themselves."""
+        if self._process is None:
+            raise RuntimeError("nats-server is not running")
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
+        else:
+            stop_process_group(self._process, grace_s=10)
+        client_port, monitoring_port = self.url.rsplit(":", 1)[1], self.monitoring_url.rsplit(":", 1)[1]
+        self._launch(client_port, monitoring_port)
+        self.provision(self._provision or ProvisionSettings())
+
+    def _launch(self, client_port: str, monitoring_port: str) -> None:
+        assert self._workdir is not None
+        workdir = Path(self._workdir.name)
+        config_file = self._config_path
         command = [
             str(nats_server_binary()),
             *(["-c", str(config_file)] if config_file else []),
@@ -166,9 +195,9 @@ class EmbeddedNats:
             "-a",
             "127.0.0.1",
             "-p",
-            "-1",
+            client_port,
             "-m",
-            "-1",
+            monitoring_port,
             "--ports_file_dir",
             str(workdir),
             "-l",
@@ -193,12 +222,6 @@ class EmbeddedNats:
         ports = json.loads(ports_file.read_text())
         self.url = ports["nats"][0]
         self.monitoring_url = ports["monitoring"][0]
-        if self._provision is not None:
-            try:
-                self.provision(self._provision)
-            except Exception:
-                self.stop()
-                raise
 
     def provision(
         self, settings: ProvisionSettings | None = None, *, only: Collection[str] | None = None

@@ -467,6 +467,13 @@ class EmbeddedPlatform:
     ) -> None:
         self.stop()
 
+    def restart_nats(self, *, kill: bool = False) -> None:
+        """Restart the broker (``kill``: as a crash would) on the same ports and storage, provisioned again as
+        the chart's reconciling CronJob would: the services reconnect and go on by themselves."""
+        if self.nats is None:
+            raise PlatformFailedError("the platform is not running")
+        self.nats.restart(kill=kill)
+
     def stop(self) -> None:
         self.processes.stop_all()
         for component in (self.triton, self.nats):

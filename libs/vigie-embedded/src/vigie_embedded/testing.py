@@ -25,9 +25,11 @@ import pytest
 import uvicorn
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from vigie_core.health import uvicorn_config
 from vigie_core.lifecycle import ServiceBody, ServiceRuntime, service_runtime
+from vigie_core.messaging import DurablePull
 from vigie_core.permissions import LOCAL_API, api_prefix
 from vigie_core.provision import ProvisionSettings
 from vigie_core.settings import ServiceSettings
@@ -109,19 +111,23 @@ async def following(
     js: JetStreamContext, stream: str, subject: str, decode: Callable[[bytes], T]
 ) -> AsyncIterator[list[T]]:
     """Every message stored in ``stream`` on ``subject`` from now on, as its reader would fetch them (a
-    durable pull consumer of its own, each message acknowledged), decoded and appended to the yielded
-    list."""
-    durable = f"test-{uuid.uuid4().hex[:12]}"
-    subscription = await js.pull_subscribe(subject, durable=durable, stream=stream)
+    durable pull consumer of its own, each message acknowledged, bound again after a broker restart),
+    decoded and appended to the yielded list."""
+    stop = asyncio.Event()
+    pull = DurablePull(
+        js,
+        stream=stream,
+        subject=subject,
+        config=ConsumerConfig(durable_name=f"test-{uuid.uuid4().hex[:12]}", ack_policy=AckPolicy.EXPLICIT),
+        stop=stop,
+        retry_initial_s=0.05,
+        retry_max_s=0.5,
+    )
     received: list[T] = []
 
     async def pump() -> None:
-        while True:
-            try:
-                messages = await subscription.fetch(64, timeout=0.2)
-            except TimeoutError:
-                continue
-            for message in messages:
+        while not stop.is_set():
+            for message in await pull.fetch(64, timeout_s=0.2):
                 received.append(decode(message.data))
                 await message.ack()
 
@@ -129,9 +135,9 @@ async def following(
     try:
         yield received
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        await task
+        await pull.close()
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from vigie_aggregation.metrics import AggregationMetrics
 from vigie_aggregation.reports import InvalidReportError, WindowPart, parse_window_report
 from vigie_aggregation.storage.store import ApplyResult, StatisticsStore
-from vigie_core.messaging import StreamGuard, StreamNotProvisionedError, context_from_headers
+from vigie_core.messaging import DurablePull, StreamGuard, StreamNotProvisionedError, context_from_headers
 from vigie_core.streams import EVENTS_PREFIX, DeadLetterStream, EventsStream, deadletter_subject
 
 if TYPE_CHECKING:
@@ -116,10 +116,13 @@ class ReportConsumer:
         return True
 
     async def run(self) -> None:
-        subscription = await self._js.pull_subscribe(
-            f"{EVENTS_PREFIX}.*",
-            durable=DURABLE,
+        # Bound again by itself if the broker loses the consumer or the stream comes back (EVENTS is on
+        # disk: a restart keeps it, with its consumer).
+        reports = DurablePull(
+            self._js,
             stream=EVENTS_STREAM,
+            subject=f"{EVENTS_PREFIX}.*",
+            stop=self._stop,
             config=ConsumerConfig(
                 durable_name=DURABLE,
                 ack_policy=AckPolicy.EXPLICIT,
@@ -129,22 +132,17 @@ class ReportConsumer:
                 max_ack_pending=self._fetch_batch * 4,
             ),
         )
+        if not await reports.bind():
+            return
         logger.info("consuming %s.* (durable %s)", EVENTS_PREFIX, DURABLE)
         try:
             while not self._stop.is_set():
-                try:
-                    messages = await subscription.fetch(self._fetch_batch, timeout=self._fetch_timeout_s)
-                except (NatsTimeoutError, TimeoutError):  # nats-py raises either when nothing came
-                    continue
-                except NatsError as error:
-                    logger.warning("fetching from EVENTS failed (retrying): %s", error)
-                    await sleep_or_stop(self._stop, 1.0)
-                    continue
-                await self.process(messages)
+                messages = await reports.fetch(self._fetch_batch, timeout_s=self._fetch_timeout_s)
+                if messages:
+                    await self.process(messages)
         finally:
             # Reports fetched by no one stay in EVENTS for the next start (or another replica).
-            with contextlib.suppress(NatsError):
-                await subscription.unsubscribe()
+            await reports.close()
 
     async def caught_up(self) -> bool:
         """Whether every report in EVENTS has been stored (nothing pending, nothing in flight)."""

@@ -47,7 +47,6 @@ import time
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -89,6 +88,7 @@ from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.logs import where_it_failed
 from vigie_core.messaging import (
+    DurablePull,
     StreamGuard,
     StreamNotProvisionedError,
     context_from_headers,
@@ -243,10 +243,13 @@ class AnonymiserPipeline:
         if subject_filter is None:
             return
         durable = f"anonymiser-{settings.partition}"
-        subscription = await js.pull_subscribe(
-            subject_filter,
-            durable=durable,
+        # Bound again by itself after a broker restart (TRACKS and its consumers live in memory).
+        tracks = DurablePull(
+            js,
             stream="TRACKS",
+            subject=subject_filter,
+            readiness=self._runtime.readiness,
+            stop=stop,
             config=ConsumerConfig(
                 durable_name=durable,
                 ack_policy=AckPolicy.EXPLICIT,
@@ -255,6 +258,8 @@ class AnonymiserPipeline:
                 max_ack_pending=max(256, 4 * settings.fetch_batch),
             ),
         )
+        if not await tracks.bind():
+            return
         start_consumer_lag(self._runtime, js, "TRACKS", durable)
         watcher = asyncio.create_task(self._watch_geometry(), name="anonymiser-geometry")
         self._runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
@@ -270,11 +275,7 @@ class AnonymiserPipeline:
             while not stop.is_set():
                 await self._apply_geometry_updates()
                 self._follow_policies()
-                try:
-                    messages = await subscription.fetch(settings.fetch_batch, timeout=0.25)
-                except (NatsTimeoutError, TimeoutError):  # a batch fetch raises the latter
-                    messages = []
-                for message in messages:
+                for message in await tracks.fetch(settings.fetch_batch, timeout_s=0.25):
                     await self._handle(js, message)
                 self._outbox.extend(self._anonymiser.close_idle(time.monotonic(), settings.camera_idle_s))
                 if self._outbox and time.monotonic() >= self._retry_at:
@@ -288,7 +289,7 @@ class AnonymiserPipeline:
             await self._source.close()
             await self._apply_geometry_updates()
             self._outbox.extend(self._anonymiser.stop())
-            await subscription.unsubscribe()
+            await tracks.close()
             await self._publish_before_exit(nc, js)
 
     async def _handle(self, js: JetStreamContext, message: Msg) -> None:

@@ -52,7 +52,15 @@ from vigie_core.audit import (
 )
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import StreamGuard, context_from_headers, jetstream_for, stream_guard, trace_headers
+from vigie_core.messaging import (
+    DurablePull,
+    StreamGuard,
+    context_from_headers,
+    jetstream_for,
+    publish_patiently,
+    stream_guard,
+    trace_headers,
+)
 from vigie_core.policy import DECISION_CAUSES, AnalysisDecision, PolicyView, policy_view
 from vigie_core.streams import (
     FRAMES_PREFIX,
@@ -78,6 +86,7 @@ from vigie_inference.settings import InferenceSettings
 from vigie_inference.tracker import TrackingRules
 from vigie_models import INPUT_SIZE
 from vigie_proto.v1.frames_pb2 import Frame
+from vigie_proto.v1.tracks_pb2 import TrackFrame
 
 # Why a frame is not analysed: another camera's than its subject says (a boundary fault), not a frame,
 # older than the last one analysed of its camera, lost with a failed request to Triton, or (the policy's
@@ -110,6 +119,11 @@ class InferenceMetrics:
         )
         for reason in DROP_REASONS:  # known reasons show as 0 until they happen
             self.dropped.labels(reason)
+        self.unpublished = Counter(
+            "vigie_inference_results_unpublished",
+            "Analysed frames whose result TRACKS never stored (the broker away longer than the retry allows)",
+            registry=registry,
+        )
         self.model_seconds = Histogram(
             "vigie_inference_model_seconds",
             "Time of one detector request",
@@ -190,10 +204,13 @@ class InferencePipeline:
         await guard.bind(tracks, TracksStream(settings.tracks_partitions, settings.tracks_max_age_s).config())
         await wait_for_frames_stream(guard, js, settings.partitions)
         durable = f"inference-{settings.partition}"
-        subscription = await js.pull_subscribe(
-            partition_filter(FRAMES_PREFIX, settings.partition),
-            durable=durable,
+        # Bound again by itself after a broker restart (FRAMES and its consumers live in memory).
+        frames = DurablePull(
+            js,
             stream="FRAMES",
+            subject=partition_filter(FRAMES_PREFIX, settings.partition),
+            readiness=self._runtime.readiness,
+            stop=self._runtime.stop_requested,
             config=ConsumerConfig(
                 durable_name=durable,
                 ack_policy=AckPolicy.EXPLICIT,
@@ -203,6 +220,8 @@ class InferencePipeline:
                 max_ack_pending=max(64, settings.max_batch * settings.max_in_flight * 4),
             ),
         )
+        if not await frames.bind():
+            return
         start_consumer_lag(self._runtime, js, "FRAMES", durable)
         self._detector_problem = await self._detector.ready()
         if self._detector_problem is None:
@@ -224,11 +243,10 @@ class InferencePipeline:
                 if self._served.current is None and time.monotonic() >= self._identify_again_at:
                     await self._identify_model()
                 await self._end_forbidden(js)
-                try:
-                    messages = await subscription.fetch(settings.max_batch, timeout=0.25)
-                except TimeoutError:  # nats-py raises its own or asyncio's
+                messages = await frames.fetch(settings.max_batch, timeout_s=0.25)
+                if not messages:  # none came (or the broker is away: the puller waits and binds again)
                     for message in self._trackers.expire_idle(time.monotonic()):
-                        await js.publish(tracks_subject(message.camera_id), message.SerializeToString())
+                        await self._publish(js, message)
                     continue
                 await self._submit(js, messages)
         finally:
@@ -236,10 +254,8 @@ class InferencePipeline:
             await self._pending.put(None)
             await publisher
             for message in self._trackers.end_all():
-                await js.publish(tracks_subject(message.camera_id), message.SerializeToString())
-            await (
-                subscription.unsubscribe()
-            )  # frames fetched by no one stay in the stream for the next replica
+                await self._publish(js, message)
+            await frames.close()  # frames fetched by no one stay in the stream for the next replica
             await self._detector.close()
 
     async def _identify_model(self) -> None:
@@ -275,13 +291,22 @@ class InferencePipeline:
         await message.ack()
         await self._end_camera(js, decision.camera_id, decision.reason)
 
+    async def _publish(
+        self, js: JetStreamContext, tracks: TrackFrame, headers: dict[str, str] | None = None
+    ) -> None:
+        """A result to TRACKS, waiting out a broker's restart; one never stored is counted (the anonymiser's
+        coverage shows the gap)."""
+        subject = tracks_subject(tracks.camera_id)
+        if not await publish_patiently(js, subject, tracks.SerializeToString(), headers=headers):
+            self._metrics.unpublished.inc()
+
     async def _end_camera(self, js: JetStreamContext, camera_id: str, reason: str) -> None:
         ended = self._trackers.end_camera(camera_id)
         if ended is None:
             return
         # How many tracks ended is a head count of the camera at that moment: not logged.
         logger.info("camera %s: not analysed (%s); its tracks ended", camera_id, reason)
-        await js.publish(tracks_subject(camera_id), ended.SerializeToString(), headers=trace_headers())
+        await self._publish(js, ended, trace_headers())
 
     async def _end_forbidden(self, js: JetStreamContext) -> None:
         """End the tracks of cameras that may not be analysed now, even if no frame of theirs comes."""
@@ -401,9 +426,7 @@ class InferencePipeline:
                 )
                 analysis = self._trackers.analyse(frame, detections, time.monotonic(), self._rules(decision))
                 for tracks in analysis.messages:
-                    await js.publish(
-                        tracks_subject(tracks.camera_id), tracks.SerializeToString(), headers=trace_headers()
-                    )
+                    await self._publish(js, tracks, trace_headers())
             await message.ack()
             now, captured = time.time(), frame.captured_at.ToNanoseconds() / 1e9
             self._metrics.frames.labels(frame.camera_id).inc()

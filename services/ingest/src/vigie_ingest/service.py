@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from opentelemetry import trace
@@ -118,6 +119,10 @@ class CameraStatusCollector(Collector):
         yield masks
 
 
+# How long a frame waits for FRAMES' acknowledgement before it is counted lost.
+_PUBLISH_TIMEOUT_S = 2.0
+
+
 class FramePublisher:
     """Publishes the frames the policy gate admits (with every mask in force) to FRAMES."""
 
@@ -131,6 +136,13 @@ class FramePublisher:
             ["camera"],
             registry=runtime.registry,
         )
+        self._unpublished = Counter(
+            "vigie_ingest_frames_unpublished",
+            "Frames FRAMES did not store (the broker away): lost, and missing from the coverage",
+            ["camera"],
+            registry=runtime.registry,
+        )
+        self._lost_in_a_row = 0
 
     async def __call__(self, kept: CapturedFrame) -> None:
         captured = self._gate.admit(kept)
@@ -154,9 +166,30 @@ class FramePublisher:
             kind=trace.SpanKind.PRODUCER,
             attributes={"vigie.camera": captured.camera_id, "vigie.sequence": captured.sequence},
         ):
-            await self._js.publish(
-                frames_subject(captured.camera_id), frame.SerializeToString(), headers=trace_headers()
-            )
+            try:
+                await self._js.publish(
+                    frames_subject(captured.camera_id),
+                    frame.SerializeToString(),
+                    headers=trace_headers(),
+                    timeout=_PUBLISH_TIMEOUT_S,
+                )
+            except (nats.errors.Error, OSError, TimeoutError) as error:
+                # The broker away (restarting, FRAMES not provisioned again yet): this frame is lost, not
+                # retried (the camera goes on; a later frame is worth more than this one), and the gap
+                # shows in the anonymiser's coverage.
+                self._unpublished.labels(captured.camera_id).inc()
+                self._lost_in_a_row += 1
+                if self._lost_in_a_row in (1, 100) or self._lost_in_a_row % 1000 == 0:
+                    logger.warning(
+                        "camera %s: frames not stored in FRAMES (%d in a row): %s",
+                        captured.camera_id,
+                        self._lost_in_a_row,
+                        type(error).__name__,
+                    )
+                return
+        if self._lost_in_a_row:
+            logger.info("FRAMES stores frames again, after %d lost", self._lost_in_a_row)
+            self._lost_in_a_row = 0
         self._published.labels(captured.camera_id).inc()
 
 
