@@ -13,6 +13,7 @@ from vigie_anonymiser import (
     LineConfig,
     ReportClosure,
 )
+from vigie_anonymiser.camera import NEW_RUN_AFTER
 from vigie_anonymiser.synthetic import T0, FrameBuilder, camera_for, crossing_counts, feed
 
 L2R = CrossingDirection.LEFT_TO_RIGHT
@@ -75,13 +76,33 @@ def test_two_different_messages_with_one_sequence_both_count() -> None:
     assert camera.live_tracks == 0
 
 
-def test_messages_of_an_ended_run_are_stale() -> None:
+def test_a_new_run_takes_over_once_confirmed_then_the_old_one_is_stale() -> None:
     old = FrameBuilder(run_id="old")
     new = FrameBuilder(run_id="new", start=T0 + 60)
     camera = camera_for([HORIZONTAL])
     camera.process(old.frame(), 1.0)
-    camera.process(new.frame(), 1.0)
+    held = [camera.process(new.frame(), 1.0) for _ in range(NEW_RUN_AFTER - 1)]
+    assert [o.frames for o in held] == [0] * (NEW_RUN_AFTER - 1), "held until its run is confirmed"
+    assert camera.process(new.frame(), 1.0).frames == NEW_RUN_AFTER, "then counted, in order"
     assert camera.process(old.frame(), 1.0).dropped is Dropped.STALE_RUN
+
+
+def test_a_stray_message_of_another_run_costs_itself_not_the_counting() -> None:
+    """A forged, replayed or stray message of another run (well formed) in the middle of a camera's run is
+    held, then discarded when the current run speaks again: the walker's crossing is counted once."""
+    real = FrameBuilder(run_id="real")
+    stray = FrameBuilder(run_id="forged", start=T0 + 3000)
+    camera = camera_for([HORIZONTAL])
+    outcomes = []
+    for i, observation in enumerate(walk_down(real, 1)):
+        if i % 3 == 1:  # a stray message every third one: never NEW_RUN_AFTER in a row
+            outcomes.append(camera.process(stray.frame({9: (0.1, 0.9)}), 1.0))
+        outcomes.append(camera.process(observation, 1.0))
+    outcomes += [camera.process(real.frame(), 1.0)]
+    reports = [r for o in outcomes for r in o.reports] + camera.close_idle()
+    assert crossing_counts(reports) == {("h", L2R): 1}
+    assert sum(o.abandoned for o in outcomes) == sum(1 for i in range(21) if i % 3 == 1)
+    assert all(o.dropped is None for o in outcomes)
 
 
 def test_a_new_run_ends_the_old_tracks_and_picks_them_up_where_they_stand() -> None:

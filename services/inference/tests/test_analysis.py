@@ -42,12 +42,37 @@ def test_a_walking_person_keeps_one_id(trackers: CameraTrackers) -> None:
     assert len(ids) >= 8, "confirmed after two hits, then reported every frame"
 
 
-def test_a_new_run_ends_the_tracks_of_the_previous_one(trackers: CameraTrackers) -> None:
+def test_a_new_run_ends_the_tracks_of_the_previous_one_once_confirmed(trackers: CameraTrackers) -> None:
     first = set(_walk(trackers, range(5)))
-    messages = trackers.analyse(_frame(0, "run-2"), _person(0.5), now=6.0).messages
-    assert set(messages[0].ended_track_ids) == first
-    assert messages[0].run_id == "run-1"
-    assert messages[1].run_id == "run-2"
+    pending = [trackers.analyse(_frame(i, "run-2"), _person(0.5), now=6.0 + i).messages for i in range(2)]
+    assert all(m.run_id == "run-2" and not m.ended_track_ids for ms in pending for m in ms), "run-1 goes on"
+    messages = trackers.analyse(_frame(2, "run-2"), _person(0.5), now=8.0).messages
+    assert messages[0].run_id == "run-2"
+    assert messages[1].run_id == "run-1"
+    assert set(messages[1].ended_track_ids) == first
+    assert len(messages) == 2
+
+
+def test_a_stray_frame_of_another_run_does_not_end_the_real_runs_tracks(trackers: CameraTrackers) -> None:
+    """A forged or replayed frame of another run (well formed) in the middle of a camera's run: it gets a
+    tracker of its own, which never takes over; the person keeps one id in the real run."""
+    ids: set[bytes] = set()
+    for i in range(12):
+        if i % 3 == 1:
+            trackers.analyse(_frame(1000 + i, "forged"), _person(0.9), now=float(i))
+        for message in trackers.analyse(_frame(i), _person(0.1 + 0.02 * i), now=float(i)).messages:
+            assert not message.ended_track_ids
+            ids |= {o.track_id for o in message.objects}
+    assert len(ids) == 1
+
+
+def test_a_redelivery_after_a_detector_failure_is_analysed(trackers: CameraTrackers) -> None:
+    _walk(trackers, range(3))
+    failed = [_frame(3), _frame(4)]
+    assert all(trackers.in_order(f) for f in failed)
+    trackers.resubmitted(failed)
+    assert all(trackers.in_order(f) for f in failed), "the same frames, redelivered"
+    assert trackers.analyse(_frame(3), _person(0.16), now=3.0).messages
 
 
 def test_frames_out_of_order_are_refused(trackers: CameraTrackers) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from vigie_anonymiser.config import CameraGeometry, CountingParams
@@ -33,20 +33,30 @@ from vigie_proto.v1.policy_pb2 import CameraPolicy
 __all__ = ["Anonymiser", "CameraAnonymiser", "Dropped", "FrameOutcome"]
 
 _REMEMBERED_RUNS = 8
+# How many messages in a row a new run of a camera must bring, without its current run bringing any in
+# between, before it replaces that run: a stray, replayed or forged message of another run costs itself,
+# never the camera's counting (ingest's new run after a reconnection is confirmed within a second).
+NEW_RUN_AFTER = 3
 
 
 class Dropped(StrEnum):
     DUPLICATE = "duplicate"
     STALE_RUN = "stale_run"
     NO_GEOMETRY = "no_geometry"
+    # Messages of a run that never took over from the camera's current one (see NEW_RUN_AFTER).
+    UNCONFIRMED_RUN = "unconfirmed_run"
 
 
 @dataclass(frozen=True, slots=True)
 class FrameOutcome:
-    """Reports closed by a frame (usually none), or why the frame was not counted."""
+    """Reports closed by a frame (usually none), or why the frame was not counted; ``frames``: how many
+    frames this call counted (0 for a message held until its run is confirmed, more when that confirms
+    it); ``abandoned``: held messages of a run that did not take over, not counted."""
 
     reports: tuple[WindowReport, ...] = ()
     dropped: Dropped | None = None
+    frames: int = 1
+    abandoned: int = 0
 
 
 @dataclass(slots=True)
@@ -113,6 +123,8 @@ class CameraAnonymiser:
         self.last_received = 0.0
         # Capture time the policy forbade analysing: never covered, whatever frames come around it.
         self.paused = PausedTime()
+        # Messages of another run than the current one, held until it is confirmed (NEW_RUN_AFTER).
+        self._held: list[tuple[TrackObservation, float]] = []
 
     @property
     def geometry(self) -> CameraGeometry:
@@ -128,9 +140,39 @@ class CameraAnonymiser:
         return self._last_time is not None or bool(self._handovers)
 
     def process(self, observation: TrackObservation, received_at: float = 0.0) -> FrameOutcome:
+        """Count a message of the camera; one of another run than the current one is held until that run
+        has brought NEW_RUN_AFTER messages in a row (then they are counted in order and the old run ends),
+        and discarded if the current run speaks first."""
+        cursor = self._cursor
+        other_run = bool(cursor.run_id) and observation.run_id != cursor.run_id
+        if not other_run or observation.run_id in cursor.ended_runs:
+            abandoned = len(self._held)
+            self._held = []
+            counted = self._count(observation, received_at)
+            return replace(counted, abandoned=abandoned) if abandoned else counted
+        abandoned = 0
+        if self._held and self._held[0][0].run_id != observation.run_id:
+            abandoned, self._held = len(self._held), []
+        self._held.append((observation, received_at))
+        if len(self._held) < NEW_RUN_AFTER:
+            return FrameOutcome(frames=0, abandoned=abandoned)
+        return replace(self._count_held(), abandoned=abandoned)
+
+    def _count_held(self) -> FrameOutcome:
+        """The held messages, counted in order: their run takes over."""
+        held, self._held = self._held, []
+        reports: list[WindowReport] = []
+        frames = 0
+        for observation, received_at in held:
+            outcome = self._count(observation, received_at)
+            reports += outcome.reports
+            frames += outcome.frames
+        return FrameOutcome(reports=tuple(reports), frames=frames)
+
+    def _count(self, observation: TrackObservation, received_at: float) -> FrameOutcome:
         dropped, new_run = self._cursor.admit(observation)
         if dropped is not None:
-            return FrameOutcome(dropped=dropped)
+            return FrameOutcome(dropped=dropped, frames=0)
         self.last_received = received_at
         now = observation.captured_at
         if new_run:
@@ -150,14 +192,16 @@ class CameraAnonymiser:
         return FrameOutcome(reports=tuple(reports))
 
     def close_idle(self) -> list[WindowReport]:
-        """The camera fell silent: its tracks are over. Count what they were completing, report, forget."""
+        """The camera fell silent: its tracks are over. Count what they were completing, report, forget.
+        Messages of a new run held meanwhile are counted first: the current run is silent."""
+        early = list(self._count_held().reports) if self._held else []
         for state in [*self._tracks.values(), *self._handovers]:
             self._finish(state)
         self._tracks.clear()
         self._handovers.clear()
         self._last_time = None
         self._occupancy = {}
-        return self._close(ReportClosure.CAMERA_IDLE)
+        return [*early, *self._close(ReportClosure.CAMERA_IDLE)]
 
     def suspend(self) -> None:
         """The camera may not be analysed now (a pause, a policy change): its tracks are over and the time
@@ -172,11 +216,13 @@ class CameraAnonymiser:
 
     def stop(self, closed_by: ReportClosure = ReportClosure.SERVICE_STOPPING) -> list[WindowReport]:
         """Report what was counted so far. Live tracks are not finished: the camera goes on, and another
-        instance will see them (counting them here too could count them twice); ended ones are."""
+        instance will see them (counting them here too could count them twice); ended ones are. Messages
+        held for a new run are counted first (they were acknowledged)."""
+        early = list(self._count_held().reports) if self._held else []
         for state in self._handovers:
             self._finish(state)
         self._handovers.clear()
-        return self._close(closed_by)
+        return [*early, *self._close(closed_by)]
 
     def replace_geometry(self, geometry: CameraGeometry) -> list[WindowReport]:
         """Report with the old lines and zones, then count with the new ones from the next frame on.

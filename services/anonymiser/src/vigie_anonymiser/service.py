@@ -332,6 +332,10 @@ class AnonymiserPipeline:
                 )
                 await self._dead_letter(js, message, f"internal error: {type(error).__name__}", "internal")
                 return
+        if outcome.abandoned:
+            # Held messages of a run that did not take over from the camera's current one: stray,
+            # replayed or forged; they cost themselves, not the camera's counting.
+            self._metrics.dropped.labels(Dropped.UNCONFIRMED_RUN.value).inc(outcome.abandoned)
         if outcome.dropped is not None:
             self._metrics.dropped.labels(outcome.dropped.value).inc()
             if outcome.dropped is Dropped.NO_GEOMETRY and observation.camera_id not in self._unknown_cameras:
@@ -339,8 +343,8 @@ class AnonymiserPipeline:
                 logger.warning(
                     "camera %s has no lines or zones here: its tracks are not counted", observation.camera_id
                 )
-        else:
-            self._metrics.frames.labels(observation.camera_id).inc()
+        elif outcome.frames:
+            self._metrics.frames.labels(observation.camera_id).inc(outcome.frames)
         self._outbox.extend(outcome.reports)
         await message.ack()
         self._metrics.seconds.observe(time.perf_counter() - started)

@@ -302,11 +302,12 @@ class InferencePipeline:
 
     async def _end_camera(self, js: JetStreamContext, camera_id: str, reason: str) -> None:
         ended = self._trackers.end_camera(camera_id)
-        if ended is None:
+        if not ended:
             return
         # How many tracks ended is a head count of the camera at that moment: not logged.
         logger.info("camera %s: not analysed (%s); its tracks ended", camera_id, reason)
-        await self._publish(js, ended, trace_headers())
+        for message in ended:
+            await self._publish(js, message, trace_headers())
 
     async def _end_forbidden(self, js: JetStreamContext) -> None:
         """End the tracks of cameras that may not be analysed now, even if no frame of theirs comes."""
@@ -400,6 +401,8 @@ class InferencePipeline:
             logger.error("detector failed on %d frame(s), to be redelivered: %s", len(pending.frames), error)
             self._metrics.dropped.labels("detector_error").inc(len(pending.frames))
             self._detector_problem = str(error)
+            # They come again: their redelivery must not be taken for a late duplicate.
+            self._trackers.resubmitted(pending.frames)
             for message in pending.messages:
                 await message.nak(delay=1.0)
             return
