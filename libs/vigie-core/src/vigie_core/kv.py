@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 from prometheus_client import Counter, Gauge
 
 from vigie_core.streams import bucket_notifications
+from vigie_core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -284,11 +285,8 @@ class KeyValueWatcher(ABC, Generic[T]):
             self._task = asyncio.create_task(self._run(), name=f"kv-watcher-{self._bucket}")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         self._set_unsynced("stopped")
 
     async def _run(self) -> None:

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from vigie_core.permissions import api_prefix, inbox_prefix
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import RETENTION_CEILINGS_S
+from vigie_core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from vigie_core.audit import AuditPublisher
@@ -372,11 +373,8 @@ class StreamGuard:
                 logger.exception("checking the streams failed")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
 
 class DurablePull:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from av.video.reformatter import Interpolation
 
+from vigie_core.tasks import cancel_and_wait
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
 from vigie_ingest.directives import CameraControl
 from vigie_ingest.frame import CapturedFrame
@@ -96,10 +97,7 @@ class CameraSet:
         """Stop reading a camera and wait until its reading has stopped; False if it was not read."""
         source = self._sources.pop(camera_id, None)
         task = self._tasks.pop(camera_id, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         return source is not None
 
     async def run(self, publish: Publish, *, keep_open: bool = False) -> None:

@@ -39,6 +39,7 @@ from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import jetstream_api, jetstream_for, stream_guard, trace_headers
 from vigie_core.policy import PolicyWatcher, policy_view
 from vigie_core.streams import FramesStream, frames_subject
+from vigie_core.tasks import cancel_and_wait
 from vigie_ingest.camera import CameraConfig
 from vigie_ingest.camera_set import CameraSet
 from vigie_ingest.directives import CameraControl
@@ -269,10 +270,7 @@ async def serve(runtime: ServiceRuntime) -> None:
     finally:
         stopping.cancel()
         for task in (following, following_sources):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
 
 
 async def registry_cameras(
