@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vigie_core.database import WRITE_OPTION, make_engine
 
@@ -34,3 +35,21 @@ async def test_a_new_file_is_in_wal_and_connecting_during_a_write_waits(tmp_path
         counts = await asyncio.gather(*(reader(i) for i in range(8)))
     assert counts == [0] * 8
     await writer.dispose()
+
+
+async def test_connections_opening_a_new_file_together_all_get_wal(tmp_path: Path) -> None:
+    """A service and a reader opening a new database at once (as the tests' pollers do): setting WAL does
+    not wait for the busy timeout, and one of them used to fail with "database is locked"."""
+    for attempt in range(10):
+        url = f"sqlite+aiosqlite:///{tmp_path / f'new-{attempt}.sqlite3'}"
+        engines = [make_engine(url) for _ in range(6)]
+
+        async def mode(engine: AsyncEngine) -> str:
+            async with engine.connect() as connection:
+                return str((await connection.execute(text("PRAGMA journal_mode"))).scalar_one())
+
+        try:
+            assert await asyncio.gather(*(mode(e) for e in engines)) == ["wal"] * len(engines)
+        finally:
+            for engine in engines:
+                await engine.dispose()

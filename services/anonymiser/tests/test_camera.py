@@ -76,6 +76,17 @@ def test_two_different_messages_with_one_sequence_both_count() -> None:
     assert camera.live_tracks == 0
 
 
+def test_a_frame_missing_between_two_leaves_their_gap_uncovered_however_short() -> None:
+    """Lost to a broker restart, a detector failure, an expired message: ingest numbered it, nobody counted
+    it. Coverage says so, even within the gap coverage would otherwise bridge."""
+    frames = FrameBuilder(fps=5)
+    observations = [frames.frame() for _ in range(6)]  # 0..1 s
+    frames.sequence += 2  # two frames lost: 0.4 s
+    observations += [frames.frame() for _ in range(6)]  # 1.6..2.6 s
+    (report,) = feed(camera_for([HORIZONTAL]), observations)
+    assert report.covered_s == pytest.approx(1.0 + 1.0)
+
+
 def test_a_new_run_takes_over_once_confirmed_then_the_old_one_is_stale() -> None:
     old = FrameBuilder(run_id="old")
     new = FrameBuilder(run_id="new", start=T0 + 60)

@@ -61,7 +61,7 @@ def test_paused_time_is_not_covered_even_when_frames_straddle_it() -> None:
     camera = camera_for([HORIZONTAL], params=LENIENT)
     camera.paused.follow(camera_policy("cam", version=1, issued_at=T0 + 10, paused_until=T0 + 40))
     observations = [frames.frame() for _ in range(11)]  # 0..10 s
-    frames.sequence = 45
+    frames.start += 34  # the next frame (none lost: the next sequence) comes 35 s later
     observations += [frames.frame() for _ in range(6)]  # 45..50 s: the 35 s gap straddles the pause
     (report,) = feed(camera, observations)
     assert report.covered_s == pytest.approx(50 - 30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         # First, so that even switching a new file to WAL waits for another connection's lock.
         cursor.execute("PRAGMA busy_timeout=10000")
-        # WAL is a property of the file, kept once set: set it only on a file not in WAL yet. Asking for it
-        # again takes a lock that does not wait for the busy timeout, and fails with "database is locked"
-        # while another connection writes.
-        cursor.execute("PRAGMA journal_mode")
-        if str(cursor.fetchone()[0]).lower() != "wal":
-            cursor.execute("PRAGMA journal_mode=WAL")
+        _set_wal(cursor)
         # FULL: a commit acknowledged to NATS survives a power cut, not only a crash.
         cursor.execute("PRAGMA synchronous=FULL")
         # 64 MiB of pages: unique indexes on random ids have no locality, keep them in memory.
@@ -73,6 +69,25 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # instead of failing when its read snapshot cannot be upgraded.
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _set_wal(cursor: Any, wait_s: float = 10.0) -> None:
+    """Put the file in WAL mode, once. WAL is a property of the file, kept once set, so it is set only on a
+    file not in WAL yet; setting it takes a lock that does not wait for the busy timeout, so two
+    connections opening a new file together, or one asking while another writes, get "database is
+    locked": retried until the mode is WAL (set by either)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as error:  # the driver's OperationalError, whichever adapter wraps it
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 # Alembic installs its ``op`` and ``context`` proxies as module globals for the length of a migration,

@@ -125,6 +125,9 @@ class CameraAnonymiser:
         self.paused = PausedTime()
         # Messages of another run than the current one, held until it is confirmed (NEW_RUN_AFTER).
         self._held: list[tuple[TrackObservation, float]] = []
+        # The run and sequence of the last counted frame: a frame missing between two (lost to a broker
+        # restart, a detector failure, an expired message) leaves their gap uncovered, however short.
+        self._last_position: tuple[str, int] | None = None
 
     @property
     def geometry(self) -> CameraGeometry:
@@ -200,6 +203,7 @@ class CameraAnonymiser:
         self._tracks.clear()
         self._handovers.clear()
         self._last_time = None
+        self._last_position = None
         self._occupancy = {}
         return [*early, *self._close(ReportClosure.CAMERA_IDLE)]
 
@@ -211,6 +215,7 @@ class CameraAnonymiser:
         self._tracks.clear()
         self._handovers.clear()
         self._last_time = None
+        self._last_position = None
         self._previous_time = None
         self._occupancy = {}
 
@@ -242,8 +247,15 @@ class CameraAnonymiser:
         reports: list[WindowReport] = []
         previous, self._last_time = self._last_time, now
         self._previous_time = previous
+        position, self._last_position = self._last_position, (observation.run_id, observation.sequence)
+        # The frame right after the previous one of its run: nothing was lost in between.
+        next_frame = (
+            position is not None
+            and position[0] == observation.run_id
+            and observation.sequence - position[1] <= 1
+        )
         gap = None if previous is None else now - previous
-        covered = gap is not None and 0.0 < gap <= self._params.coverage_max_gap_s
+        covered = next_frame and gap is not None and 0.0 < gap <= self._params.coverage_max_gap_s
         start = window_start(now, self._geometry.window_s)
         tally = self._tally
         if tally is not None and tally.window_start != start:
