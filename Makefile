@@ -84,9 +84,12 @@ dashboards: $(VENV)/.installed ## regenerate the Grafana dashboards' JSON from d
 	$(PY) -m vigie_dashboards --out charts/vigie/dashboards
 
 .PHONY: chart-files
-chart-files: dashboards ## regenerate the chart's generated files: NATS accounts and dashboards
+chart-files: dashboards ## regenerate the chart's generated files: NATS accounts, their limits, dashboards
 	$(PY) -m vigie_core.accounts conf > charts/vigie/files/nats-accounts.conf
 	$(PY) -m vigie_core.accounts provisioner-conf > charts/vigie/files/nats-provisioner.conf
+	for n in 1 3 5; do \
+	  $(PY) -m vigie_core.accounts jetstream-conf --replicas $$n > charts/vigie/files/nats-jetstream-r$$n.conf; \
+	done
 
 .PHONY: chart-check
 chart-check: $(VENV)/.installed helm ## lint, render and test the Helm chart
@@ -109,6 +112,10 @@ demo: install models videos ## run the platform on its embedded defaults on the 
 .PHONY: bench
 bench: install models videos ## pipeline throughput against a single-process loop
 	$(PY) bench/pipeline.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)
+
+.PHONY: bench-chaos
+bench-chaos: install models videos ## the film counted under 20 random kills, a broker restart, a DB outage
+	$(PY) bench/chaos.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO) $(ARGS)
 
 .PHONY: bench-aggregation
 bench-aggregation: install ## aggregation: reports/s NATS->DB, release time, API latency

@@ -31,7 +31,7 @@ import contextlib
 import json
 import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ STREAMS: dict[str, tuple[str, bytes | None]] = {
     "FRAMES": ("inference", PIXELS),
     "TRACKS": ("anonymiser", TRACKS),
     "DEADLETTER_ANONYMISER": ("anonymiser", None),
+    "CHECKPOINT_ANONYMISER": ("anonymiser", TRACKS),  # live track ids, as in TRACKS
     "EVENTS": ("aggregation", EVENT),
     "DEADLETTER_AGGREGATION": ("aggregation", None),
     "AUDIT": ("audit", None),
@@ -85,7 +86,7 @@ READS: dict[str, set[bytes]] = {
 WRITES: dict[str, set[str]] = {
     "ingest": {"FRAMES", "AUDIT"},
     "inference": {"FRAMES", "TRACKS", "AUDIT"},
-    "anonymiser": {"TRACKS", "DEADLETTER_ANONYMISER", "EVENTS", "AUDIT"},
+    "anonymiser": {"TRACKS", "DEADLETTER_ANONYMISER", "CHECKPOINT_ANONYMISER", "EVENTS", "AUDIT"},
     "aggregation": {"EVENTS", "DEADLETTER_AGGREGATION", "AUDIT"},
     "registry": {"KV_vigie-policy", "KV_vigie-sources", "AUDIT"},
     # The journal's keeper reads every audit event and keeps the journal: trusted with AUDIT.
@@ -169,8 +170,8 @@ async def running_broker(
     configmap = rendering.named("ConfigMap", "vigie-nats-auth")["data"]
     # As in the NATS pod: /etc/nats-config/nats.conf includes ../vigie-nats/auth.conf.
     (directory / "vigie-nats").mkdir()
-    (directory / "vigie-nats" / "auth.conf").write_text(auth(configmap["auth.conf"]))
-    (directory / "vigie-nats" / "provisioner.conf").write_text(configmap["provisioner.conf"])
+    for name, text in configmap.items():  # auth.conf, and the includes beside it
+        (directory / "vigie-nats" / name).write_text(auth(text) if name == "auth.conf" else text)
     (directory / "nats-config").mkdir()
     config = directory / "nats-config" / "nats.conf"
     config.write_text("include ../vigie-nats/auth.conf\n")
@@ -211,6 +212,7 @@ async def seed(broker: Broker) -> None:
         await c["ingest"].jetstream().publish(f"vigie.frames.{CAMERA}", PIXELS + bytes(FRAME_BYTES))
         await c["inference"].jetstream().publish(f"vigie.tracks.{CAMERA}", TRACKS + bytes([i]) * 64)
         await c["anonymiser"].jetstream().publish(f"vigie.events.{CAMERA}", EVENT + bytes([i]))
+    await c["anonymiser"].jetstream().publish(f"vigie.checkpoint.anonymiser.0.{CAMERA}", TRACKS + b" state")
     for role in SERVICES:
         await c[role].jetstream().publish(f"vigie.audit.{role}", f"AUDIT:{role}".encode())
     for stream, durable in DURABLES.items():
@@ -416,8 +418,16 @@ async def execute(broker: Broker, nc: Client, attempt: Attempt) -> Landing:
     before_streams, before_listeners = _snapshot(broker)
     await nc.publish(attempt.subject, attempt.payload, reply=attempt.reply or "")
     await nc.flush()
-    await asyncio.sleep(0.02)  # the server's deliveries take microseconds; the final read catches laggards
+    # The server's deliveries take microseconds, a stream made to copy another fills in the background:
+    # the streams must be still before the next attempt, or what this one caused is put on that one (the
+    # final read catches laggards anyway).
     after_streams, _ = _snapshot(broker)
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        settled, _ = _snapshot(broker)
+        if settled == after_streams:
+            break
+        after_streams = settled
     stored = []
     for name, last in after_streams.items():
         if last > before_streams.get(name, 0):
@@ -429,9 +439,11 @@ async def execute(broker: Broker, nc: Client, attempt: Attempt) -> Landing:
     return Landing(stored, heard)
 
 
-def judge(role: str, attempt: Attempt, landing: Landing) -> str | None:
+def judge(role: str, attempt: Attempt, landing: Landing, reconfigured: Collection[str] = ()) -> str | None:
     """Why this landing is a breach, or None when it is harmless: whatever the server sent landed only in the
-    attacker's own inbox or in a stream it may write anyway, with data it may read anyway."""
+    attacker's own inbox or in a stream it may write anyway, with data it may read anyway. ``reconfigured``:
+    streams the provisioner made copy others of their account earlier (accepted, see `attack`), which fill
+    in the background, whatever attempt runs then."""
     if (
         attempt.carries is not None
         and attempt.carries not in READS[role]
@@ -445,7 +457,7 @@ def judge(role: str, attempt: Attempt, landing: Landing) -> str | None:
             continue  # the registry writing a bucket: readers are notified, as for any of its writes
         return f"reached {listener}'s {subject}"
     for name, _, _ in landing.streams:
-        if name.split("/", 1)[1] not in WRITES[role]:
+        if name.split("/", 1)[1] not in WRITES[role] and name not in reconfigured:
             return f"stored in {name}"
     return None
 
@@ -457,6 +469,7 @@ async def attack(broker: Broker, role: str) -> tuple[dict[tuple[str, str], Count
     matrix: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     breaches: list[str] = []
     nc = await broker.connect(role)
+    reconfigured: set[str] = set()
     for attempt in planned:
         api = attempt.subject.split(".")[1] if attempt.subject.startswith("$JS.") else "-"
         row = (attempt.verb, "own" if api == "API" else api)
@@ -465,8 +478,9 @@ async def attack(broker: Broker, role: str) -> tuple[dict[tuple[str, str], Count
             continue
         before = broker.jsz()
         landing = await execute(broker, nc, attempt)
-        breach = judge(role, attempt, landing)
-        changes = changed_streams(before, broker.jsz())
+        breach = judge(role, attempt, landing, reconfigured)
+        after = broker.jsz()
+        changes = changed_streams(before, after)
         if breach is not None:
             breaches.append(f"{role}: {attempt.verb} {attempt.subject} -> {attempt.target}: {breach}")
             matrix[row]["BREACH"] += 1
@@ -477,6 +491,7 @@ async def attack(broker: Broker, role: str) -> tuple[dict[tuple[str, str], Count
             # The provisioner configures streams: what it changed stays in the stream's account (checked by
             # the markers below), and the services flag it (vigie_core.messaging.StreamGuard).
             matrix[row]["accepted: " + "; ".join(changes)] += 1
+            reconfigured.update(n for n in after if n in before and after[n]["config"] != before[n]["config"])
         elif landing.streams or any(r == role for r, _ in landing.listeners):
             matrix[row]["executed: landed in its own inbox or channels"] += 1
         else:
@@ -525,7 +540,8 @@ async def stored_markers(broker: Broker) -> list[tuple[str, str, bytes]]:
                 subscription = await js.pull_subscribe_bind(durable=DURABLES[stream], stream=stream)
             else:
                 subscription = await js.pull_subscribe(">", stream=stream, durable=f"check-{stream.lower()}")
-            with contextlib.suppress(nats.errors.TimeoutError):
+            # nats-py raises its own TimeoutError or asyncio's, depending on when the wait ends.
+            with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
                 while True:
                     for message in await subscription.fetch(64, timeout=0.3):
                         found.append((stream, message.subject, message.data[:24]))

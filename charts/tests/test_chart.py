@@ -247,6 +247,11 @@ def test_replica_k_consumes_partition_k(render: Callable[[str], Any]) -> None:
     ingest = rendering.named("Deployment", "vigie-ingest")
     assert _env(_pod_spec(ingest)["containers"][0])["VIGIE_INGEST_FRAMES_PARTITIONS"] == "3"
     assert ingest["spec"]["strategy"] == {"type": "Recreate"}
+    # A file camera's position outlives a container restart: in the pod's /tmp, an emptyDir in memory.
+    pod = _pod_spec(ingest)
+    assert _env(pod["containers"][0])["VIGIE_INGEST_STATE_DIR"].startswith("/tmp/")
+    assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+    assert next(v for v in pod["volumes"] if v["name"] == "tmp")["emptyDir"]["medium"] == "Memory"
 
 
 def test_ingest_runs_as_n_shards_of_the_registry_cameras(
@@ -473,6 +478,24 @@ def test_cloudnativepg_provides_the_database_url(render: Callable[[str], Any]) -
         (("components.ingest.registryCameras=yes",), "components.ingest.registryCameras: Invalid type"),
         (("provisioner.env.VIGIE_PROVISION_NATS__USER=registry",), "provisioner.env"),
         (("provisioner.image=busybox",), "provisioner.image: Does not match pattern"),
+        (
+            ("provisioner.streamReplicas=3",),
+            "provisioner.streamReplicas: 3 copies of each stream need a NATS cluster",
+        ),
+        (
+            (
+                "provisioner.streamReplicas=3",
+                "nats.config.cluster.enabled=true",
+                "nats.config.cluster.replicas=2",
+            ),
+            "provisioner.streamReplicas: 3 copies of each stream need as many NATS servers, "
+            "nats.config.cluster.replicas is 2",
+        ),
+        (
+            ("provisioner.streamReplicas=2",),
+            "provisioner.streamReplicas must be one of the following: 1, 3, 5",
+        ),
+        (("provisioner.env.VIGIE_PROVISION_STREAM_REPLICAS=3",), "provisioner.env"),
     ],
 )
 def test_invalid_values_are_refused_with_a_clear_message(
@@ -632,3 +655,87 @@ def test_the_provisioner_job_creates_the_streams_as_its_own_user_and_reaches_nat
         for port in rule.get("ports", [])
     }
     assert ports == {53, 4222}
+
+
+def _provisioner_env(rendering: Any) -> list[dict[str, Any]]:
+    """The environment of the provisioner Job and of its reconciling CronJob."""
+    workloads = [rendering.named("Job", "vigie-provision-1"), rendering.named("CronJob", "vigie-reconcile")]
+    return [_env(_pod_spec(workload)["containers"][0]) for workload in workloads]
+
+
+def _merged(base: Manifest, override: Manifest) -> Manifest:
+    """``override`` over ``base`` as helm merges values files: maps merged, anything else replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        below = merged.get(key)
+        merged[key] = _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return merged
+
+
+def _nats_values(*values_files: Path) -> Manifest:
+    values: Manifest = yaml.safe_load((CHART / "values.yaml").read_text())
+    for path in values_files:
+        values = _merged(values, yaml.safe_load(path.read_text()))
+    nats: Manifest = values["nats"]
+    return nats
+
+
+def _official_nats_chart(rendering: Any) -> Manifest | None:
+    """The NATS StatefulSet, when the official chart renders (VIGIE_NATS_CHART) rather than the stub."""
+    found = [m for m in rendering.of_kind("StatefulSet") if m["metadata"]["name"] == "vigie-nats"]
+    assert len(found) == (1 if os.environ.get("VIGIE_NATS_CHART") else 0)
+    return found[0] if found else None
+
+
+def test_production_runs_nats_as_a_cluster_holding_three_copies_of_every_stream(
+    render: Callable[[str], Any],
+) -> None:
+    """One NATS server restarting (a rolling upgrade, a node drained or lost) loses nothing: three servers,
+    on three nodes, each holding a copy of every stream, memory streams included."""
+    rendering = render("production")
+    for env in _provisioner_env(rendering):
+        assert env["VIGIE_PROVISION_STREAM_REPLICAS"] == "3"
+
+    nats = _nats_values(CHART / "ci" / "production-values.yaml")
+    assert nats["enabled"] is True
+    assert nats["config"]["cluster"]["enabled"] is True
+    assert nats["config"]["cluster"]["replicas"] == 3
+    jetstream = nats["config"]["jetstream"]
+    assert jetstream["enabled"] is True
+    assert jetstream["memoryStore"] == {"enabled": True, "maxSize": "1Gi"}
+    assert jetstream["fileStore"]["pvc"]["size"] == "20Gi"
+    spread = nats["podTemplate"]["topologySpreadConstraints"]["kubernetes.io/hostname"]
+    assert spread["whenUnsatisfiable"] == "DoNotSchedule"
+
+    statefulset = _official_nats_chart(rendering)
+    if statefulset is not None:
+        assert statefulset["spec"]["replicas"] == 3
+        [claim] = statefulset["spec"]["volumeClaimTemplates"]
+        assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+        [constraint] = statefulset["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert constraint["topologyKey"] == "kubernetes.io/hostname"
+        config = rendering.named("ConfigMap", "vigie-nats-config")["data"]["nats.conf"]
+        assert config.count("vigie-nats-headless:6222") == 3
+        budget = rendering.named("PodDisruptionBudget", "vigie-nats")
+        assert budget["spec"]["maxUnavailable"] == 1
+
+    # The servers reach each other's cluster routes, and only each other.
+    policy = rendering.named("NetworkPolicy", "vigie-nats")
+    nats_pods = policy["spec"]["podSelector"]
+    routes = {"port": 6222, "protocol": "TCP"}
+    assert {"from": [{"podSelector": nats_pods}], "ports": [routes]} in policy["spec"]["ingress"]
+    assert {"to": [{"podSelector": nats_pods}], "ports": [routes]} in policy["spec"]["egress"]
+
+
+@pytest.mark.parametrize("name", ["default", "minimal"])
+def test_a_trial_install_runs_one_nats_server_and_one_copy_of_each_stream(
+    render: Callable[[str], Any], name: str
+) -> None:
+    rendering = render(name)
+    for env in _provisioner_env(rendering):
+        assert env["VIGIE_PROVISION_STREAM_REPLICAS"] == "1"
+    nats = _nats_values(*rendering.values_files)
+    assert nats["config"]["cluster"]["enabled"] is False
+    statefulset = _official_nats_chart(rendering)
+    if statefulset is not None:
+        assert statefulset["spec"]["replicas"] == 1

@@ -13,19 +13,24 @@ import pytest
 import yaml
 
 from vigie_core import accounts
-from vigie_core.accounts import accounts_conf, password_variable, provisioner_users
+from vigie_core.accounts import accounts_conf, jetstream_conf, password_variable, provisioner_users
 from vigie_core.permissions import ROLES
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "vigie"
 
 
 @pytest.mark.parametrize(
-    ("command", "path"), [("conf", "nats-accounts.conf"), ("provisioner-conf", "nats-provisioner.conf")]
+    ("command", "path"),
+    [
+        (["conf"], "nats-accounts.conf"),
+        (["provisioner-conf"], "nats-provisioner.conf"),
+        *((["jetstream-conf", "--replicas", str(n)], f"nats-jetstream-r{n}.conf") for n in (1, 3, 5)),
+    ],
 )
 def test_the_chart_accounts_are_generated_from_vigie_core(
-    capsys: pytest.CaptureFixture[str], command: str, path: str
+    capsys: pytest.CaptureFixture[str], command: list[str], path: str
 ) -> None:
-    accounts.main([command])
+    accounts.main(command)
     generated = capsys.readouterr().out
     committed = (CHART / "files" / path).read_text()
     assert committed == generated, (
@@ -39,6 +44,8 @@ def test_the_rendered_accounts_are_the_embedded_servers(render: Callable[[str], 
     data = render(name).named("ConfigMap", "vigie-nats-auth")["data"]
     assert data["auth.conf"] == accounts_conf()
     assert data["provisioner.conf"] == provisioner_users(None, from_environment=True)
+    # Production runs three copies of every stream: its accounts' limits count them.
+    assert data["jetstream.conf"] == jetstream_conf(3 if name == "production" else 1)
 
 
 def test_the_provisioners_user_can_be_left_out(helm_template: Callable[..., Any]) -> None:

@@ -111,6 +111,12 @@ are the chart's, from replicas, even at 1 (a lone replica told it is one shard o
 - name: {{ $prefix }}TELEMETRY__OTLP_ENDPOINT
   value: {{ . | quote }}
 {{- end }}
+{{- if eq $name "ingest" }}
+# A file camera's position (a few bytes, no frame): kept in the pod's /tmp (an emptyDir in memory), which
+# outlives a container restart, so that a killed ingest goes on where it stopped.
+- name: {{ $prefix }}STATE_DIR
+  value: /tmp/vigie-ingest
+{{- end }}
 {{- if $traits.partitioned }}
 - name: {{ $prefix }}PARTITION
   valueFrom:

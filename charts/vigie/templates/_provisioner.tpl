@@ -48,6 +48,9 @@ spec:
           value: {{ .Values.components.inference.replicas | quote }}
         - name: VIGIE_PROVISION_TRACKS_PARTITIONS
           value: {{ .Values.components.anonymiser.replicas | quote }}
+        # Copies of every stream and bucket, each on another NATS server.
+        - name: VIGIE_PROVISION_STREAM_REPLICAS
+          value: {{ $values.streamReplicas | quote }}
         {{- range $key, $value := $values.env }}
         - name: {{ $key }}
           value: {{ $value | toString | quote }}

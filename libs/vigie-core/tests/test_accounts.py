@@ -13,10 +13,13 @@ from nats.js.api import StorageType
 
 from vigie_core import accounts
 from vigie_core.accounts import (
+    JETSTREAM_INCLUDE,
     PROVISIONER_INCLUDE,
     accounts_conf,
     crossings,
+    jetstream_conf,
     jetstream_limits,
+    jetstream_variable,
     password_variable,
     provisioner_users,
 )
@@ -35,6 +38,7 @@ def test_every_stream_is_held_by_its_readers_account() -> None:
         "AUDIT": "audit",
         "DEADLETTER_ANONYMISER": "anonymiser",
         "DEADLETTER_AGGREGATION": "aggregation",
+        "CHECKPOINT_ANONYMISER": "anonymiser",  # track ids: its reader's alone
         "KV_vigie-policy": "registry",
         "KV_vigie-sources": "sources",  # an account without users: nobody can write there but by import
     }
@@ -107,13 +111,16 @@ def test_pixels_and_tracks_may_never_be_stored_on_disk() -> None:
     assert PROVISIONER not in limits
 
 
-def test_account_limits_hold_exactly_the_default_streams() -> None:
-    limits = jetstream_limits()
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_account_limits_hold_exactly_the_default_streams_every_copy_counted(replicas: int) -> None:
+    limits = jetstream_limits(replicas)
     for owner, limit in limits.items():
         streams = [c for c in provisioned_stream_configs() if owner_of(c.name or "") == owner]
+        memory = sum(c.max_bytes or 0 for c in streams if c.storage == StorageType.MEMORY)
+        file = sum(c.max_bytes or 0 for c in streams if c.storage == StorageType.FILE)
         assert limit.max_streams == len(streams)
-        assert limit.max_mem == sum(c.max_bytes or 0 for c in streams if c.storage == StorageType.MEMORY)
-        assert limit.max_file == sum(c.max_bytes or 0 for c in streams if c.storage == StorageType.FILE)
+        assert (limit.max_mem, limit.max_file) == (replicas * memory, replicas * file)
+        assert f"{jetstream_variable(owner)}: " in jetstream_conf(replicas)
 
 
 def test_the_configuration_has_no_password_and_no_user_allowed_everything() -> None:
@@ -133,6 +140,7 @@ def _check(
     environment."""
     (tmp_path / "accounts.conf").write_text(accounts_conf())
     (tmp_path / PROVISIONER_INCLUDE).write_text(provisioner)
+    (tmp_path / JETSTREAM_INCLUDE).write_text(jetstream_conf())
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_NATS_PASSWORD_")}
     env |= {password_variable(r): f"pw{r}" for r in passwords}
     return subprocess.run(
@@ -167,6 +175,8 @@ def test_the_commands_print_the_chart_files(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out == accounts_conf()
     assert accounts.main(["provisioner-conf"]) == 0
     assert capsys.readouterr().out == provisioner_users(None, from_environment=True)
+    assert accounts.main(["jetstream-conf", "--replicas", "3"]) == 0
+    assert capsys.readouterr().out == jetstream_conf(3)
     assert accounts.main(["table"]) == 0
     rows = capsys.readouterr().out.splitlines()[2:]
     assert len(rows) == len(crossings())

@@ -21,6 +21,7 @@ from vigie_core.messaging import StreamCopiesError
 from vigie_core.policy import PolicySettings
 from vigie_core.provision import provision_stream
 from vigie_core.streams import (
+    CheckpointStream,
     DeadLetterStream,
     EventsStream,
     FramesStream,
@@ -165,7 +166,7 @@ async def test_counting_goes_on_while_the_audit_stream_is_missing(nats_server: E
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
     # Every stream the anonymiser binds, and no AUDIT: the audit stream is lost (deleted by hand, say).
-    for stream in (TracksStream(), EventsStream(), DeadLetterStream("anonymiser")):
+    for stream in (TracksStream(), EventsStream(), DeadLetterStream("anonymiser"), CheckpointStream()):
         await provision_stream(js, stream.config())
     settings = AnonymiserSettings(
         nats={"url": nats_server.url}, cameras=[CAMERA], camera_idle_s=600, audit=FAST, policy=STATIC_ONLY

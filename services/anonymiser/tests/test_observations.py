@@ -1,9 +1,13 @@
 """TRACKS messages are checked field by field; an error names the field."""
 
+import subprocess
+import sys
+
 import pytest
 
 from vigie_anonymiser import InvalidTrackFrameError, parse_track_frame
 from vigie_anonymiser.observations import TracksBoundaryFaultError
+from vigie_anonymiser.synthetic import FrameBuilder, to_track_frame
 from vigie_proto.v1.frames_pb2 import Frame
 from vigie_proto.v1.tracks_pb2 import OBJECT_CLASS_PERSON, Box, TrackedObject, TrackFrame
 
@@ -118,3 +122,22 @@ def test_data_a_track_frame_has_no_field_for_is_a_boundary_fault() -> None:
     with pytest.raises(TracksBoundaryFaultError) as raised:
         parse_track_frame(frame(objects=[person]).SerializeToString(), "cam")
     assert (raised.value.field_numbers, raised.value.unknown_bytes) == ((), 5)
+
+
+def test_a_message_has_the_same_fingerprint_in_every_process() -> None:
+    """A checkpoint written by one process must recognise the copy redelivered to the next (Python's own
+    hash of bytes is salted per process)."""
+    data = to_track_frame(FrameBuilder().frame({1: (0.5, 0.5)})).SerializeToString()
+    code = "import sys; from vigie_anonymiser.observations import parse_track_frame as p; "
+    code += "print(p(bytes.fromhex(sys.argv[1])).fingerprint)"
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code, data.hex()],
+            env={"PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert seen == {str(parse_track_frame(data).fingerprint)}

@@ -149,9 +149,24 @@ async def test_tracks_become_anonymous_window_reports_exactly_once(nats_server: 
     assert len({r.report_id for r in reports}) == len(reports)
 
     # Replay: the consumer's position is lost (as if no acknowledgement had reached the server) and a
-    # fresh instance counts all of TRACKS again. Its parts start with the same messages as the first
-    # instance's, so they carry the same ids and EVENTS drops them: no double count.
+    # fresh instance gets all of TRACKS again. The cameras' checkpoints know every message already.
     await js.delete_consumer("TRACKS", "anonymiser-0")
+    async with running_service("anonymiser", settings(nats_server.url), serve) as known:
+        await wait_for(
+            lambda: (
+                counted(known, "vigie_anonymiser_frames_dropped_total", reason="duplicate")
+                == len(wire) + half
+            ),
+            "the replay, recognised",
+        )
+    assert counted(known) == 0
+    assert counted(known, "vigie_anonymiser_cameras_restored_total", outcome="restored") == 1
+    assert len(await events(js)) == len(parts)
+    # Without the checkpoints too, a fresh instance counts all of TRACKS again. Its parts start with the
+    # same messages as the first instance's, so they carry the same ids and EVENTS drops them: no double
+    # count.
+    await js.delete_consumer("TRACKS", "anonymiser-0")
+    await js.purge_stream("CHECKPOINT_ANONYMISER")
     async with running_service("anonymiser", settings(nats_server.url), serve) as replay:
         await wait_for(
             lambda: (

@@ -312,7 +312,17 @@ class KeyValueWatcher(ABC, Generic[T]):
                     else self._logger.debug
                 )
                 log("%s %s: %s; %s", self._subject, self._bucket, reason, self._while_lost)
-            await asyncio.sleep(self._retry_s)
+            await self._pause_before_retry()
+
+    async def _pause_before_retry(self) -> None:
+        """``retry_s``, or less when the connection was lost: it is read again as soon as the connection is
+        back (a broker restart then costs the services no more than the restart itself)."""
+        lost = not self._source.connected
+        deadline = asyncio.get_running_loop().time() + self._retry_s
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(min(self._check_s, self._retry_s))
+            if lost and self._source.connected:
+                return
 
     async def _watch(self) -> None:
         source = self._source

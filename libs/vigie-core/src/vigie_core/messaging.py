@@ -166,6 +166,9 @@ async def connect(
         # Services finish their own work before draining; what is left to drain is quick or stuck.
         drain_timeout=5,
         max_reconnect_attempts=-1,
+        # Back within half a second of a broker restart (nats-py waits 2 s between attempts by default):
+        # frames captured while a service is disconnected are lost.
+        reconnect_time_wait=0.5,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,

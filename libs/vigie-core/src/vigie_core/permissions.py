@@ -23,7 +23,8 @@ What the lists say, in words:
 - FRAMES (pixels, in inference's account): ingest publishes into it through an import; inference alone
   reads it.
 - TRACKS (track ids, in the anonymiser's account): inference publishes through an import; the anonymiser
-  alone reads it.
+  alone reads it. Its checkpoints (``CHECKPOINT_ANONYMISER``: each camera's counting state, live track ids
+  included) stay in its account: it alone writes and reads them.
 - EVENTS (anonymous, in the aggregation's account): the anonymiser publishes through an import; the
   aggregation reads it.
 - AUDIT (in the audit service's account): every service publishes on ``vigie.audit.<itself>`` only, each
@@ -55,12 +56,14 @@ from dataclasses import dataclass
 from functools import cache
 
 from vigie_core.streams import (
+    CHECKPOINTS_PREFIX,
     EVENTS_PREFIX,
     FRAMES_PREFIX,
     POLICY_BUCKET,
     SOURCES_BUCKET,
     TRACKS_PREFIX,
     AuditStream,
+    CheckpointStream,
     DeadLetterStream,
     EventsStream,
     FramesStream,
@@ -115,6 +118,7 @@ FRAMES = _name(FramesStream().config().name)
 TRACKS = _name(TracksStream().config().name)
 EVENTS = _name(EventsStream().config().name)
 AUDIT = _name(AuditStream().config().name)
+CHECKPOINTS = _name(CheckpointStream().config().name)
 POLICY_STREAM = f"KV_{POLICY_BUCKET}"
 SOURCES_STREAM = f"KV_{SOURCES_BUCKET}"
 
@@ -129,6 +133,7 @@ STREAM_OWNERS: Mapping[str, str] = {
     FRAMES: "inference",
     TRACKS: "anonymiser",
     _name(DeadLetterStream("anonymiser").config().name): "anonymiser",
+    CHECKPOINTS: "anonymiser",
     EVENTS: "aggregation",
     _name(DeadLetterStream("aggregation").config().name): "aggregation",
     AUDIT: "audit",
@@ -269,6 +274,17 @@ def _writes_bucket(bucket: str) -> list[str]:
     return [f"{api_prefix(BUCKET_WRITER, stream)}.STREAM.INFO.{stream}", f"$KV.{bucket}.>"]
 
 
+def _checkpoints() -> list[str]:
+    """Save each camera's counting state (one message per camera, in its own account) and read it back at
+    start (direct gets, and the stream's info to list the cameras saved)."""
+    return [
+        f"{CHECKPOINTS_PREFIX}.>",
+        f"{LOCAL_API}.STREAM.INFO.{CHECKPOINTS}",
+        f"{LOCAL_API}.DIRECT.GET.{CHECKPOINTS}",
+        f"{LOCAL_API}.DIRECT.GET.{CHECKPOINTS}.>",
+    ]
+
+
 def _dead_letters(service: str) -> list[str]:
     """Set rejected messages aside on ``vigie.deadletter.<service>``, stored in ``DEADLETTER_<SERVICE>``."""
     return [deadletter_subject(service), *_looks_up(service, _name(DeadLetterStream(service).config().name))]
@@ -285,6 +301,7 @@ def all_permissions() -> Mapping[str, ServicePermissions]:
             *_looks_up("anonymiser", EVENTS),
             *_consumes(TRACKS),
             *_dead_letters("anonymiser"),
+            *_checkpoints(),
         ],
         "aggregation": [*_consumes(EVENTS), *_dead_letters("aggregation")],
         "registry": [

@@ -19,6 +19,11 @@ Idempotent: a stream already as configured is left alone, one whose settings dif
 storage differs is an error (JetStream cannot change it in place; deleting a stream is an operator's
 decision, and the provisioner is not allowed to).
 
+Replicas (``stream_replicas``): every stream and bucket gets as many copies on different servers of a
+JetStream cluster; 3 lets one server restart without losing a message, memory streams included. A change
+is an update the cluster applies in place (it copies the stream to the new peers, or drops copies); a
+server that is not clustered refuses more than one.
+
 The stream definitions are those of :mod:`vigie_core.streams`; the settings here only size them.
 """
 
@@ -38,8 +43,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StreamConfig
-from nats.js.errors import NotFoundError
-from pydantic import Field
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+from pydantic import Field, field_validator
 
 from vigie_core.messaging import StreamConfigConflictError, field_differs
 from vigie_core.permissions import PROVISIONER, api_prefix, inbox_prefix
@@ -47,6 +52,7 @@ from vigie_core.settings import NatsSettings, ServiceSettings
 from vigie_core.streams import (
     RETENTION_CEILINGS_S,
     AuditStream,
+    CheckpointStream,
     DeadLetterStream,
     EventsStream,
     FramesStream,
@@ -83,7 +89,24 @@ _PROVISIONED_FIELDS = (
     "duplicate_window",
     "allow_direct",
     "republish",
+    "num_replicas",
 )
+# What nats-server answers a stream asking for more replicas than it can place, said in words ({n}: the
+# replicas), and the remedy.
+_TOO_FEW_SERVERS = "run NATS as a JetStream cluster of at least {n} servers"
+_NO_ROOM = (
+    "every copy counts against its account's JetStream limits (vigie_core.accounts) and a server's store: "
+    "size both for {n} copies"
+)
+_REPLICAS_REFUSED = {
+    # replicas > 1 not supported in non-clustered mode
+    10074: ("this server is not clustered", _TOO_FEW_SERVERS),
+    # no suitable peers for placement
+    10005: ("the cluster has fewer servers than that", _TOO_FEW_SERVERS),
+    # insufficient memory / storage resources available
+    10028: ("no room for every copy in memory", _NO_ROOM),
+    10047: ("no room for every copy on disk", _NO_ROOM),
+}
 
 
 class ProvisionError(RuntimeError):
@@ -117,25 +140,48 @@ class ProvisionSettings(ServiceSettings, env_prefix="VIGIE_PROVISION_"):
     anonymiser_deadletter_max_age_s: float = Field(3600.0, gt=0, le=DAY_S)
     aggregation_deadletter_max_age_s: float = Field(7 * DAY_S, gt=0, le=366 * DAY_S)
     policy_history: int = Field(5, ge=1, le=64, description="revisions the policy bucket keeps per camera")
+    stream_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="copies of every stream and bucket in a JetStream cluster (1: a single server; 3: one "
+        "server may restart without a loss); more than 1 needs a cluster of at least as many servers",
+    )
     wait_s: float = Field(120.0, gt=0, description="how long to wait for NATS and JetStream to answer")
+
+    @field_validator("stream_replicas")
+    @classmethod
+    def _odd_replicas(cls, replicas: int) -> int:
+        # A replicated stream accepts a write once a majority of its copies holds it: 2 copies stop at the
+        # first server down, as 1 does, with twice the storage.
+        if replicas % 2 == 0:
+            raise ValueError(
+                f"{replicas} replicas survive no more servers down than {replicas - 1}: use 1, 3 or 5"
+            )
+        return replicas
 
 
 def provisioned_streams(settings: ProvisionSettings) -> list[StreamConfig]:
     """Every stream of Vigie, as ``settings`` sizes it (the buckets' streams apart)."""
+    replicas = settings.stream_replicas
     return [
-        FramesStream(settings.frames_partitions, settings.frames_max_age_s).config(),
-        TracksStream(settings.tracks_partitions, settings.tracks_max_age_s).config(),
-        EventsStream(max_age_s=settings.events_max_age_s).config(),
+        FramesStream(settings.frames_partitions, settings.frames_max_age_s, replicas=replicas).config(),
+        TracksStream(settings.tracks_partitions, settings.tracks_max_age_s, replicas=replicas).config(),
+        EventsStream(max_age_s=settings.events_max_age_s, replicas=replicas).config(),
         AuditStream(
-            max_age_s=settings.audit_max_age_days * DAY_S, max_bytes=settings.audit_max_bytes
+            max_age_s=settings.audit_max_age_days * DAY_S,
+            max_bytes=settings.audit_max_bytes,
+            replicas=replicas,
         ).config(),
-        DeadLetterStream("anonymiser", settings.anonymiser_deadletter_max_age_s).config(),
-        DeadLetterStream("aggregation", settings.aggregation_deadletter_max_age_s).config(),
+        DeadLetterStream("anonymiser", settings.anonymiser_deadletter_max_age_s, replicas).config(),
+        DeadLetterStream("aggregation", settings.aggregation_deadletter_max_age_s, replicas).config(),
+        CheckpointStream(replicas=replicas).config(),
     ]
 
 
 def provisioned_buckets(settings: ProvisionSettings) -> list[KeyValueConfig]:
-    return [PolicyBucket(settings.policy_history).config(), SourcesBucket().config()]
+    replicas = settings.stream_replicas
+    return [PolicyBucket(settings.policy_history, replicas).config(), SourcesBucket(replicas).config()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +200,7 @@ async def provision_stream(js: JetStreamContext, wanted: StreamConfig) -> Provis
     try:
         current = (await js.stream_info(name)).config
     except NotFoundError:
-        await js.add_stream(wanted)
+        await _configure(js, wanted, create=True)
         logger.info("stream %s: created", name)
         return ProvisionResult(name, "created")
     if current.mirror is not None:
@@ -177,9 +223,24 @@ async def provision_stream(js: JetStreamContext, wanted: StreamConfig) -> Provis
         )
     if not changed:
         return ProvisionResult(name, "unchanged")
-    await js.update_stream(wanted)
+    await _configure(js, wanted, create=False)
     logger.info("stream %s: updated (%s)", name, ", ".join(changed))
     return ProvisionResult(name, f"updated ({', '.join(changed)})")
+
+
+async def _configure(js: JetStreamContext, wanted: StreamConfig, *, create: bool) -> None:
+    try:
+        await (js.add_stream(wanted) if create else js.update_stream(wanted))
+    except APIError as error:
+        replicas = wanted.num_replicas or 1
+        refused = _REPLICAS_REFUSED.get(error.err_code or 0)
+        if refused is None or replicas == 1:
+            raise
+        reason, remedy = refused
+        raise ProvisionError(
+            f"stream {wanted.name}: {replicas} replicas refused, {reason} ({error.description}): "
+            f"{remedy.format(n=replicas)}, or set VIGIE_PROVISION_STREAM_REPLICAS=1"
+        ) from None
 
 
 async def provision(
@@ -211,8 +272,9 @@ async def _with_retry(js: JetStreamContext, config: StreamConfig, wait_s: float)
     while True:
         try:
             return await provision_stream(js, config)
-        except nats.errors.TimeoutError:
-            # No answer: JetStream not ready yet (a fresh cluster), or a request the user may not make.
+        except (nats.errors.TimeoutError, ServiceUnavailableError):
+            # No answer: JetStream not ready yet (a fresh cluster; one still electing its leader says
+            # "temporarily unavailable"), or a request the user may not make.
             if time.monotonic() > deadline:
                 raise ProvisionError(
                     f"stream {config.name}: no answer from JetStream within {wait_s:g} s (is JetStream "

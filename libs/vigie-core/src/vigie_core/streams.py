@@ -35,11 +35,13 @@ POLICY_BUCKET = "vigie-policy"
 SOURCES_BUCKET = "vigie-sources"
 # The buckets' stored writes are announced under this prefix (bucket_notifications).
 KV_NOTIFICATIONS_PREFIX = "vigie.kv"
+# The anonymiser's checkpoints: ``<this>.<partition>.<camera>`` (CheckpointStream).
+CHECKPOINTS_PREFIX = "vigie.checkpoint.anonymiser"
 
 
 # The longest any configuration may keep pixels and track ids (seconds): a stream found keeping them
 # longer, or for ever, has been changed behind Vigie's back (vigie_core.messaging.check_stream).
-RETENTION_CEILINGS_S = {"FRAMES": 600.0, "TRACKS": 3600.0}
+RETENTION_CEILINGS_S = {"FRAMES": 600.0, "TRACKS": 3600.0, "CHECKPOINT_ANONYMISER": 3600.0}
 
 
 def frames_subject(camera_id: str) -> str:
@@ -80,6 +82,7 @@ class FramesStream:
     max_bytes: int = 256 * 1024 * 1024
     # A frame fits in about 520 KB (416x234 RGB is 292 KB); this bound refuses anything larger.
     max_msg_size: int = 1024 * 1024
+    replicas: int = 1
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -93,7 +96,7 @@ class FramesStream:
             max_age=self.max_age_s,
             max_bytes=self.max_bytes,
             max_msg_size=self.max_msg_size,
-            num_replicas=1,
+            num_replicas=self.replicas,
         )
 
 
@@ -105,6 +108,7 @@ class TracksStream:
     # At most 300 tracked objects a frame, about 20 KB; no frame fits (at least 146 KB: 416 pixels wide,
     # RGB), so not even the server can be made to store one here.
     max_msg_size: int = 64 * 1024
+    replicas: int = 1
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -118,7 +122,7 @@ class TracksStream:
             max_age=self.max_age_s,
             max_bytes=self.max_bytes,
             max_msg_size=self.max_msg_size,
-            num_replicas=1,
+            num_replicas=self.replicas,
         )
 
 
@@ -143,6 +147,7 @@ class AuditStream:
     max_bytes: int = 4 * 1024 * 1024 * 1024
     duplicate_window_s: float = 600.0
     max_msg_size: int = 64 * 1024
+    replicas: int = 1
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -156,7 +161,7 @@ class AuditStream:
             max_bytes=self.max_bytes,
             max_msg_size=self.max_msg_size,
             duplicate_window=self.duplicate_window_s,
-            num_replicas=1,
+            num_replicas=self.replicas,
         )
 
 
@@ -188,6 +193,7 @@ class EventsStream:
     max_bytes: int = 1024 * 1024 * 1024
     duplicate_window_s: float = 3600.0
     max_msg_size: int = 256 * 1024
+    replicas: int = 1
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -201,7 +207,7 @@ class EventsStream:
             max_bytes=self.max_bytes,
             max_msg_size=self.max_msg_size,
             duplicate_window=self.duplicate_window_s,
-            num_replicas=1,
+            num_replicas=self.replicas,
         )
 
 
@@ -219,6 +225,7 @@ class DeadLetterStream:
 
     service: str
     max_age_s: float | None = None
+    replicas: int = 1
 
     def __post_init__(self) -> None:
         if self.service not in DEADLETTER_SERVICES:
@@ -239,7 +246,7 @@ class DeadLetterStream:
                 discard=DiscardPolicy.OLD,
                 max_age=self.max_age_s if self.max_age_s is not None else 3600.0,
                 max_bytes=64 * 1024 * 1024,
-                num_replicas=1,
+                num_replicas=self.replicas,
             )
         return StreamConfig(
             name="DEADLETTER_AGGREGATION",
@@ -251,8 +258,45 @@ class DeadLetterStream:
             max_age=self.max_age_s if self.max_age_s is not None else 7 * 24 * 3600.0,
             max_bytes=256 * 1024 * 1024,
             duplicate_window=600.0,
-            num_replicas=1,
+            num_replicas=self.replicas,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointStream:
+    """``CHECKPOINT_ANONYMISER``: each camera's counting state, as the anonymiser last saved it, so that a
+    replica restarting after a crash goes on where it stopped rather than losing the open window.
+
+    One message per camera (the latest), in memory only and in the anonymiser's account alone: it holds
+    what TRACKS holds (live track ids and their last boxes, pseudonymous), so no longer than TRACKS may
+    keep them (its retention ceiling), and the open window's counts.
+    """
+
+    max_age_s: float = RETENTION_CEILINGS_S["TRACKS"]
+    max_bytes: int = 64 * 1024 * 1024
+    max_msg_size: int = 1024 * 1024
+    replicas: int = 1
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name="CHECKPOINT_ANONYMISER",
+            description="The anonymiser's counting state per camera, the latest only. Pseudonymous.",
+            subjects=[f"{CHECKPOINTS_PREFIX}.*.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.MEMORY,
+            discard=DiscardPolicy.OLD,
+            max_age=self.max_age_s,
+            max_bytes=self.max_bytes,
+            max_msg_size=self.max_msg_size,
+            max_msgs_per_subject=1,
+            allow_direct=True,
+            num_replicas=self.replicas,
+        )
+
+
+def checkpoint_subject(partition: int, camera_id: str) -> str:
+    """Where the anonymiser replica of ``partition`` saves the state of a camera."""
+    return f"{CHECKPOINTS_PREFIX}.{partition}.{camera_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +304,7 @@ class PolicyBucket:
     """The NATS KV bucket ``vigie-policy``: each camera's effective policy, written by the registry."""
 
     history: int = 5
+    replicas: int = 1
 
     def config(self) -> KeyValueConfig:
         return KeyValueConfig(
@@ -269,6 +314,7 @@ class PolicyBucket:
             storage=StorageType.FILE,
             max_bytes=BUCKET_MAX_BYTES,
             direct=True,
+            replicas=self.replicas,
         )
 
 
@@ -279,6 +325,8 @@ class SourcesBucket:
     One revision: no older sealed URL lingers in the stream.
     """
 
+    replicas: int = 1
+
     def config(self) -> KeyValueConfig:
         return KeyValueConfig(
             bucket=SOURCES_BUCKET,
@@ -287,6 +335,7 @@ class SourcesBucket:
             storage=StorageType.FILE,
             max_bytes=BUCKET_MAX_BYTES,
             direct=True,
+            replicas=self.replicas,
         )
 
 
@@ -337,6 +386,7 @@ def provisioned_stream_configs() -> tuple[StreamConfig, ...]:
         EventsStream().config(),
         AuditStream().config(),
         *(DeadLetterStream(service).config() for service in DEADLETTER_SERVICES),
+        CheckpointStream().config(),
         bucket_stream(PolicyBucket().config()),
         bucket_stream(SourcesBucket().config()),
     )

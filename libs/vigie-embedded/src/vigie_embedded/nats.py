@@ -37,7 +37,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from vigie_core.accounts import PROVISIONER_INCLUDE, accounts_conf, password_variable, provisioner_users
+from vigie_core.accounts import (
+    JETSTREAM_INCLUDE,
+    PROVISIONER_INCLUDE,
+    accounts_conf,
+    jetstream_conf,
+    password_variable,
+    provisioner_users,
+)
 from vigie_core.permissions import PROVISIONER, SERVICES, inbox_prefix, user_name
 from vigie_core.provision import ProvisionSettings, provision_at
 from vigie_core.settings import NatsSettings
@@ -291,6 +298,7 @@ class EmbeddedNats:
         """The server's configuration: the caller's, then Vigie's accounts (the text the chart renders) and
         the provisioner's include, without its user. Passwords are in the server's environment."""
         _write_private(workdir / PROVISIONER_INCLUDE, provisioner_users(None))
+        (workdir / JETSTREAM_INCLUDE).write_text(jetstream_conf())
         (workdir / ACCOUNTS_FILE).write_text(accounts_conf())
         lines = ["# Written by vigie_embedded.nats: Vigie's accounts (vigie_core.accounts)."]
         if self._config_file is not None:

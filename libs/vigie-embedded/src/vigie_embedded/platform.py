@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import secrets
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -128,6 +129,9 @@ class PlatformOptions:
     # A second camera on the same film, under occupancy_statistics with a zone (ZONE_CAMERA_ID): the demo
     # camera's purpose measures no zone, so the zone figures need it.
     zone_camera: bool = False
+    # SQLAlchemy URLs replacing the SQLite files of some databases ("statistics", "audit", "registry"),
+    # e.g. PostgreSQL behind a proxy that a chaos run cuts (vigie_embedded.chaos).
+    databases: tuple[tuple[str, str], ...] = ()
 
     @property
     def camera_ids(self) -> tuple[str, ...]:
@@ -245,7 +249,10 @@ class EmbeddedPlatform:
 
     # -- what the services are told ---------------------------------------------------------------------
 
-    def _database(self, name: str) -> str:
+    def database_url(self, name: str) -> str:
+        given = dict(self.options.databases)
+        if name in given:
+            return given[name]
         return f"sqlite+aiosqlite:///{(self.options.state_dir / f'{name}.sqlite3').resolve()}"
 
     def _settings(self, service: str, triton_url: str) -> dict[str, Any]:
@@ -260,13 +267,13 @@ class EmbeddedPlatform:
             disclosure["window_justification"] = WINDOW_JUSTIFICATION
         by_service: dict[str, dict[str, Any]] = {
             "audit": {
-                "database_url": self._database("audit"),
+                "database_url": self.database_url("audit"),
                 "signing_key": _private_key_text(self._audit_key),
                 "tree_head_interval_s": 10,
                 "auth": auth,
             },
             "registry": {
-                "database_url": self._database("registry"),
+                "database_url": self.database_url("registry"),
                 "receipt_key": self._receipt_key,
                 "source_key": self._source_key,
                 "objection": {
@@ -276,7 +283,7 @@ class EmbeddedPlatform:
                 "auth": auth,
             },
             "aggregation": {
-                "database_url": self._database("statistics"),
+                "database_url": self.database_url("statistics"),
                 "cameras": [{"id": camera, "site": SITE_ID} for camera in options.camera_ids],
                 "disclosure": disclosure,
                 "release_check_interval_s": 1,
@@ -289,6 +296,8 @@ class EmbeddedPlatform:
             },
             "inference": {"triton_url": triton_url, "camera_idle_s": options.camera_idle_s},
             "ingest": {
+                # Where a file camera's position is kept: a killed ingest goes on where it stopped.
+                "state_dir": str((options.state_dir / "ingest").resolve()),
                 # No camera here: ingest reads the cameras the registry hands over (their sources sealed
                 # with the registry's key, in a bucket only ingest may read).
                 "sources": {
@@ -319,6 +328,8 @@ class EmbeddedPlatform:
             if not path.exists():
                 raise FileNotFoundError(f"{path} not found: run 'make {target}'")
         self.logs.mkdir(parents=True, exist_ok=True)
+        # Positions survive a restart of ingest within a run, not into the next run (the film plays anew).
+        shutil.rmtree(options.state_dir / "ingest", ignore_errors=True)
         try:
             # Vigie's accounts, one NATS user per service allowed only its subjects (vigie_core.accounts), as
             # the chart configures them; FRAMES keeps frames seconds, as in production (the film is read at
@@ -473,6 +484,17 @@ class EmbeddedPlatform:
         if self.nats is None:
             raise PlatformFailedError("the platform is not running")
         self.nats.restart(kill=kill)
+
+    def restart_triton(self, *, kill: bool = False) -> None:
+        """Restart the model server (``kill``: as a crash would) on the same ports; inference waits for it."""
+        if self.triton is None:
+            raise PlatformFailedError("the platform is not running")
+        self.triton.restart(kill=kill)
+
+    def kill(self, service: str) -> None:
+        """SIGKILL a service, as a crash or an OOM kill would, and start it again at once (as Kubernetes
+        restarts a container)."""
+        self.processes.kill(service)
 
     def stop(self) -> None:
         self.processes.stop_all()

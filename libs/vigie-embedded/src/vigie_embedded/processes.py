@@ -85,6 +85,18 @@ class ProcessSet:
             if service.name == name:
                 service.stop()
 
+    def kill(self, name: str) -> ServiceProcess:
+        """SIGKILL a service's process group, as a crash or an OOM kill would, and start it again at once,
+        as Kubernetes restarts a container."""
+        for service in self.services:
+            if service.name == name:
+                if service.process is not None and service.process.poll() is None:
+                    os.killpg(service.process.pid, signal.SIGKILL)
+                    service.process.wait()
+                service.start()
+                return service
+        raise KeyError(f"no service {name!r} here")
+
     def stop_all(self) -> None:
         for service in reversed(self.services):
             service.stop()

@@ -312,6 +312,18 @@ class EmbeddedTriton:
             raise TritonError("tritonserver is not started")
         return self._process.wait(timeout)
 
+    def restart(self, *, kill: bool = False) -> None:
+        """Stop the server (``kill``: SIGKILL, as a crash would) and start it again on the same ports."""
+        if self._ports is None:
+            raise TritonError("tritonserver is not started")
+        ports = self._ports
+        if kill and self._process is not None:
+            _signal_group(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+        self.stop()
+        self._requested_ports = ports
+        self.start()
+
     def stop(self) -> None:
         """SIGTERM the server's process group, then SIGKILL it if it has not exited in time."""
         process, self._process = self._process, None

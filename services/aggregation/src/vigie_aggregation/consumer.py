@@ -7,8 +7,11 @@ the commit is each message acknowledged:
 - a report published twice within EVENTS' duplicate window never reaches us twice (``Nats-Msg-Id`` is the
   report id); one published again later, or redelivered because we died between the commit and the
   acknowledgements, finds its report id in ``applied_reports`` and is acknowledged without being counted;
-- a failing database keeps the batch in hand (``in_progress`` stops the redelivery clock) and retries it;
-  when the service stops meanwhile, the batch is handed back (``nak``) for the next start.
+- a failing database keeps the batch in hand (``in_progress`` stops the redelivery clock) and retries it
+  with back-off, whatever the failure (refused, the connection reset mid-transaction, a conflict with
+  another replica): nothing is acknowledged before its commit, so an outage delays reports and loses
+  none; a commit whose answer was lost is found stored on the retry. When the service stops meanwhile,
+  the batch is handed back (``nak``) for the next start.
 
 Malformed reports are published to ``vigie.deadletter.aggregation`` (stream ``DEADLETTER_AGGREGATION``) with
 the field at fault and the reason in headers, logged, counted, and terminated: they never block the stream
@@ -23,7 +26,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -38,16 +40,13 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
-from sqlalchemy.exc import SQLAlchemyError
 
 from vigie_aggregation.metrics import AggregationMetrics
 from vigie_aggregation.reports import InvalidReportError, WindowPart, parse_window_report
 from vigie_aggregation.storage.store import ApplyResult, StatisticsStore
+from vigie_core.database import DatabaseHealth, DatabaseWaitStoppedError, is_database_failure
 from vigie_core.messaging import DurablePull, StreamGuard, StreamNotProvisionedError, context_from_headers
 from vigie_core.streams import EVENTS_PREFIX, DeadLetterStream, EventsStream, deadletter_subject
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["DEADLETTER_STREAM", "DEADLETTER_SUBJECT", "DURABLE", "ReportConsumer", "deadletter_stream"]
 
@@ -60,8 +59,6 @@ DEADLETTER_SUBJECT = deadletter_subject(SERVICE)
 DEADLETTER_STREAM = "DEADLETTER_AGGREGATION"
 # Spans link to at most this many of a batch's messages (the SDK's default link limit is 128).
 _MAX_LINKS = 64
-_RETRY_INITIAL_S = 0.2
-_RETRY_MAX_S = 10.0
 
 
 def deadletter_stream(max_age_s: float) -> StreamConfig:
@@ -90,9 +87,12 @@ class ReportConsumer:
         fetch_timeout_s: float = 0.5,
         ack_wait_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        database: DatabaseHealth | None = None,
     ) -> None:
         self._js = js
         self._store = store
+        # The service's (its readiness shows the outages the consumer meets), or one of its own.
+        self._database = database or DatabaseHealth(store.engine)
         self._window_s = publication_window_s
         self._site_of = site_of
         self._metrics = metrics
@@ -203,26 +203,36 @@ class ReportConsumer:
     async def _store_with_retries(
         self, parts: list[WindowPart], messages: list[Msg], now: int
     ) -> ApplyResult | None:
-        delay = _RETRY_INITIAL_S
-        while True:
-            try:
-                result = await self._store.apply_parts(parts, now=now, site_of=self._site_of)
-                self.storage_problem = None
-                return result
-            except SQLAlchemyError as error:
-                self._metrics.storage_errors.inc()
-                self.storage_problem = f"storing reports fails: {type(error).__name__}"
-                logger.error("storing %d report(s) failed, retrying in %.1fs: %s", len(parts), delay, error)
-            if self._stop.is_set():
-                for message in messages:
-                    with contextlib.suppress(NatsError):
-                        await message.nak()
-                return None
+        """Store the batch, retrying until it is stored; None if the service stopped first (the batch is
+        then handed back)."""
+        if not parts:
+            return ApplyResult([], [], [])
+
+        def failed(error: BaseException) -> None:
+            self._metrics.storage_errors.inc()
+            self.storage_problem = f"storing reports fails: {type(error).__name__}"
+
+        async def keep_in_hand() -> None:
             for message in messages:
                 with contextlib.suppress(NatsError):
                     await message.in_progress()
-            await sleep_or_stop(self._stop, delay)
-            delay = min(delay * 2, _RETRY_MAX_S)
+
+        try:
+            result = await self._database.retry(
+                lambda: self._store.apply_parts(parts, now=now, site_of=self._site_of),
+                stop=self._stop,
+                what=f"storing {len(parts)} report(s)",
+                retry_on=is_database_failure,
+                on_failure=failed,
+                before_wait=keep_in_hand,
+            )
+        except DatabaseWaitStoppedError:
+            for message in messages:
+                with contextlib.suppress(NatsError):
+                    await message.nak()
+            return None
+        self.storage_problem = None
+        return result
 
     async def _dead_letter(self, message: Msg, error: InvalidReportError) -> None:
         sequence = message.metadata.sequence.stream if message.reply else None

@@ -1,11 +1,16 @@
 """The aggregation service: EVENTS in, disclosure-controlled statistics out (HTTP API and /metrics).
 
-Start-up: open the database and run its migrations, connect to NATS, start the audit publisher, mount the
-statistics API under ``/v1`` of the service's HTTP port (beside ``/metrics``, ``/healthz`` and ``/readyz``),
-set up the dead-letter stream, wait for EVENTS (the anonymiser creates it), then run three loops until
-SIGTERM: the consumer (stores reports exactly once), the release job (publishes closed windows and days
-once EVENTS is drained) and the retention job. A loop's failure is logged and retried, never fatal.
-Stopping lets the consumer finish its batch; what is fetched and not stored is handed back to EVENTS.
+Start-up: open the database and run its migrations (waiting for the database as long as it takes), connect
+to NATS, start the audit publisher, mount the statistics API under ``/v1`` of the service's HTTP port
+(beside ``/metrics``, ``/healthz`` and ``/readyz``), set up the dead-letter stream, wait for EVENTS (the
+anonymiser creates it), then run three loops until SIGTERM: the consumer (stores reports exactly once), the
+release job (publishes closed windows and days once EVENTS is drained) and the retention job. A loop's
+failure is logged and retried, never fatal. Stopping lets the consumer finish its batch; what is fetched
+and not stored is handed back to EVENTS.
+
+A database outage, at start or later, is waited out: readiness ``database`` is red while the database does
+not answer (probed every 2 s), the consumer keeps its batch in hand and retries it with back-off, and the
+service goes on by itself when the database is back.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from vigie_aggregation.storage.cells import Granularity
 from vigie_aggregation.storage.store import StatisticsStore
 from vigie_core.audit import AuditAction, AuditUnavailableError, connect_with_audit
 from vigie_core.auth import TokenVerifier
+from vigie_core.database import DatabaseHealth, DatabaseWaitStoppedError, is_unreachable, watch_database
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import stream_guard
@@ -61,13 +67,21 @@ async def restore_published(
 
 
 async def _every(
-    name: str, interval_s: float, stop: asyncio.Event, step: Callable[[], Awaitable[object]]
+    name: str,
+    interval_s: float,
+    stop: asyncio.Event,
+    step: Callable[[], Awaitable[object]],
+    database: DatabaseHealth,
 ) -> None:
     while not stop.is_set():
         try:
             await step()
-        except Exception:  # a loop must outlive any one failure; the next run retries
-            logger.exception("%s failed; retrying in %.0fs", name, interval_s)
+        except Exception as error:  # a loop must outlive any one failure; the next run retries
+            if is_unreachable(error):
+                database.failed(error)
+                logger.warning("%s: the database is unreachable; retrying in %.0fs", name, interval_s)
+            else:
+                logger.exception("%s failed; retrying in %.0fs", name, interval_s)
         await sleep_or_stop(stop, interval_s)
 
 
@@ -85,13 +99,22 @@ async def serve(
     sites = sites or ConfigSiteDirectory(settings.cameras)
 
     store = await StatisticsStore.open(
-        settings.database_url.get_secret_value(), schema_name=settings.database_schema
+        settings.database_url.get_secret_value(), schema_name=settings.database_schema, run_migrations=False
     )
     runtime.exit_stack.push_async_callback(store.close)
+    database = watch_database(runtime, store.engine)
     metrics = AggregationMetrics(runtime.registry)
     published = PublishedFigures()
     runtime.registry.register(published)
-    await restore_published(store, sites, published, settings.disclosure.window_s)
+    try:
+        await database.retry(store.migrate, stop=stop, what="migrating the statistics database")
+        await database.retry(
+            lambda: restore_published(store, sites, published, settings.disclosure.window_s),
+            stop=stop,
+            what="restoring the published figures",
+        )
+    except DatabaseWaitStoppedError:
+        return
 
     nc, audit = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-aggregation")
     js: JetStreamContext = nc.jetstream()
@@ -124,6 +147,7 @@ async def serve(
         fetch_timeout_s=settings.fetch_timeout_s,
         ack_wait_s=settings.ack_wait_s,
         clock=clock,
+        database=database,
     )
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
     runtime.readiness.add("storage", lambda: consumer.storage_problem)
@@ -178,6 +202,6 @@ async def serve(
     )
     await asyncio.gather(
         consumer.run(),
-        _every("release", settings.release_check_interval_s, stop, release_when_drained),
-        _every("retention", settings.retention_check_interval_s, stop, retention.run_once),
+        _every("release", settings.release_check_interval_s, stop, release_when_drained, database),
+        _every("retention", settings.retention_check_interval_s, stop, retention.run_once, database),
     )

@@ -16,11 +16,12 @@ messages with the same sequence (the end of a run, then a frame): both count, to
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from vigie_anonymiser.checkpoint import CameraState, TallyState, TrackState
 from vigie_anonymiser.config import CameraGeometry, CountingParams
 from vigie_anonymiser.crossing import LineTrackState, finish_line, step_line
 from vigie_anonymiser.geometry import CrossingDirection, Point, anchor_point
@@ -238,6 +239,61 @@ class CameraAnonymiser:
         self._occupancy = {}
         for state in self._tracks.values():
             state.lines, state.zones = self._fresh_states(state.object_class)
+        return reports
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def snapshot(self, reports: Iterable[WindowReport] = ()) -> CameraState:
+        """The camera's whole state, with `reports` (its closed parts EVENTS has not accepted yet), for
+        `restore` in another process. Copies: the camera may go on counting while it is written."""
+        cursor = self._cursor
+        return CameraState(
+            camera_id=self._geometry.camera_id,
+            geometry_version=self._geometry.version,
+            run_id=cursor.run_id,
+            sequence=cursor.sequence,
+            fingerprints=tuple(cursor.fingerprints),
+            ended_runs=tuple(cursor.ended_runs),
+            tracks=tuple(_track_state(track_id, state) for track_id, state in self._tracks.items()),
+            handovers=tuple(_track_state(b"", state) for state in self._handovers),
+            tally=None if self._tally is None else _tally_state(self._tally),
+            last_time=self._last_time,
+            previous_time=self._previous_time,
+            last_position=self._last_position,
+            occupancy=tuple((zone, cls, n) for (zone, cls), n in self._occupancy.items()),
+            paused=self.paused.intervals,
+            policy_version=self.paused.policy_version,
+            held=tuple(observation for observation, _ in self._held),
+            reports=tuple(reports),
+        )
+
+    def restore(self, state: CameraState, received_at: float) -> list[WindowReport]:
+        """Take up the state another instance saved of this camera (`snapshot`); return its reports still
+        to publish. If the camera's geometry changed meanwhile, the saved part is closed as by a geometry
+        change (returned too) and the tracks establish their sides of the new lines again."""
+        if state.camera_id != self._geometry.camera_id:
+            raise ValueError(f"state of camera {state.camera_id!r} given to {self._geometry.camera_id!r}")
+        cursor = self._cursor
+        cursor.run_id, cursor.sequence = state.run_id, state.sequence
+        cursor.fingerprints = list(state.fingerprints)
+        cursor.ended_runs.clear()
+        cursor.ended_runs.extend(state.ended_runs)
+        self._tracks = {t.track_id: _live_track(t) for t in state.tracks}
+        self._handovers = [_live_track(t) for t in state.handovers]
+        self._tally = None if state.tally is None else _live_tally(state.tally)
+        self._last_time, self._previous_time = state.last_time, state.previous_time
+        self._last_position = state.last_position
+        self._occupancy = {(zone, cls): n for zone, cls, n in state.occupancy}
+        self.paused = PausedTime.restored(state.paused, state.policy_version)
+        self._held = [(observation, received_at) for observation in state.held]
+        self.last_received = received_at
+        reports = list(state.reports)
+        if state.geometry_version != self._geometry.version:
+            reports += self._close(ReportClosure.GEOMETRY_CHANGED)
+            self._handovers.clear()
+            self._occupancy = {}
+            for track in self._tracks.values():
+                track.lines, track.zones = self._fresh_states(track.object_class)
         return reports
 
     # -- time and windows ---------------------------------------------------------------------------
@@ -474,6 +530,81 @@ class CameraAnonymiser:
         return occupancy
 
 
+def _track_state(track_id: bytes, state: _TrackState) -> TrackState:
+    return TrackState(
+        track_id=track_id,
+        object_class=state.object_class,
+        point=state.point,
+        width=state.width,
+        height=state.height,
+        last_seen=state.last_seen,
+        velocity=state.velocity,
+        lines=tuple(None if line is None else replace(line) for line in state.lines),
+        zones=tuple(None if zone is None else replace(zone) for zone in state.zones),
+    )
+
+
+def _live_track(track: TrackState) -> _TrackState:
+    return _TrackState(
+        object_class=track.object_class,
+        point=track.point,
+        width=track.width,
+        height=track.height,
+        last_seen=track.last_seen,
+        lines=[None if line is None else replace(line) for line in track.lines],
+        zones=[None if zone is None else replace(zone) for zone in track.zones],
+        velocity=track.velocity,
+    )
+
+
+def _tally_state(tally: WindowTally) -> TallyState:
+    return TallyState(
+        camera_id=tally.camera_id,
+        window_start=tally.window_start,
+        window_s=tally.window_s,
+        report_id=tally.report_id,
+        geometry_version=tally.geometry_version,
+        line_ids=tally.line_ids,
+        zone_ids=tally.zone_ids,
+        dwell_limits=tally.dwell_limits,
+        object_classes=tally.object_classes,
+        member_classes=tally.member_classes,
+        one_way_lines=tally.one_way_lines,
+        dwell_bounds=tally.dwell_bounds,
+        frames=tally.frames,
+        covered_s=tally.covered_s,
+        crossings=tuple((*key, n) for key, n in tally.crossings.items()),
+        object_seconds=tuple((*key, seconds) for key, seconds in tally.object_seconds.items()),
+        max_objects=tuple((*key, n) for key, n in tally.max_objects.items()),
+        dwell=tuple((*key, n) for key, n in tally.dwell.items()),
+        models=tuple(sorted(tally.models)),
+    )
+
+
+def _live_tally(state: TallyState) -> WindowTally:
+    return WindowTally(
+        camera_id=state.camera_id,
+        window_start=state.window_start,
+        window_s=state.window_s,
+        report_id=state.report_id,
+        geometry_version=state.geometry_version,
+        line_ids=state.line_ids,
+        zone_ids=state.zone_ids,
+        dwell_limits=state.dwell_limits,
+        object_classes=state.object_classes,
+        member_classes=state.member_classes,
+        one_way_lines=state.one_way_lines,
+        dwell_bounds=state.dwell_bounds,
+        frames=state.frames,
+        covered_s=state.covered_s,
+        crossings=Counter({(line, direction, cls): n for line, direction, cls, n in state.crossings}),
+        object_seconds={(zone, cls): seconds for zone, cls, seconds in state.object_seconds},
+        max_objects={(zone, cls): n for zone, cls, n in state.max_objects},
+        dwell=Counter({(zone, cls, bucket): n for zone, cls, bucket, n in state.dwell}),
+        models=set(state.models),
+    )
+
+
 class Anonymiser:
     """The cameras of one replica, each with its own `CameraAnonymiser`."""
 
@@ -490,6 +621,22 @@ class Anonymiser:
         if camera is None:
             return FrameOutcome(dropped=Dropped.NO_GEOMETRY)
         return camera.process(observation, received_at)
+
+    def snapshot(self, camera_id: str, reports: Iterable[WindowReport] = ()) -> CameraState | None:
+        """A camera's state for a checkpoint (None: no such camera here)."""
+        camera = self._cameras.get(camera_id)
+        return None if camera is None else camera.snapshot(reports)
+
+    def restore(self, state: CameraState, received_at: float) -> list[WindowReport]:
+        """Take up a camera's checkpointed state; return the reports still to publish. A camera no longer
+        counted here has its saved part closed as removed."""
+        camera = self._cameras.get(state.camera_id)
+        if camera is not None:
+            return camera.restore(state, received_at)
+        reports = list(state.reports)
+        if state.tally is not None:
+            reports.append(_live_tally(state.tally).close(ReportClosure.CAMERA_REMOVED))
+        return reports
 
     def follow_policy(self, camera_id: str, policy: CameraPolicy) -> None:
         """Learn from the camera's policy when its analysis was paused (never covered)."""

@@ -10,6 +10,7 @@ published on TRACKS into a harmless-looking empty TrackFrame, its pixels kept as
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -76,7 +77,8 @@ class ObservedObject:
 @dataclass(frozen=True, slots=True)
 class TrackObservation:
     """One TrackFrame, checked. `captured_at` is in seconds since the Unix epoch; `fingerprint` tells a
-    redelivered copy from another message with the same sequence (it never leaves the process)."""
+    redelivered copy from another message with the same sequence (it leaves the process only in the
+    anonymiser's own checkpoints)."""
 
     camera_id: str
     run_id: str
@@ -130,8 +132,14 @@ def parse_track_frame(data: bytes, subject_camera: str | None = None) -> TrackOb
         objects=objects,
         ended=tuple(frame.ended_track_ids),
         model=frame.model,
-        fingerprint=hash(data),
+        fingerprint=fingerprint(data),
     )
+
+
+def fingerprint(data: bytes) -> int:
+    """A digest of a message's bytes, the same in every process (Python's ``hash`` is salted per process:
+    a checkpointed fingerprint must still recognise the redelivered copy after a restart)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8, person=b"vigie-tracks-fp").digest())
 
 
 def _refuse_unknown_fields(frame: TrackFrame) -> None:

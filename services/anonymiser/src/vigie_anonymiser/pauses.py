@@ -13,6 +13,7 @@ it. Only a few intervals are kept (the ones that can still touch an open window)
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from vigie_proto.v1.policy_pb2 import CameraPolicy, CameraStatus, Purpose
 
@@ -34,6 +35,15 @@ class PausedTime:
     def __init__(self) -> None:
         self._intervals: list[tuple[float, float]] = []
         self.policy_version: int | None = None
+
+    @classmethod
+    def restored(cls, intervals: Iterable[tuple[float, float]], policy_version: int | None) -> PausedTime:
+        """What `intervals` and `policy_version` of another instance said (a checkpoint)."""
+        paused = cls()
+        for start, end in intervals:
+            paused.pause(start, end)
+        paused.policy_version = policy_version
+        return paused
 
     @property
     def intervals(self) -> tuple[tuple[float, float], ...]:

@@ -6,13 +6,17 @@ TrackFrames reach one `CameraAnonymiser` in order. TRACKS stores ``vigie.tracks.
 (see `vigie_core.streams`): replica k takes ``vigie.tracks.k.*``, and this checks that inference and the
 anonymiser agree on the number of partitions.
 
-Exactly-once counting. A TRACKS message is acknowledged right after it is counted into the camera's
-in-memory window tally; before a report is published, the connection is flushed, so the server holds
-the acknowledgements of every message the report counts. A crash therefore loses at most the open
-tallies (which shows as missing coverage), and never counts a message twice: redeliveries and copies
-are recognised by `CameraAnonymiser` (sequence and fingerprint), and a report published again (a retry, or
-the same messages replayed into a fresh instance) carries the same ``Nats-Msg-Id`` and is dropped by
-EVENTS.
+Exactly-once counting, across crashes. After each batch of TRACKS messages, the state of every camera
+they changed (`vigie_anonymiser.checkpoint`: the open window's counts, the live tracks' last positions,
+the cursor, the reports EVENTS has not accepted yet) is saved to ``CHECKPOINT_ANONYMISER``, and only then
+are the messages acknowledged. A replica starting again restores the states of its partition, waits until
+TRACKS redelivers what its predecessor had not acknowledged (``ack_wait``; redeliveries come before newer
+messages), and goes on: what a state already holds is recognised by the camera's cursor (sequence and
+fingerprint) and dropped, the rest is counted. A report published again (a retry, or a report restored
+from a checkpoint written before it was accepted) carries the same ``Nats-Msg-Id`` and is dropped by
+EVENTS. If a checkpoint cannot be written (the broker failing), the messages are acknowledged anyway so
+that counting goes on; readiness says ``checkpoint`` and a crash then would lose that camera's open
+window, which shows as missing coverage.
 
 Malformed messages are logged with the field at fault (never its value), counted and terminated; the
 service carries on. What is set aside on ``vigie.deadletter.anonymiser`` holds no payload: TRACKS messages
@@ -39,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import hashlib
 import logging
 import re
@@ -58,6 +63,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from vigie_anonymiser.camera import Anonymiser, Dropped
+from vigie_anonymiser.checkpoint import CheckpointError, decode_state, encode_state, removed_camera
 from vigie_anonymiser.config import CameraGeometry
 from vigie_anonymiser.events import report_message
 from vigie_anonymiser.geometry_source import (
@@ -98,10 +104,13 @@ from vigie_core.messaging import (
 )
 from vigie_core.policy import DECISION_CAUSES, PolicyView, policy_view
 from vigie_core.streams import (
+    CHECKPOINTS_PREFIX,
     TRACKS_PREFIX,
+    CheckpointStream,
     DeadLetterStream,
     EventsStream,
     TracksStream,
+    checkpoint_subject,
     deadletter_subject,
     events_subject,
     partition_filter,
@@ -116,6 +125,10 @@ SERVICE = "anonymiser"
 DEADLETTER_SUBJECT = deadletter_subject(SERVICE)
 _PUBLISH_TIMEOUT_S = 5.0
 _RETRY_AFTER_S = 2.0
+# How long TRACKS waits for an acknowledgement before delivering a message again: after a crash, the new
+# replica waits this long for its predecessor's unacknowledged messages (see the module's doc).
+TRACKS_ACK_WAIT_S = 10.0
+CHECKPOINTS = CheckpointStream().config().name or ""
 
 
 def deadletter_stream(max_age_s: float) -> StreamConfig:
@@ -190,6 +203,17 @@ class AnonymiserMetrics:
         self.outbox = Gauge(
             "vigie_anonymiser_reports_waiting", "Window reports not yet accepted by EVENTS", registry=registry
         )
+        self.checkpoint_failures = Counter(
+            "vigie_anonymiser_checkpoint_failures",
+            "Cameras whose state could not be saved after a batch (their messages were acknowledged anyway)",
+            registry=registry,
+        )
+        self.restored = Counter(
+            "vigie_anonymiser_cameras_restored",
+            "Cameras whose state was taken up from a checkpoint at start, or not (outcome=unreadable)",
+            ["outcome"],
+            registry=registry,
+        )
         self.seconds = Histogram(
             "vigie_anonymiser_frame_seconds",
             "Time to count one TrackFrame",
@@ -222,6 +246,11 @@ class AnonymiserPipeline:
         self._geometry_updates: asyncio.Queue[GeometryUpdate] = asyncio.Queue()
         self._unknown_cameras: set[str] = set()  # logged once each
         self._tracer = runtime.tracer
+        # Counted messages, acknowledged once the state of their cameras is saved; the cameras whose state
+        # changed since it was last saved.
+        self._unacked: list[Msg] = []
+        self._dirty: set[str] = set()
+        self._checkpoint_problem: str | None = None
 
     async def run(self) -> None:
         settings = self._settings
@@ -239,6 +268,7 @@ class AnonymiserPipeline:
         )
         await guard.bind(jetstream_for(nc, settings.nats, "anonymiser", "EVENTS"), events.config())
         await guard.bind(js, deadletter_stream(settings.deadletter_max_age_s))
+        await guard.bind(js, CheckpointStream().config(), sized=False)
         subject_filter = await wait_for_tracks_stream(js, settings, stop, guard)
         if subject_filter is None:
             return
@@ -254,13 +284,16 @@ class AnonymiserPipeline:
                 durable_name=durable,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                ack_wait=30,
+                ack_wait=TRACKS_ACK_WAIT_S,
                 max_ack_pending=max(256, 4 * settings.fetch_batch),
             ),
         )
         if not await tracks.bind():
             return
         start_consumer_lag(self._runtime, js, "TRACKS", durable)
+        self._runtime.readiness.add("checkpoint", lambda: self._checkpoint_problem)
+        await self._restore(js)
+        await self._await_redeliveries(js, durable, stop)
         watcher = asyncio.create_task(self._watch_geometry(), name="anonymiser-geometry")
         self._runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
         logger.info(
@@ -277,9 +310,9 @@ class AnonymiserPipeline:
                 self._follow_policies()
                 for message in await tracks.fetch(settings.fetch_batch, timeout_s=0.25):
                     await self._handle(js, message)
-                self._outbox.extend(self._anonymiser.close_idle(time.monotonic(), settings.camera_idle_s))
+                self._close_idle()
+                await self._save(js)
                 if self._outbox and time.monotonic() >= self._retry_at:
-                    await nc.flush()  # the acks of every message these reports count reach the server first
                     await self._publish(js)
         finally:
             # Drain: every fetched message was handled and acked; report what the open windows hold.
@@ -289,8 +322,13 @@ class AnonymiserPipeline:
             await self._source.close()
             await self._apply_geometry_updates()
             self._outbox.extend(self._anonymiser.stop())
+            self._dirty.update(self._anonymiser.cameras)
             await tracks.close()
             await self._publish_before_exit(nc, js)
+            # What the published reports hold is no longer the cameras' to report: the next replica takes
+            # up the live tracks only (`CameraAnonymiser.stop`).
+            with contextlib.suppress(NatsError, TimeoutError):
+                await self._save(js)
 
     async def _handle(self, js: JetStreamContext, message: Msg) -> None:
         started = time.perf_counter()
@@ -318,8 +356,9 @@ class AnonymiserPipeline:
                 )
                 await self._dead_letter(js, message, str(error), error.field)
                 return
+            self._dirty.add(observation.camera_id)
             if self._forbidden(observation.camera_id, observation.captured_at):
-                await message.ack()
+                self._unacked.append(message)
                 return
             try:
                 outcome = self._anonymiser.process(observation, time.monotonic())
@@ -346,8 +385,114 @@ class AnonymiserPipeline:
         elif outcome.frames:
             self._metrics.frames.labels(observation.camera_id).inc(outcome.frames)
         self._outbox.extend(outcome.reports)
-        await message.ack()
+        self._unacked.append(message)
         self._metrics.seconds.observe(time.perf_counter() - started)
+
+    def _close_idle(self) -> None:
+        reports = self._anonymiser.close_idle(time.monotonic(), self._settings.camera_idle_s)
+        self._dirty.update(report.camera_id for report in reports)
+        self._outbox.extend(reports)
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    async def _save(self, js: JetStreamContext) -> None:
+        """Save the state of every camera that changed, then acknowledge the messages counted into it."""
+        if self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            waiting: dict[str, list[WindowReport]] = collections.defaultdict(list)
+            for report in self._outbox:
+                waiting[report.camera_id].append(report)
+            failed = [
+                camera_id
+                for camera_id, saved in zip(
+                    dirty,
+                    await asyncio.gather(*(self._save_camera(js, c, waiting.get(c, [])) for c in dirty)),
+                    strict=True,
+                )
+                if not saved
+            ]
+            if failed:
+                self._metrics.checkpoint_failures.inc(len(failed))
+                self._dirty.update(failed)  # tried again after the next batch
+        unacked, self._unacked = self._unacked, []
+        for message in unacked:
+            await message.ack()
+
+    async def _save_camera(self, js: JetStreamContext, camera_id: str, reports: list[WindowReport]) -> bool:
+        state = self._anonymiser.snapshot(camera_id, reports)
+        # A camera no longer counted here: an empty message, unless reports of it still wait.
+        if state is None:
+            state = removed_camera(camera_id, reports) if reports else None
+        data = b"" if state is None else encode_state(state)
+        subject = checkpoint_subject(self._settings.partition, camera_id)
+        try:
+            await js.publish(subject, data, timeout=_PUBLISH_TIMEOUT_S)
+        except (NatsError, TimeoutError) as error:
+            if self._checkpoint_problem is None:
+                logger.warning(
+                    "could not save the state of camera %s (%s): counting goes on; a crash now would lose "
+                    "its open window",
+                    camera_id,
+                    error,
+                )
+            self._checkpoint_problem = f"states not saved: {type(error).__name__}"
+            return False
+        self._checkpoint_problem = None
+        return True
+
+    async def _restore(self, js: JetStreamContext) -> None:
+        """Take up the states this partition's previous replica saved; their waiting reports come first."""
+        prefix = f"{CHECKPOINTS_PREFIX}.{self._settings.partition}"
+        try:
+            info = await js.stream_info(CHECKPOINTS, subjects_filter=f"{prefix}.*")
+        except (NatsError, TimeoutError) as error:
+            logger.warning("no checkpoint read (%s): every camera starts afresh", error)
+            return
+        restored = 0
+        for subject in sorted((info.state.subjects or {}) if info.state else {}):
+            camera_id = subject.rsplit(".", 1)[-1]
+            try:
+                message = await js.get_msg(CHECKPOINTS, subject=subject, direct=True)
+            except (NatsError, TimeoutError) as error:
+                logger.warning("camera %s: checkpoint not read (%s): it starts afresh", camera_id, error)
+                self._metrics.restored.labels("unreadable").inc()
+                continue
+            if not message.data:
+                continue
+            try:
+                state = decode_state(message.data)
+                if state.camera_id != camera_id:
+                    raise CheckpointError(f"it is the state of another camera, saved under {subject}")
+            except CheckpointError as error:
+                logger.error("camera %s: checkpoint not restored: %s; it starts afresh", camera_id, error)
+                self._metrics.restored.labels("unreadable").inc()
+                continue
+            self._outbox.extend(self._anonymiser.restore(state, time.monotonic()))
+            self._metrics.restored.labels("restored").inc()
+            restored += 1
+        if restored:
+            logger.info("took up the state of %d camera(s) from their checkpoints", restored)
+
+    async def _await_redeliveries(self, js: JetStreamContext, durable: str, stop: asyncio.Event) -> None:
+        """Messages a previous replica received and did not acknowledge are redelivered once their ack wait
+        is over, before any newer message: wait until then, so that each camera's are counted in order."""
+        try:
+            info = await js.consumer_info("TRACKS", durable)
+        except (NatsError, TimeoutError):
+            return
+        if not info.num_ack_pending:
+            return
+        ack_wait_s = info.config.ack_wait or TRACKS_ACK_WAIT_S  # a consumer made by an older version: 30 s
+        last = info.delivered.last_active
+        elapsed = (datetime.datetime.now(datetime.UTC) - last).total_seconds() if last else 0.0
+        wait_s = max(0.0, min(ack_wait_s, ack_wait_s - elapsed)) + 0.5
+        logger.info(
+            "%d TRACKS message(s) a previous replica did not acknowledge: waiting %.1f s for them",
+            info.num_ack_pending,
+            wait_s,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait_s)
 
     def _forbidden(self, camera_id: str, captured_at: float) -> bool:
         """Whether the camera's policy forbade analysing what was captured then: if so, the message is
@@ -376,6 +521,7 @@ class AnonymiserPipeline:
                 self._anonymiser.follow_policy(camera_id, policy)
             decision = self._policies.decision(camera_id)
             if not decision.analyse and self._anonymiser.suspend(camera_id):
+                self._dirty.add(camera_id)
                 logger.info("camera %s: not counted (%s); its tracks ended", camera_id, decision.reason)
 
     async def _dead_letter(self, js: JetStreamContext, message: Msg, reason: str, field: str) -> None:
@@ -431,6 +577,7 @@ class AnonymiserPipeline:
             if change is not None:
                 await self._record_geometry_change(change)
             reports = self._anonymiser.set_geometry(update.camera_id, update.geometry)
+            self._dirty.add(update.camera_id)
             self._unknown_cameras.discard(update.camera_id)
             if update.geometry is None:
                 logger.info("camera %s: geometry withdrawn, no longer counted", update.camera_id)
@@ -486,6 +633,7 @@ class AnonymiserPipeline:
                     )
                     return False
             self._outbox.popleft()
+            self._dirty.add(report.camera_id)  # its checkpoint need not hold the report any more
             self._metrics.reports.labels(report.camera_id, report.closed_by.name.lower()).inc()
             if ack.duplicate:
                 self._metrics.duplicate_reports.inc()

@@ -12,7 +12,8 @@
 Every call is itself recorded as an ``audit_read`` event through the same path as any service's events
 (the AUDIT stream), with the caller's pseudonymous id and the optional ``motive`` parameter; if it
 cannot be recorded, nothing is returned (503). Malformed parameters give 422 naming the parameter;
-unknown parameters too, so a misspelt filter never silently returns everything.
+unknown parameters too, so a misspelt filter never silently returns everything. While the database is
+unreachable, calls get 503 with ``Retry-After``.
 """
 
 # No "from __future__ import annotations": the routes' annotations name a dependency local to

@@ -7,7 +7,10 @@ transaction, and only then is every message of the batch acknowledged. Exactly o
 - a redelivery (the service died after the commit, before the acks) finds its event id stored and is
   acknowledged without a second append;
 - a failing database keeps the batch in hand (``in_progress`` stops the redelivery clock) and retries
-  it, so events stay in order; on shutdown the batch is handed back (``nak``) for the next start.
+  it with back-off, whatever the failure (the database down, the connection reset mid-transaction), so
+  events stay in order and an outage delays them without losing any; a commit whose answer was lost is
+  found on the retry (its event ids are stored). On shutdown the batch is handed back (``nak``) for the
+  next start.
 
 Order. Batches are appended in the order they were delivered, so each service's events keep their
 order. On a clean stop nothing is left unacknowledged (messages delivered after the last fetch are
@@ -30,15 +33,16 @@ from collections.abc import Awaitable, Callable
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.exc import SQLAlchemyError
 
 from vigie_audit.pull import BatchPuller
 from vigie_audit.settings import AuditSettings
 from vigie_audit.store import AppendResult, JournalStore, Rejection
 from vigie_core.audit import InvalidAuditEventError, validate_audit_event
+from vigie_core.database import DatabaseHealth, DatabaseWaitStoppedError, is_database_failure
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import context_from_headers
 from vigie_core.streams import AUDIT_PREFIX
@@ -121,10 +125,13 @@ class JournalConsumer:
         settings: AuditSettings,
         store: JournalStore,
         metrics: JournalMetrics,
+        database: DatabaseHealth | None = None,
     ) -> None:
         self._runtime = runtime
         self._settings = settings
         self._store = store
+        # The service's (its readiness shows the outages the consumer meets), or one of its own.
+        self._database = database or DatabaseHealth(store.engine)
         self._metrics = metrics
         self._tracer = runtime.tracer
         self.storage_problem: str | None = None
@@ -212,7 +219,18 @@ class JournalConsumer:
 
             if not await self._retry_storage(append, accepted):
                 return None
-        result = appended[0] if appended else AppendResult([], [], await self._store.tree_size())
+            if appended:
+                result = appended[0]
+            else:
+                try:
+                    size = await self._database.retry(
+                        self._store.tree_size,
+                        stop=self._runtime.stop_requested,
+                        what="reading the journal's size",
+                    )
+                except DatabaseWaitStoppedError:
+                    return None
+                result = AppendResult([], [], size)
         # Acknowledged only now that the transaction is committed.
         await self._acknowledge(accepted)
         self._metrics.appended.inc(len(result.appended))
@@ -239,24 +257,29 @@ class JournalConsumer:
         """Run ``write`` until it succeeds (True) or the service stops (False: ``messages`` handed back)."""
         if not messages:
             return True
-        delay = 0.1
-        stop = self._runtime.stop_requested
-        while True:
-            try:
-                await write()
-                self.storage_problem = None
-                return True
-            except (SQLAlchemyError, OSError) as error:
-                self._metrics.storage_errors.inc()
-                self.storage_problem = f"cannot write to the journal: {error.__class__.__name__}"
-                logger.error(
-                    "writing %d message(s) failed, retrying in %.1fs: %s", len(messages), delay, error
-                )
-            if stop.is_set():
-                for message in messages:
-                    await message.nak()
-                return False
+
+        def failed(error: BaseException) -> None:
+            self._metrics.storage_errors.inc()
+            self.storage_problem = f"cannot write to the journal: {error.__class__.__name__}"
+
+        async def keep_in_hand() -> None:
             for message in messages:
-                await message.in_progress()
-            await sleep_or_stop(stop, delay)
-            delay = min(delay * 2, 5.0)
+                with contextlib.suppress(NatsError):  # the broker away too: it redelivers after ack_wait
+                    await message.in_progress()
+
+        try:
+            await self._database.retry(
+                write,
+                stop=self._runtime.stop_requested,
+                what=f"writing {len(messages)} message(s)",
+                retry_on=is_database_failure,
+                on_failure=failed,
+                before_wait=keep_in_hand,
+            )
+        except DatabaseWaitStoppedError:
+            for message in messages:
+                with contextlib.suppress(NatsError):
+                    await message.nak()
+            return False
+        self.storage_problem = None
+        return True

@@ -1,4 +1,9 @@
-"""The audit service's body: storage, the AUDIT consumer, the audit API, tree heads and retention."""
+"""The audit service's body: storage, the AUDIT consumer, the audit API, tree heads and retention.
+
+A database outage, at start or later, is waited out: readiness ``database`` is red while the database does
+not answer (probed every 2 s), the consumer keeps its batch in hand and retries it with back-off, signing
+and retention try again at their next turn, and the service goes on by itself when the database is back.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,6 @@ import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from vigie_audit.api import AuditApi
 from vigie_audit.consumer import DURABLE, JournalConsumer, JournalMetrics, sleep_or_stop
@@ -17,6 +20,13 @@ from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import TreeHeadSigningKey
 from vigie_core.audit import AuditUnavailableError, connect_with_audit
 from vigie_core.auth import TokenVerifier, install_authentication
+from vigie_core.database import (
+    DatabaseHealth,
+    DatabaseWaitStoppedError,
+    answer_outages_with_503,
+    is_database_failure,
+    watch_database,
+)
 from vigie_core.lag import start_consumer_lag
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import stream_guard
@@ -40,13 +50,22 @@ def signing_key(settings: AuditSettings) -> TreeHeadSigningKey:
 
 
 async def _every(
-    stop: asyncio.Event, seconds: float, what: str, work: Callable[[], Awaitable[object]]
+    stop: asyncio.Event,
+    seconds: float,
+    what: str,
+    work: Callable[[], Awaitable[object]],
+    database: DatabaseHealth,
 ) -> None:
     """Run ``work`` now and then every ``seconds`` until stopped; a failure is logged and retried."""
     while not stop.is_set():
         try:
             await work()
-        except (SQLAlchemyError, OSError, AuditUnavailableError) as error:
+        except AuditUnavailableError as error:
+            logger.error("%s failed, retrying in %.0fs: %s", what, seconds, error)
+        except Exception as error:
+            if not is_database_failure(error):
+                raise
+            database.failed(error)
             logger.error("%s failed, retrying in %.0fs: %s", what, seconds, error)
         await sleep_or_stop(stop, seconds)
 
@@ -54,13 +73,20 @@ async def _every(
 async def serve(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
     assert isinstance(settings, AuditSettings)
+    stop = runtime.stop_requested
     store = await JournalStore.open(
-        settings.database_url.get_secret_value(), schema_name=settings.database_schema
+        settings.database_url.get_secret_value(), schema_name=settings.database_schema, run_migrations=False
     )
     runtime.exit_stack.push_async_callback(store.close)
+    database = watch_database(runtime, store.engine)
     signer = TreeHeadSigner(store, signing_key(settings), settings.log_id)
     metrics = JournalMetrics(runtime)
-    metrics.tree_size.set(await store.tree_size())
+    try:
+        await database.retry(store.migrate, stop=stop, what="migrating the journal")
+        size = await database.retry(store.tree_size, stop=stop, what="reading the journal's size")
+    except DatabaseWaitStoppedError:
+        return
+    metrics.tree_size.set(size)
 
     nc, publisher = await connect_with_audit(runtime, settings.nats, settings.audit, "vigie-audit")
     js = nc.jetstream()
@@ -70,9 +96,10 @@ async def serve(runtime: ServiceRuntime) -> None:
     await stream_guard(runtime, publisher).bind(js, settings.stream.stream().config())
 
     install_authentication(runtime.app, TokenVerifier.from_settings(settings.auth))
+    answer_outages_with_503(runtime.app)
     runtime.app.include_router(AuditApi(store, signer, publisher, settings.read_scope).router())
 
-    consumer = JournalConsumer(runtime, settings, store, metrics)
+    consumer = JournalConsumer(runtime, settings, store, metrics, database)
     start_consumer_lag(runtime, js, "AUDIT", DURABLE)
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
     runtime.readiness.add("storage", lambda: consumer.storage_problem)
@@ -87,12 +114,13 @@ async def serve(runtime: ServiceRuntime) -> None:
     async def retain() -> None:
         metrics.pruned.inc((await apply_retention(store, publisher, policy)).pruned)
 
-    stop = runtime.stop_requested
     background = [
-        asyncio.create_task(_every(stop, settings.tree_head_interval_s, "signing a tree head", sign)),
-        asyncio.create_task(_every(stop, settings.retention_check_interval_s, "retention", retain)),
+        asyncio.create_task(
+            _every(stop, settings.tree_head_interval_s, "signing a tree head", sign, database)
+        ),
+        asyncio.create_task(_every(stop, settings.retention_check_interval_s, "retention", retain, database)),
     ]
-    logger.info("journal of %d entries; consuming AUDIT", await store.tree_size())
+    logger.info("journal of %d entries; consuming AUDIT", size)
     runtime.readiness.mark_started()
     try:
         await consumer.run(nc)
@@ -101,5 +129,7 @@ async def serve(runtime: ServiceRuntime) -> None:
         await asyncio.gather(*background, return_exceptions=True)
         try:
             await sign()  # a last head covering everything appended
-        except SQLAlchemyError as error:
+        except Exception as error:
+            if not is_database_failure(error):
+                raise
             logger.error("could not sign the last tree head: %s", error)

@@ -214,10 +214,14 @@ class JournalStore:
     async def open(
         cls, url: str, *, schema_name: str | None = None, run_migrations: bool = True
     ) -> JournalStore:
-        engine = make_engine(url, schema_name=schema_name)
+        store = cls(make_engine(url, schema_name=schema_name))
         if run_migrations:
-            await migrate(engine, "vigie_audit")
-        return cls(engine)
+            await store.migrate()
+        return store
+
+    async def migrate(self) -> None:
+        """Bring the tables to the latest migration (idempotent)."""
+        await migrate(self._engine, "vigie_audit")
 
     @property
     def engine(self) -> AsyncEngine:

@@ -13,6 +13,7 @@ from av.video.reformatter import Interpolation
 from vigie_core.tasks import cancel_and_wait
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
 from vigie_ingest.directives import CameraControl
+from vigie_ingest.file_position import FilePositions
 from vigie_ingest.frame import CapturedFrame
 from vigie_ingest.pyav_source import DEFAULT_QUEUE_CAPACITY, DecoderThreadType, PyAVCameraSource
 from vigie_ingest.resize import DEFAULT_INTERPOLATION, DEFAULT_TARGET_SIZE
@@ -57,9 +58,10 @@ class CameraSet:
         thread_type: DecoderThreadType = "AUTO",
         queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
         controls: Mapping[str, CameraControl] | None = None,
+        positions: FilePositions | None = None,
     ) -> CameraSet:
         """One PyAV source per camera configuration, each following its control (the policy's directives;
-        none: always analysed, as configured)."""
+        none: always analysed, as configured), files keeping their position in ``positions``."""
         controls = controls or {}
         return cls(
             [
@@ -72,6 +74,7 @@ class CameraSet:
                     thread_type=thread_type,
                     queue_capacity=queue_capacity,
                     control=controls.get(camera.id),
+                    positions=positions,
                 )
                 for camera in cameras
             ]

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from vigie_ingest.file_position import FilePosition
     from vigie_ingest.masks import PrivacyMasks
 
 RgbPixels = npt.NDArray[np.uint8]
@@ -35,6 +36,9 @@ class CapturedFrame:
     pixels: RgbPixels
     # The privacy masks already blanked on `pixels` (None: none); the publisher blanks what is missing.
     masked_with: PrivacyMasks | None = None
+    # A file camera whose position is kept: where its file stands once this frame is published (None: a
+    # live camera, or positions not kept).
+    position: FilePosition | None = None
 
     def __post_init__(self) -> None:
         if self.captured_at.tzinfo is None:

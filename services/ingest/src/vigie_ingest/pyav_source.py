@@ -11,6 +11,10 @@ event loop). While the camera may not be analysed (an objection's pause, a camer
 that cannot be read) the stream stays connected but no packet is decoded: no picture of it exists, not
 even in the decoder. When analysis resumes the decoder is flushed and starts again at the stream's next
 keyframe. Privacy masks are blanked here, right after resizing, before the frame leaves the thread.
+
+A file whose position is kept (`vigie_ingest.file_position`) starts its first run in the process where a
+previous ingest left it: the timeline of that opening, a seek to the keyframe before the position, the
+frames up to it decoded and dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import threading
 import time
@@ -35,6 +40,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
 from vigie_ingest.directives import CameraControl
+from vigie_ingest.file_position import FilePosition, FilePositions, file_source_digest
 from vigie_ingest.frame import CapturedFrame, RgbPixels
 from vigie_ingest.masks import NO_MASKS, PrivacyMasks
 from vigie_ingest.resize import DEFAULT_INTERPOLATION, DEFAULT_TARGET_SIZE, FrameResizer
@@ -54,6 +60,8 @@ DEFAULT_QUEUE_CAPACITY = 2
 _STOP_POLL_S = 0.5
 # Log the first few decoding errors of a run, then one in this many.
 _DECODE_ERROR_LOG_EVERY = 100
+# A file whose position is kept, not analysed (policy): its position moves on once per this much media time.
+_WITHHELD_POSITION_EVERY_S = 1.0
 
 
 def _reason(exc: BaseException) -> str:
@@ -74,11 +82,22 @@ class _KeptFrame:
     source_height: int
     pixels: RgbPixels
     masked_with: PrivacyMasks = NO_MASKS
+    position: FilePosition | None = None
+
+
+@dataclass(frozen=True)
+class _PositionPassed:
+    """A file not analysed (policy) has been read up to `position`: nothing before it is to be published
+    after a restart (the stretch withheld was deliberately not analysed)."""
+
+    position: FilePosition
 
 
 @dataclass(frozen=True)
 class _RunEnded:
     error: CameraSourceError | None
+    # A file whose position is kept, played to its end: its last position, marked finished.
+    finished: FilePosition | None = None
 
 
 class _FrameHandoff:
@@ -100,7 +119,7 @@ class _FrameHandoff:
         if capacity < 1:
             raise ValueError(f"queue capacity must be at least 1, got {capacity}")
         self._loop = loop
-        self._queue: asyncio.Queue[_KeptFrame | _RunEnded] = asyncio.Queue()
+        self._queue: asyncio.Queue[_KeptFrame | _PositionPassed | _RunEnded] = asyncio.Queue()
         self._capacity = capacity
         self._room = threading.Semaphore(capacity)
         self._drop_oldest = drop_oldest
@@ -120,8 +139,12 @@ class _FrameHandoff:
             return False
         return self._call_in_loop(self._queue.put_nowait, frame)
 
-    def end(self, error: CameraSourceError | None) -> None:
-        self._call_in_loop(self._queue.put_nowait, _RunEnded(error))
+    def passed(self, position: FilePosition) -> None:
+        # Behind the frames handed over before it: saved once they have been taken.
+        self._call_in_loop(self._queue.put_nowait, _PositionPassed(position))
+
+    def end(self, error: CameraSourceError | None, finished: FilePosition | None = None) -> None:
+        self._call_in_loop(self._queue.put_nowait, _RunEnded(error, finished))
 
     def mark_thread_finished(self) -> None:
         self._call_in_loop(self.thread_finished.set)
@@ -146,7 +169,7 @@ class _FrameHandoff:
         """Let a thread waiting for room see at once that it was stopped."""
         self._room.release()
 
-    async def get(self) -> _KeptFrame | _RunEnded:
+    async def get(self) -> _KeptFrame | _PositionPassed | _RunEnded:
         item = await self._queue.get()
         if isinstance(item, _KeptFrame) and not self._drop_oldest:
             self._room.release()
@@ -162,17 +185,25 @@ class _Timeline(Protocol):
 
     def captured_at(self, time_s: float) -> datetime: ...
 
+    def position(self, time_s: float) -> FilePosition | None: ...
+
 
 class _MediaTimeline:
-    """A file's media time, continued across passes when looping, dated from when the file was opened."""
+    """A file's media time, continued across passes when looping, dated from when the file was opened.
 
-    def __init__(self, stream: Any, *, offset_s: float, opened_at: datetime) -> None:
+    Media time 0 is the stream's start (the first frame's time), even when reading starts elsewhere (a
+    file resumed after a seek): the times of a frame are the same whichever way it is reached.
+    """
+
+    def __init__(self, stream: Any, *, offset_s: float, opened_at: datetime, source: str | None) -> None:
         self._time_base: Fraction | None = stream.time_base
         rate = stream.average_rate or stream.guessed_rate
         self.frame_duration_s = 1 / float(rate) if rate else 0.04
         self._offset_s = offset_s
         self._opened_at = opened_at
-        self._origin_pts: int | None = None
+        self._source = source
+        # Without a start time in the container, the first timestamp read.
+        self.origin_pts: int | None = stream.start_time
         self._last_s: float | None = None
         self.end_s = offset_s
 
@@ -181,9 +212,9 @@ class _MediaTimeline:
             # No timestamp: assume the next frame at the stream's nominal rate.
             time_s = self._offset_s if self._last_s is None else self._last_s + self.frame_duration_s
         else:
-            if self._origin_pts is None:
-                self._origin_pts = pts
-            time_s = self._offset_s + float((pts - self._origin_pts) * self._time_base)
+            if self.origin_pts is None:
+                self.origin_pts = pts
+            time_s = self._offset_s + float((pts - self.origin_pts) * self._time_base)
         self._last_s = time_s
         self.end_s = max(self.end_s, time_s + self.frame_duration_s)
         return time_s
@@ -196,6 +227,18 @@ class _MediaTimeline:
 
     def captured_at(self, time_s: float) -> datetime:
         return self._opened_at + timedelta(seconds=time_s)
+
+    def position(self, time_s: float) -> FilePosition | None:
+        """Where the file stands once the frame at ``time_s`` is published (None: positions not kept)."""
+        if self._source is None:
+            return None
+        return FilePosition(self._source, self._opened_at, self._offset_s, time_s)
+
+    def pts_at(self, pass_s: float) -> int | None:
+        """The timestamp ``pass_s`` seconds into this pass (None: the stream gives no way to tell)."""
+        if self.origin_pts is None or not self._time_base:
+            return None
+        return self.origin_pts + math.floor(pass_s / self._time_base)
 
 
 class _LiveTimeline:
@@ -212,6 +255,9 @@ class _LiveTimeline:
 
     def captured_at(self, time_s: float) -> datetime:
         return datetime.now(UTC)
+
+    def position(self, time_s: float) -> FilePosition | None:
+        return None  # a live camera's downtime is lost time, never made up
 
 
 class _NonRefSkipping:
@@ -261,6 +307,12 @@ class _NonRefSkipping:
         logger.debug("%s: decoding every frame from now on (%s)", self._describe, why)
 
 
+def _already_published(time_s: float, skip_until_s: float | None) -> bool:
+    """Whether the frame at ``time_s`` was published before a restart (at or before ``skip_until_s``)."""
+    # The same frame gets the same time (same origin, same arithmetic); the margin is for rounding only.
+    return skip_until_s is not None and time_s <= skip_until_s + 1e-6
+
+
 class _LiveSourceLostError(Exception):
     """A live session ended: connection refused, timed out, or the stream ended or broke."""
 
@@ -305,9 +357,15 @@ class _DecodingRun:
         skip_nonref: bool,
         thread_type: DecoderThreadType,
         control: CameraControl,
+        source: str | None = None,
+        resume: FilePosition | None = None,
     ) -> None:
         self._config = config
         self._control = control
+        # Files whose position is kept: the source's digest, and where a previous ingest stopped.
+        self._source = source
+        self._resume = resume
+        self._finished: FilePosition | None = None
         self._thread_type = thread_type
         self._recorder = recorder
         self._handoff = handoff
@@ -320,7 +378,11 @@ class _DecodingRun:
         self._frames_decoded = 0
         self._decode_errors = 0
         self._packets_withheld = 0
-        # Files only: the monotonic time at which media time 0 is due.
+        # Files whose position is kept: the latest media time handed over (a frame, a position passed).
+        self._handed_s = resume.media_s if resume is not None else -math.inf
+        # Files played in real time: the monotonic time at which media time 0 is due (a resumed file: set
+        # by its first frame after the position, due at once).
+        self._paced = False
         self._pace_origin: float | None = None
 
     def _traceback(self, exc: BaseException) -> str:
@@ -348,18 +410,38 @@ class _DecodingRun:
             )
             self._recorder.set_state(CameraState.FAILED, error.problem)
         finally:
-            self._handoff.end(error)
+            self._handoff.end(error, self._finished)
             self._handoff.mark_thread_finished()
 
     # Files.
 
     def _run_file(self) -> None:
         path = self._config.file_path
-        opened_at = datetime.now(UTC)
-        if self._config.realtime:
-            self._pace_origin = time.monotonic()
+        resume = self._resume
+        # Resumed: the timeline of the first opening, so that capture times go on where they were.
+        opened_at = resume.opened_at if resume is not None else datetime.now(UTC)
+        if resume is not None and resume.finished:
+            self._recorder.count(opened_at=opened_at)
+            logger.info(
+                "%s: a previous ingest played the file to its end; not playing it again", self._describe
+            )
+            return
         sampler = RateSampler(self._control.current.sample_fps)
         offset_s = 0.0
+        # Media time of the last frame published before a restart: decoding goes on after it.
+        skip_until_s: float | None = None
+        if resume is not None:
+            offset_s, skip_until_s = resume.pass_offset_s, resume.media_s
+            # That frame took its sampling slot: the next one kept is the one that would have been.
+            sampler.keep(resume.media_s)
+            logger.info(
+                "%s: resuming the file at %.1f s (a previous ingest stopped there)",
+                self._describe,
+                resume.media_s - resume.pass_offset_s,
+            )
+        if self._config.realtime:
+            self._paced = True
+            self._pace_origin = time.monotonic() if resume is None else None
         self._recorder.set_state(CameraState.CONNECTING)
         while not self.stop.is_set():
             try:
@@ -368,36 +450,69 @@ class _DecodingRun:
                 raise CameraSourceError(self._config.id, f"cannot open '{path}': {_reason(exc)}") from exc
             self._recorder.count(connections=1, opened_at=opened_at)
             try:
-                timeline = self._decode_file(container, path, sampler, offset_s, opened_at)
+                timeline = self._decode_file(container, path, sampler, offset_s, opened_at, skip_until_s)
             finally:
                 container.close()
             if self.stop.is_set():
                 return
-            if self._frames_decoded == 0 and not self._packets_withheld:
+            resumed, skip_until_s = skip_until_s is not None, None
+            # A resumed pass may hold nothing after its position: the film's end.
+            if self._frames_decoded == 0 and not self._packets_withheld and not resumed:
                 problem = f"no decodable video frame in '{path}'"
                 if self._decode_errors:
                     problem += f" ({self._decode_errors} packets failed to decode)"
                 raise CameraSourceError(self._config.id, problem)
             if not self._config.loop:
+                if self._source is not None:
+                    self._finished = FilePosition(
+                        self._source, opened_at, offset_s, timeline.end_s, finished=True
+                    )
                 return
             offset_s = timeline.end_s
             logger.debug("%s: end of '%s', playing it again", self._describe, path)
 
     def _decode_file(
-        self, container: Any, path: object, sampler: RateSampler, offset_s: float, opened_at: datetime
+        self,
+        container: Any,
+        path: object,
+        sampler: RateSampler,
+        offset_s: float,
+        opened_at: datetime,
+        skip_until_s: float | None,
     ) -> _MediaTimeline:
         if not container.streams.video:
             raise CameraSourceError(self._config.id, f"'{path}' has no video stream")
         stream = container.streams.video[0]
-        timeline = _MediaTimeline(stream, offset_s=offset_s, opened_at=opened_at)
+        timeline = _MediaTimeline(stream, offset_s=offset_s, opened_at=opened_at, source=self._source)
+        if skip_until_s is not None:
+            # The pass reached that far before the restart, whatever is read of it now.
+            timeline.end_s = max(timeline.end_s, skip_until_s)
+            self._seek(container, stream, timeline, skip_until_s - offset_s)
         try:
-            self._decode(container, stream, sampler, timeline)
+            self._decode(container, stream, sampler, timeline, skip_until_s)
         except (av.FFmpegError, OSError) as exc:
             raise CameraSourceError(
                 self._config.id,
                 f"cannot read '{path}' after {self._frames_decoded} frames: {_reason(exc)}",
             ) from exc
         return timeline
+
+    def _seek(self, container: Any, stream: Any, timeline: _MediaTimeline, pass_s: float) -> None:
+        """Move to the keyframe at or before ``pass_s`` seconds into the file; the frames from there to the
+        resumed position are decoded and dropped. Without a start time or a successful seek the file is
+        decoded from its beginning instead: slower, the same frames."""
+        target = timeline.pts_at(pass_s)
+        if target is None:
+            return
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        except (av.FFmpegError, OSError) as exc:
+            logger.warning(
+                "%s: cannot seek to %.1f s (%s): decoding from the beginning up to there",
+                self._describe,
+                pass_s,
+                _reason(exc),
+            )
 
     # Live streams.
 
@@ -476,8 +591,16 @@ class _DecodingRun:
 
     # Both.
 
-    def _decode(self, container: Any, stream: Any, sampler: RateSampler, timeline: _Timeline) -> None:
-        """Demux and decode one opened container, keeping the frames the sampler wants."""
+    def _decode(
+        self,
+        container: Any,
+        stream: Any,
+        sampler: RateSampler,
+        timeline: _Timeline,
+        skip_until_s: float | None = None,
+    ) -> None:
+        """Demux and decode one opened container, keeping the frames the sampler wants, none of those up to
+        ``skip_until_s`` (a resumed file's last frame published)."""
         self._frames_decoded = 0
         self._decode_errors = 0
         self._packets_withheld = 0
@@ -505,10 +628,12 @@ class _DecodingRun:
                 if packet.size:
                     self._packets_withheld += 1
                     self._recorder.count(withheld=1)
-                    if self._pace_origin is not None and not self._wait_until_due(
-                        timeline.packet_time(packet)
-                    ):
+                    packet_s = timeline.packet_time(packet)
+                    if _already_published(packet_s, skip_until_s):
+                        continue
+                    if self._paced and not self._wait_until_due(packet_s):
                         return
+                    self._pass_withheld(timeline, packet_s)
                 continue
             if withholding:
                 # Analysis resumes: forget the references from before the pause; FFmpeg's decoder then
@@ -523,9 +648,11 @@ class _DecodingRun:
                     skipping.resample(sampler)
                 logger.info("%s: sampling %.3g frames per second", self._describe, sampler.sample_fps)
             # The flush packet at the end (size 0) returns the frames the decoder's threads still hold.
-            if intra_only and packet.size and not sampler.keep(timeline.packet_time(packet)):
-                self._recorder.count(skipped=1)
-                continue
+            if intra_only and packet.size:
+                packet_s = timeline.packet_time(packet)
+                if _already_published(packet_s, skip_until_s) or not sampler.keep(packet_s):
+                    self._recorder.count(skipped=1)
+                    continue
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
@@ -538,14 +665,28 @@ class _DecodingRun:
                 if skipping is not None:
                     skipping.observe(frame)
                 frame_s = timeline.frame_time(frame)
-                keep = intra_only or sampler.keep(frame_s)
                 self._recorder.count(decoded=1)
+                if _already_published(frame_s, skip_until_s):
+                    continue
+                keep = intra_only or sampler.keep(frame_s)
                 if keep and not self._deliver(frame, frame_s, timeline):
                     return
 
+    def _pass_withheld(self, timeline: _Timeline, packet_s: float) -> None:
+        """Move a file's kept position past a withheld stretch, now and then: after a restart, what was not
+        to be analysed is not read again (and analysed, were the policy to allow it by then)."""
+        if packet_s < self._handed_s + _WITHHELD_POSITION_EVERY_S:
+            return
+        position = timeline.position(packet_s)
+        if position is not None:
+            self._handed_s = packet_s
+            self._handoff.passed(position)
+
     def _wait_until_due(self, media_s: float) -> bool:
         """Files played in real time: wait until media time ``media_s`` is due; False if stopped meanwhile."""
-        assert self._pace_origin is not None
+        if self._pace_origin is None:
+            # A resumed file's first frame after its position: due now, the next ones at the file's pace.
+            self._pace_origin = time.monotonic() - media_s
         delay = self._pace_origin + media_s - time.monotonic()
         return not (delay > 0 and self.stop.wait(delay))
 
@@ -567,13 +708,14 @@ class _DecodingRun:
         masks = self._control.current.masks
         pixels = self._resizer.to_rgb(frame, masks)
         captured_at = timeline.captured_at(frame_s)
-        if self._pace_origin is not None and not self._wait_until_due(frame_s):
+        if self._paced and not self._wait_until_due(frame_s):
             return False
         self._recorder.count(kept=1, frame_at=captured_at)
-        kept = _KeptFrame(captured_at, frame.width, frame.height, pixels, masks)
+        kept = _KeptFrame(captured_at, frame.width, frame.height, pixels, masks, timeline.position(frame_s))
         if not self._handoff.put(kept, self.stop):
             self.stop.set()
             return False
+        self._handed_s = max(self._handed_s, frame_s)
         return True
 
     def _count_decode_error(self, exc: av.FFmpegError) -> None:
@@ -593,6 +735,10 @@ class PyAVCameraSource:
 
     Files end at their end (or loop), and a file that cannot be opened or holds no decodable video
     raises `CameraSourceError`. Live streams reconnect with exponential back-off until stopped.
+
+    With ``positions``, a file's frames carry where the file stands once they are published (the
+    publisher saves it), and the camera's first opening in the process goes on from where a previous
+    ingest left the file (`vigie_ingest.file_position`); a file played to its end is marked so.
     """
 
     def __init__(
@@ -606,9 +752,12 @@ class PyAVCameraSource:
         thread_type: DecoderThreadType = "AUTO",
         queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
         control: CameraControl | None = None,
+        positions: FilePositions | None = None,
     ) -> None:
         self.config = config
         self.control = control or CameraControl.unrestricted(config)
+        # Never a live camera's: its downtime is lost time.
+        self._positions = None if config.live else positions
         self._thread_type: DecoderThreadType = thread_type
         self._target_size = target_size
         self._interpolation = interpolation
@@ -632,6 +781,12 @@ class PyAVCameraSource:
             drop_oldest=self.config.live,
             on_drop=lambda: self._recorder.count(dropped=1),
         )
+        positions = self._positions
+        source: str | None = None
+        resume: FilePosition | None = None
+        if positions is not None:
+            source = file_source_digest(self.config)
+            resume = positions.resume_point(self.config.id, source)
         run = _DecodingRun(
             self.config,
             recorder=self._recorder,
@@ -641,6 +796,8 @@ class PyAVCameraSource:
             skip_nonref=self._skip_nonref,
             thread_type=self._thread_type,
             control=self.control,
+            source=source,
+            resume=resume,
         )
         run_id = uuid.uuid4().hex
         thread = threading.Thread(target=run.run, name=f"vigie-camera-{self.config.id}", daemon=True)
@@ -652,7 +809,14 @@ class PyAVCameraSource:
                 if isinstance(item, _RunEnded):
                     if item.error is not None:
                         raise item.error
+                    if item.finished is not None and positions is not None:
+                        # Every frame before was taken and published (or lost) by the consumer.
+                        positions.save(self.config.id, item.finished)
                     return
+                if isinstance(item, _PositionPassed):
+                    if positions is not None:
+                        positions.save(self.config.id, item.position)
+                    continue
                 yield CapturedFrame(
                     camera_id=self.config.id,
                     run_id=run_id,
@@ -662,6 +826,7 @@ class PyAVCameraSource:
                     source_height=item.source_height,
                     pixels=item.pixels,
                     masked_with=item.masked_with,
+                    position=item.position,
                 )
                 sequence += 1
         finally:

@@ -9,6 +9,10 @@ Cameras: the static ``cameras`` of the settings and, with ``sources.enabled``, t
 declares (the bucket ``vigie-sources``, :mod:`vigie_ingest.registry_sources`), started, replaced and
 stopped live as the bucket changes (:mod:`vigie_ingest.registry_cameras`), read after the policy.
 
+Positions (with ``state_dir``): after each frame FRAMES accepted, the service saves where its file camera
+stands (:mod:`vigie_ingest.file_position`), and a file camera's first opening after a restart goes on from
+there instead of analysing the film again.
+
 Audit: at start-up the configuration in force (its digest without credentials, the cameras read); every
 change of the cameras read from the registry; every operation the NATS server refuses to the service
 (``vigie_core.audit.connect_with_audit``).
@@ -43,6 +47,7 @@ from vigie_core.tasks import cancel_and_wait
 from vigie_ingest.camera import CameraConfig
 from vigie_ingest.camera_set import CameraSet
 from vigie_ingest.directives import CameraControl
+from vigie_ingest.file_position import FilePositions
 from vigie_ingest.frame import CapturedFrame
 from vigie_ingest.policy_gate import PolicyGate
 from vigie_ingest.pyav_source import PyAVCameraSource
@@ -125,11 +130,19 @@ _PUBLISH_TIMEOUT_S = 2.0
 
 
 class FramePublisher:
-    """Publishes the frames the policy gate admits (with every mask in force) to FRAMES."""
+    """Publishes the frames the policy gate admits (with every mask in force) to FRAMES; with
+    ``positions``, a file camera's position is saved once FRAMES has accepted its frame."""
 
-    def __init__(self, js: JetStreamContext, runtime: ServiceRuntime, gate: PolicyGate) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        runtime: ServiceRuntime,
+        gate: PolicyGate,
+        positions: FilePositions | None = None,
+    ) -> None:
         self._js = js
         self._gate = gate
+        self._positions = positions
         self._tracer = runtime.tracer
         self._published = Counter(
             "vigie_ingest_frames_published",
@@ -192,6 +205,9 @@ class FramePublisher:
             logger.info("FRAMES stores frames again, after %d lost", self._lost_in_a_row)
             self._lost_in_a_row = 0
         self._published.labels(captured.camera_id).inc()
+        if self._positions is not None and captured.position is not None:
+            # Only now: the record says the last frame really published (a frame lost above is not).
+            self._positions.save(captured.camera_id, captured.position)
 
 
 async def record_start(audit: AuditPublisher, settings: IngestSettings) -> None:
@@ -236,12 +252,23 @@ async def serve(runtime: ServiceRuntime) -> None:
     policies = await policy_view(runtime, nc, settings.policy)
     gate = PolicyGate(settings.cameras, policies, runtime.registry)
     gate.refresh()
+    positions = (
+        FilePositions(settings.state_dir, runtime.registry) if settings.state_dir is not None else None
+    )
     cameras = CameraSet.from_configs(
-        settings.cameras, target_size=settings.target_size, live_policy=settings.live, controls=gate.controls
+        settings.cameras,
+        target_size=settings.target_size,
+        live_policy=settings.live,
+        controls=gate.controls,
+        positions=positions,
     )
     runtime.registry.register(CameraStatusCollector(cameras, gate))
     logger.info("reading %d camera(s): %s", len(settings.cameras), ", ".join(cameras.camera_ids) or "none")
-    sources = await registry_cameras(runtime, nc, audit, cameras, gate) if settings.sources.enabled else None
+    sources = (
+        await registry_cameras(runtime, nc, audit, cameras, gate, positions)
+        if settings.sources.enabled
+        else None
+    )
 
     runtime.readiness.mark_started()
     following = (
@@ -255,7 +282,7 @@ async def serve(runtime: ServiceRuntime) -> None:
         else None
     )
     reading = asyncio.create_task(
-        cameras.run(FramePublisher(js, runtime, gate), keep_open=settings.sources.enabled)
+        cameras.run(FramePublisher(js, runtime, gate, positions), keep_open=settings.sources.enabled)
     )
     stopping = asyncio.create_task(runtime.stop_requested.wait())
     try:
@@ -274,7 +301,12 @@ async def serve(runtime: ServiceRuntime) -> None:
 
 
 async def registry_cameras(
-    runtime: ServiceRuntime, nc: Client, audit: AuditPublisher, cameras: CameraSet, gate: PolicyGate
+    runtime: ServiceRuntime,
+    nc: Client,
+    audit: AuditPublisher,
+    cameras: CameraSet,
+    gate: PolicyGate,
+    positions: FilePositions | None = None,
 ) -> tuple[RegistryCameras, SourcesWatcher]:
     """The cameras the registry declares: the watcher of the sources bucket (readiness check ``sources``,
     closed with the runtime) and what turns its views into cameras read, with the first view applied (or,
@@ -297,7 +329,11 @@ async def registry_cameras(
 
     def make_source(config: CameraConfig, control: CameraControl) -> FrameSource:
         return PyAVCameraSource(
-            config, target_size=settings.target_size, live_policy=settings.live, control=control
+            config,
+            target_size=settings.target_size,
+            live_policy=settings.live,
+            control=control,
+            positions=positions,
         )
 
     follower = RegistryCameras(

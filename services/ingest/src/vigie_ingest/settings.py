@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -89,4 +90,10 @@ class IngestSettings(ServiceSettings, env_prefix="VIGIE_INGEST_", hide_input_in_
     sources: RegistrySourcesSettings = Field(
         RegistrySourcesSettings(),
         description="the cameras the registry declares, read live; off by default",
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="where each file camera's position is kept (created if missing), so that a restarted "
+        "ingest goes on where it was; none: a restart plays files from their beginning. Live cameras are "
+        "never kept.",
     )

@@ -62,6 +62,7 @@ from vigie_core.audit import (
     InvalidAuditEventError,
 )
 from vigie_core.auth import Principal, TokenVerifier, install_authentication, require_authorization
+from vigie_core.database import answer_outages_with_503
 
 __all__ = ["statistics_app"]
 
@@ -133,7 +134,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     406: {"description": "the Accept header allows neither JSON nor CSV", **_ERROR},
     422: {"description": "a parameter is wrong; the message names it"},
     503: {
-        "description": "the read cannot be audited now (or the identity provider is down): refused",
+        "description": (
+            "the read cannot be audited now, or the database or the identity provider is unreachable: "
+            "refused, retry later"
+        ),
         **_ERROR,
     },
 }
@@ -241,6 +245,7 @@ def statistics_app(
         openapi_tags=[{"name": "statistics", "description": "released, disclosure-controlled figures"}],
     )
     install_authentication(app, verifier)
+    answer_outages_with_503(app)
     # stats:read reads every site; stats:read:site:<site> (one or more) only those sites: a department
     # sees its own sites' figures.
     site_scope = f"{settings.read_scope}:site:"

@@ -175,10 +175,14 @@ class StatisticsStore:
     async def open(
         cls, url: str, *, schema_name: str | None = None, run_migrations: bool = True
     ) -> StatisticsStore:
-        engine = make_engine(url, schema_name=schema_name)
+        store = cls(make_engine(url, schema_name=schema_name))
         if run_migrations:
-            await migrate(engine, "vigie_aggregation")
-        return cls(engine)
+            await store.migrate()
+        return store
+
+    async def migrate(self) -> None:
+        """Bring the tables to the latest migration (idempotent)."""
+        await migrate(self._engine, "vigie_aggregation")
 
     @property
     def engine(self) -> AsyncEngine:
