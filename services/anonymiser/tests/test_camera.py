@@ -144,13 +144,12 @@ def test_report_ids_are_deterministic_and_distinct_per_part() -> None:
 def test_stopping_reports_but_does_not_finish_live_tracks() -> None:
     frames = FrameBuilder()
     camera = camera_for([HORIZONTAL])
-    # Track 1 is completing a crossing (one observation beyond the band): finishing it would count it,
-    # and the next instance, which still sees track 1, would count it again.
+    # Track 1 crossed: its crossing is reported, and the track lives on for the next instance.
     for observation in [frames.frame({1: (0.5, 0.3 + 0.02 * i)}) for i in range(12)]:
         camera.process(observation, 1.0)
     (report,) = camera.stop()
     assert report.closed_by is ReportClosure.SERVICE_STOPPING
-    assert crossing_counts([report]) == {}
+    assert crossing_counts([report]) == {("h", L2R): 1}
     assert camera.live_tracks == 1
 
 

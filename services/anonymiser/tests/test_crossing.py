@@ -1,9 +1,23 @@
 """Line crossings on synthetic tracks: each real crossing once, nothing for jitter, flicker or lingering."""
 
+import itertools
+import math
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vigie_anonymiser import CountingParams, CrossingDirection, LineConfig
-from vigie_anonymiser.synthetic import FrameBuilder, camera_for, crossing_counts, feed
+from vigie_anonymiser.synthetic import (
+    FrameBuilder,
+    _true_crossings,
+    box_for,
+    camera_for,
+    crossing_counts,
+    feed,
+)
 from vigie_proto.v1.tracks_pb2 import OBJECT_CLASS_CAR, OBJECT_CLASS_PERSON
 
 L2R, R2L = CrossingDirection.LEFT_TO_RIGHT, CrossingDirection.RIGHT_TO_LEFT
@@ -30,12 +44,24 @@ def test_a_box_jittering_on_the_line_is_never_counted() -> None:
     assert crossing_counts(feed(camera_for([HORIZONTAL]), jitter)) == {}
 
 
-def test_a_one_frame_flicker_to_the_far_side_is_not_a_crossing() -> None:
+def test_a_flicker_over_the_line_within_the_band_is_not_a_crossing() -> None:
     frames = FrameBuilder()
-    near = [frames.frame({1: (0.5, 0.4)}) for _ in range(5)]
-    glitch = [frames.frame({1: (0.5, 0.6)})]
-    back = [frames.frame({1: (0.5, 0.4)}) for _ in range(5)]
+    near = [frames.frame({1: (0.5, 0.5 - 1.5 * BAND)}) for _ in range(5)]
+    glitch = [frames.frame({1: (0.5, 0.5 + 0.9 * BAND)})]
+    back = [frames.frame({1: (0.5, 0.5 - 1.5 * BAND)}) for _ in range(5)]
     assert crossing_counts(feed(camera_for([HORIZONTAL]), near + glitch + back + glitch + back)) == {}
+
+
+def test_a_quick_return_beyond_the_band_counts_both_ways_each_time() -> None:
+    # One observation beyond the band on the far side is enough: a person stepping over and back is two
+    # crossings, as many times as they do it.
+    frames = FrameBuilder()
+    path = [0.4, 0.4, 0.4, 0.6, 0.4, 0.4, 0.4, 0.6, 0.4]
+    walk = [frames.frame({1: (0.5, y)}) for y in path]
+    assert crossing_counts(feed(camera_for([HORIZONTAL]), walk)) == {
+        ("h", L2R): 2,
+        ("h", R2L): 2,
+    }
 
 
 def test_missed_detections_during_a_crossing_do_not_matter() -> None:
@@ -101,11 +127,11 @@ def test_a_far_away_new_track_does_not_inherit() -> None:
     assert crossing_counts(feed(camera_for([HORIZONTAL]), before + after)) == {}
 
 
-def test_turning_back_counts_each_way_once_and_no_more() -> None:
+def test_walking_back_and_forth_counts_every_pass() -> None:
     frames = FrameBuilder()
     pacing = [*ys(0.3, 0.7), *ys(0.7, 0.3), *ys(0.3, 0.7), *ys(0.7, 0.3)]
     walk = [frames.frame({1: (0.5, y)}) for y in pacing]
-    assert crossing_counts(feed(camera_for([HORIZONTAL]), walk)) == {("h", L2R): 1, ("h", R2L): 1}
+    assert crossing_counts(feed(camera_for([HORIZONTAL]), walk)) == {("h", L2R): 2, ("h", R2L): 2}
 
 
 def test_a_track_leaving_right_after_crossing_counts() -> None:
@@ -150,3 +176,69 @@ def test_a_line_counts_only_its_directions_and_classes() -> None:
     by_class = {(c.line_id, c.object_class) for r in reports for c in r.crossings}
     assert by_class == {("down", OBJECT_CLASS_CAR), ("cars", OBJECT_CLASS_CAR)}
     assert OBJECT_CLASS_PERSON not in {c.object_class for r in reports for c in r.crossings}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    turns=st.lists(
+        st.tuples(st.floats(0.05, 0.95), st.floats(0.15, 0.95)), min_size=2, max_size=8, unique=True
+    ),
+    speed=st.floats(0.01, 0.08),
+    size=st.floats(0.06, 0.3),
+)
+def test_on_exact_tracks_every_crossing_beyond_the_band_is_counted(
+    turns: list[tuple[float, float]], speed: float, size: float
+) -> None:
+    # One person walking a random polyline (U-turns, repeats, lingering near lines), seen exactly at each
+    # frame: the counts are the geometric crossings once excursions within the dead band are taken out.
+    lines = [HORIZONTAL, LineConfig(id="v", start=(0.5, 0.1), end=(0.5, 0.9))]
+    path: list[tuple[float, float]] = []
+    for (x0, y0), (x1, y1) in itertools.pairwise(turns):
+        steps = max(1, round(math.dist((x0, y0), (x1, y1)) / speed))
+        path.extend((x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps) for i in range(steps))
+    path.append(turns[-1])
+    camera = camera_for(lines)
+    width = size * 0.4
+    truth: Counter[tuple[str, CrossingDirection]] = Counter()
+    params = CountingParams()
+    _true_crossings(
+        camera.geometry.lines,
+        path,
+        truth,
+        lambda line, _: line.band(width, size, params.hysteresis, params.min_band),
+    )
+    frames = FrameBuilder()
+    walk = [frames.frame({1: point}, size=(width, size)) for point in path]
+    assert crossing_counts(feed(camera, walk)) == +truth
+
+
+def test_hidden_legs_do_not_lift_the_feet_over_a_line() -> None:
+    # Standing just past a horizontal line (beyond the band), a person's legs are hidden for a frame: the
+    # detector's box keeps its top and stops half a body higher, before the line and beyond the band on
+    # that side. The feet stay where they were: no crossing there and back.
+    frames = FrameBuilder()
+    standing = [frames.frame({1: (0.5, 0.53)}) for _ in range(3)]
+    hidden = [frames.frame({1: (0.5, 0.47)}, size=(0.04, 0.06))]
+    again = [frames.frame({1: (0.5, 0.53)}) for _ in range(3)]
+    assert crossing_counts(feed(camera_for([HORIZONTAL]), standing + hidden + again)) == {}
+
+
+def test_a_box_shrinking_from_the_top_is_not_taken_for_hidden_legs() -> None:
+    # Its head hidden (the top comes down, the bottom stays), a person walking over the line still counts.
+    frames = FrameBuilder()
+    walk = [frames.frame({1: (0.5, y)}) for y in ys(0.3, 0.5)]
+    walk += [frames.frame({1: (0.5, y)}, size=(0.04, 0.07)) for y in ys(0.5, 0.6)]
+    assert crossing_counts(feed(camera_for([HORIZONTAL]), walk)) == {("h", L2R): 1}
+
+
+def test_a_track_crossing_while_being_confirmed_counts_from_where_it_was_first_seen() -> None:
+    frames = FrameBuilder()
+    first = frames.frame()
+    # Reported from its second detection on, already past the line; the first is in `first_box`.
+    (obj,) = frames.frame({1: (0.5, 0.56)}).objects
+    started = replace(frames.frame({1: (0.5, 0.56)}), objects=(replace(obj, first_box=box_for((0.5, 0.44))),))
+    walk = [first, started, *(frames.frame({1: (0.5, y)}) for y in ys(0.58, 0.7))]
+    assert crossing_counts(feed(camera_for([HORIZONTAL]), walk)) == {("h", L2R): 1}
+    frames = FrameBuilder()
+    unknown = [frames.frame({1: (0.5, y)}) for y in ys(0.56, 0.7)]
+    assert crossing_counts(feed(camera_for([HORIZONTAL]), unknown)) == {}

@@ -102,7 +102,8 @@ async def test_each_camera_is_tracked_by_one_replica_in_order(nats_server: Embed
     replicas_used = set()
     for camera in cameras:
         messages = [m for m in received[camera] if m.objects]
-        assert [m.sequence for m in messages] == list(range(1, frames_per_camera)), camera
+        # Reported from its first frame: the detector's 0.9 is above the tracker's confirm_score.
+        assert [m.sequence for m in messages] == list(range(frames_per_camera)), camera
         assert len({m.model for m in messages}) == 1, f"{camera} was tracked by two replicas"
         assert len({o.track_id for m in messages for o in m.objects}) == 1, "one person, one id"
         replicas_used |= {m.model for m in messages}

@@ -23,8 +23,8 @@ from enum import StrEnum
 
 from vigie_anonymiser.checkpoint import CameraState, TallyState, TrackState
 from vigie_anonymiser.config import CameraGeometry, CountingParams
-from vigie_anonymiser.crossing import LineTrackState, finish_line, step_line
-from vigie_anonymiser.geometry import CrossingDirection, Point, anchor_point
+from vigie_anonymiser.crossing import LineTrackState, step_line
+from vigie_anonymiser.geometry import Anchor, CrossingDirection, Point, anchor_point
 from vigie_anonymiser.observations import TrackObservation
 from vigie_anonymiser.pauses import PausedTime
 from vigie_anonymiser.windows import ReportClosure, WindowReport, WindowTally, report_id, window_start
@@ -372,16 +372,27 @@ class CameraAnonymiser:
         visible = {o.track_id for o in observation.objects}
         for obj in observation.objects:
             x1, y1, x2, y2 = obj.box
-            point = anchor_point(obj.box, anchor)
             width, height = x2 - x1, y2 - y1
             state = self._tracks.get(obj.track_id)
+            if state is not None and anchor is Anchor.BOTTOM_CENTRE and _legs_hidden(state, y1, height):
+                # The feet are where the track's usual height puts them, below the box's bottom.
+                y2 = y1 + state.height
+                height = state.height
+            point = anchor_point((x1, y1, x2, y2), anchor)
             if state is None:
                 state = self._take_over(obj.object_class, point, width, height, now, visible)
                 if state is None:
                     lines, zones = self._fresh_states(obj.object_class)
                     state = _TrackState(obj.object_class, point, width, height, now, lines, zones)
                     self._tracks[obj.track_id] = state
-                    self._update(state, None, point, width, height, now)
+                    first = None if obj.first_box is None else anchor_point(obj.first_box, anchor)
+                    if first is not None:
+                        # Where the tracker first saw it, while confirming it: it stands on that side of
+                        # each line, and a step from there over a line is a crossing. Zones start here.
+                        for line, line_state in zip(self._geometry.lines, state.lines, strict=True):
+                            if line_state is not None:
+                                step_line(line_state, line, None, first, 0.0)
+                    self._update(state, first, point, width, height, now)
                     continue
                 self._tracks[obj.track_id] = state
             self._update(state, state.point, point, width, height, now)
@@ -453,7 +464,7 @@ class CameraAnonymiser:
             if line_state is None:
                 continue
             band = line.band(width, height, params.hysteresis, params.min_band)
-            direction = step_line(line_state, line, previous, point, band, params.establish_frames)
+            direction = step_line(line_state, line, previous, point, band)
             if direction is not None:
                 tally.crossings[(line.id, direction, object_class)] += 1
         for zone, zone_state in zip(geometry.zones, state.zones, strict=True):
@@ -498,16 +509,11 @@ class CameraAnonymiser:
             self._finish(self._tracks.pop(track_id))
 
     def _finish(self, state: _TrackState) -> None:
-        """The track is over: count the crossing it was completing and the stays it was in."""
+        """The track is over: count the stays it was in (its crossings were counted as they happened)."""
         tally = self._tally
         if tally is None:
             return
         geometry = self._geometry
-        for line, line_state in zip(geometry.lines, state.lines, strict=True):
-            if line_state is not None:
-                direction = finish_line(line_state, line)
-                if direction is not None:
-                    tally.crossings[(line.id, direction, state.object_class)] += 1
         for zone, zone_state in zip(geometry.zones, state.zones, strict=True):
             if zone_state is not None:
                 stayed = finish_zone(zone_state)
@@ -528,6 +534,25 @@ class CameraAnonymiser:
                     key = (zone.id, state.object_class)
                     occupancy[key] = occupancy.get(key, 0) + 1
         return occupancy
+
+
+# A box that lost at least this share of the track's height at once, its top staying within this share of it:
+# the legs are hidden (a bench, a car, another person), not the person gone further away.
+LEGS_HIDDEN_LOSS = 0.2
+LEGS_HIDDEN_TOP_MOVE = 0.1
+
+
+def _legs_hidden(state: _TrackState, top: float, height: float) -> bool:
+    """Whether the box's bottom rose while its top stayed, against the track's last (bottom-anchored) box.
+
+    A detector sees a person whose legs are hidden as a shorter box with the same top; its bottom, taken
+    for the feet, jumps up by a third of a body. Without this, such a jump across a line and back is two
+    crossings. Walking towards or away from the camera changes the height by a few percent a frame, and
+    moves the top with it."""
+    if height >= (1.0 - LEGS_HIDDEN_LOSS) * state.height:
+        return False
+    last_top = state.point[1] - state.height
+    return abs(top - last_top) <= LEGS_HIDDEN_TOP_MOVE * state.height
 
 
 def _track_state(track_id: bytes, state: _TrackState) -> TrackState:

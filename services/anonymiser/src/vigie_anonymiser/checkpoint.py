@@ -41,7 +41,7 @@ __all__ = [
 
 # Bumped when `CameraState` changes shape: a checkpoint of another format is not restored (said, not
 # guessed), and the camera starts afresh as it did before checkpoints existed.
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: a line's state lost its pending side and counted directions
 
 
 class CheckpointError(ValueError):

@@ -36,7 +36,7 @@ __all__ = [
     "ZoneConfig",
 ]
 
-# PRIVACY.md rule 11: figures are not refreshed more often than every twenty minutes by default.
+# docs/privacy.md rule 11: figures are not refreshed more often than every twenty minutes by default.
 DEFAULT_WINDOW_S = 1200
 _DAY_S = 86_400
 
@@ -75,7 +75,10 @@ class CountingParams(_Section):
         0.15,
         ge=0.0,
         le=2.0,
-        description="half-width of the dead band around a line, in box sizes along the line's normal",
+        description=(
+            "half-width of the dead band around a line, in box sizes along the line's normal: an excursion "
+            "across a line that stays within it is not counted (see vigie_anonymiser.crossing)"
+        ),
     )
     min_band: float = Field(
         0.004, ge=0.0, le=0.2, description="smallest half-width of the dead band, normalised units"
@@ -84,13 +87,13 @@ class CountingParams(_Section):
         2,
         ge=1,
         le=50,
-        description="consecutive observations beyond the band (or in/out of a zone) that establish a side",
+        description="consecutive observations in (or out of) a zone that enter (or leave) it",
     )
     track_ttl_s: float = Field(
         10.0, gt=0.0, le=60.0, description="a track not seen this long (capture time) is forgotten"
     )
     handover_s: float = Field(
-        4.0,
+        1.5,
         ge=0.0,
         le=10.0,
         description=(
@@ -178,7 +181,7 @@ class CameraGeometryConfig(_Section):
     reporting_window_justification: str = Field(
         "",
         max_length=1000,
-        description=f"why a window shorter than {DEFAULT_WINDOW_S} s is needed (PRIVACY.md rules 8 and 11)",
+        description=f"why a window shorter than {DEFAULT_WINDOW_S} s is needed (docs/privacy.md rules 8, 11)",
     )
     anchor: Anchor = Anchor.BOTTOM_CENTRE
     lines: list[LineConfig] = Field(default_factory=list, max_length=32)
@@ -192,7 +195,7 @@ class CameraGeometryConfig(_Section):
     dwell_time: bool = Field(
         True,
         description="measure how long stays in the zones last (the dwell_time output); false when the "
-        "camera's purpose does not allow it (PRIVACY.md rule 1): zones then give occupancy only",
+        "camera's purpose does not allow it (docs/privacy.md rule 1): zones then give occupancy only",
     )
 
     @model_validator(mode="after")
@@ -205,8 +208,9 @@ class CameraGeometryConfig(_Section):
         if self.reporting_window_s < DEFAULT_WINDOW_S and not self.reporting_window_justification.strip():
             raise ValueError(
                 f"camera {self.id!r}: a reporting window shorter than {DEFAULT_WINDOW_S} s needs a written "
-                "reporting_window_justification (PRIVACY.md rule 11: shorter only for purposes that need it, "
-                "with justification; rule 8: anything less protective is an explicit, justified choice)"
+                "reporting_window_justification (docs/privacy.md rule 11: shorter only for purposes that "
+                "need it, with justification; rule 8: anything less protective is an explicit, justified "
+                "choice)"
             )
         ids = [line.id for line in self.lines] + [zone.id for zone in self.zones]
         duplicated = sorted({i for i in ids if ids.count(i) > 1})

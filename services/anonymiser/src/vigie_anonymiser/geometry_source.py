@@ -134,7 +134,7 @@ def policy_geometry(
 
     The policy's lines, zones, window, anchor and dwell buckets replace the static ones when it has them;
     static lines or zones fill in only when the policy has none *and* its purpose allows that output, and
-    only for the classes the purpose counts (PRIVACY.md rules 1 and 7); stays in zones are measured only
+    only for the classes the purpose counts (docs/privacy.md rules 1 and 7); stays in zones are measured only
     when the purpose has the dwell_time output. No policy: the static geometry.
     Raises ValueError (naming the field) when the result is not a valid geometry.
     """

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from vigie_anonymiser.geometry import BoxTuple
-from vigie_proto.v1.tracks_pb2 import ObjectClass, TrackedObject, TrackFrame
+from vigie_proto.v1.tracks_pb2 import Box, ObjectClass, TrackedObject, TrackFrame
 
 __all__ = [
     "InvalidTrackFrameError",
@@ -72,6 +72,8 @@ class ObservedObject:
     track_id: bytes
     object_class: int
     box: BoxTuple
+    # Where the tracker first saw this track, in the message that first reports it (see tracks.proto).
+    first_box: BoxTuple | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +165,17 @@ def _object(index: int, obj: TrackedObject) -> ObservedObject:
         raise InvalidTrackFrameError(f"{where}.object_class", f"{obj.object_class} is not a counted class")
     if not obj.HasField("box"):
         raise InvalidTrackFrameError(f"{where}.box", "is missing")
-    box = (obj.box.x1, obj.box.y1, obj.box.x2, obj.box.y2)
+    box = _box(f"{where}.box", obj.box)
+    first_box = _box(f"{where}.first_box", obj.first_box) if obj.HasField("first_box") else None
+    return ObservedObject(
+        track_id=obj.track_id, object_class=int(obj.object_class), box=box, first_box=first_box
+    )
+
+
+def _box(where: str, message: Box) -> BoxTuple:
+    box = (message.x1, message.y1, message.x2, message.y2)
     if not all(math.isfinite(v) and -_BOX_SLACK <= v <= 1.0 + _BOX_SLACK for v in box):
-        raise InvalidTrackFrameError(f"{where}.box", "is not within the picture (0 to 1)")
+        raise InvalidTrackFrameError(where, "is not within the picture (0 to 1)")
     if box[2] < box[0] or box[3] < box[1]:
-        raise InvalidTrackFrameError(f"{where}.box", "has x2 < x1 or y2 < y1")
-    return ObservedObject(track_id=obj.track_id, object_class=int(obj.object_class), box=box)
+        raise InvalidTrackFrameError(where, "has x2 < x1 or y2 < y1")
+    return box

@@ -44,7 +44,7 @@ class AnonymiserSettings(ServiceSettings, env_prefix="VIGIE_ANONYMISER_"):
         le=24 * 3600.0,
         description=(
             "how long rejected TRACKS messages are kept for inspection (memory only: they may hold track "
-            "ids; PRIVACY.md rule 14 allows pseudonymous data 24 hours at worst)"
+            "ids; docs/privacy.md rule 14 allows pseudonymous data 24 hours at worst)"
         ),
     )
 

@@ -9,10 +9,11 @@ true crossings of the noise-free paths as ground truth.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from vigie_anonymiser.camera import CameraAnonymiser, crossings_total
@@ -38,6 +39,7 @@ __all__ = [
 
 # A multiple of 1200 s: the start of a 20-minute window.
 T0 = 1_700_000_400.0
+_WIDTH = 0.4  # a synthetic person's box width, in box heights
 
 
 def track_id(number: int) -> bytes:
@@ -153,41 +155,70 @@ class SceneSpec:
     occlusions_per_track: float = 0.3  # occlusion gaps of 0.4 to 4 s
     leg_occlusion_rate: float = 0.03  # a frame where the legs are hidden: the box's bottom moves up
     tracker_buffer_s: float = 2.0  # a gap longer than this ends the id; the object returns with a new one
+    pacers: int = 0  # walk back and forth across a line 2 to 5 times, turning 0.3 to 2 box heights beyond
+    strollers: int = 0  # walk along a line, 0.2 to 0.6 box heights beside it, never crossing it
+    clean: bool = False  # report the true paths as they are: no noise, miss, gap nor new id
+
+    def __post_init__(self) -> None:
+        if self.clean:
+            object.__setattr__(self, "jitter", 0.0)
 
 
 @dataclass
 class SyntheticScene:
     observations: list[TrackObservation]
     truth: Counter[tuple[str, CrossingDirection]] = field(default_factory=Counter)
+    # The crossings left once every excursion across a line that stays within the dead band is taken out
+    # (with the crossing back): what the anonymiser must count exactly on clean tracks.
+    truth_beyond_band: Counter[tuple[str, CrossingDirection]] = field(default_factory=Counter)
 
 
 def _true_crossings(
-    lines: Sequence[CountingLine], path: Sequence[Point], truth: Counter[tuple[str, CrossingDirection]]
+    lines: Sequence[CountingLine],
+    path: Sequence[Point],
+    truth: Counter[tuple[str, CrossingDirection]],
+    band: Callable[[CountingLine, int], float] | None = None,
 ) -> None:
+    """Add the crossings of `path` to `truth`: every step from one side of a line to the other between its
+    ends. With `band` (the dead band's half-width around a line at the path's n-th point), points within
+    the band decide nothing, so an excursion that stays in it is no crossing, nor the step back; only the
+    first point may lie in it (a path starting by a line is on the side it starts on)."""
     for line in lines:
-        last: tuple[Point, float] | None = None  # the last point off the line: a point on it decides nothing
-        for point in path:
+        last: int | None = None  # the last point beyond the band (or the first point): where the path stands
+        for index, point in enumerate(path):
             distance = line.signed_distance(point)
-            if distance == 0.0:
-                continue
-            if (
-                last is not None
-                and (last[1] < 0) != (distance < 0)
-                and line.crosses_segment(last[0], point, last[1], distance)
+            if distance == 0.0 or (
+                band is not None and last is not None and abs(distance) <= band(line, index)
             ):
-                direction = (
-                    CrossingDirection.LEFT_TO_RIGHT if distance > 0 else CrossingDirection.RIGHT_TO_LEFT
-                )
-                truth[(line.id, direction)] += 1
-            last = (point, distance)
+                continue
+            if last is not None and (line.signed_distance(path[last]) < 0) != (distance < 0):
+                # Through the line between its ends on one of the steps since.
+                steps = itertools.pairwise(path[last : index + 1])
+                if any(
+                    line.crosses_segment(a, b, line.signed_distance(a), line.signed_distance(b))
+                    for a, b in steps
+                ):
+                    direction = (
+                        CrossingDirection.LEFT_TO_RIGHT if distance > 0 else CrossingDirection.RIGHT_TO_LEFT
+                    )
+                    truth[(line.id, direction)] += 1
+            last = index
 
 
-def synthetic_scene(rng: random.Random, lines: Sequence[CountingLine], spec: SceneSpec) -> SyntheticScene:
-    """A random scene over `lines`; each object's true path is piecewise straight, its truth exact."""
+def synthetic_scene(
+    rng: random.Random,
+    lines: Sequence[CountingLine],
+    spec: SceneSpec,
+    params: CountingParams | None = None,
+) -> SyntheticScene:
+    """A random scene over `lines`; each object's true path is piecewise straight, its truth exact.
+    `params`: the dead band of `SyntheticScene.truth_beyond_band` (the defaults if not given)."""
     frames = round(spec.duration_s * spec.fps)
     # Per frame: object number -> (true anchor, box height); the true paths give the truth.
     positions: list[dict[int, tuple[Point, float]]] = [{} for _ in range(frames)]
     truth: Counter[tuple[str, CrossingDirection]] = Counter()
+    truth_beyond_band: Counter[tuple[str, CrossingDirection]] = Counter()
+    counting = params or CountingParams()
     number = 0
 
     def place(path: list[Point], first: int, height: float) -> None:
@@ -196,7 +227,14 @@ def synthetic_scene(rng: random.Random, lines: Sequence[CountingLine], spec: Sce
         for offset, point in enumerate(path):
             if 0 <= first + offset < frames:
                 positions[first + offset][number] = (point, height)
-        _true_crossings(lines, path[max(0, -first) : max(0, frames - first)], truth)
+        seen = path[max(0, -first) : max(0, frames - first)]
+        _true_crossings(lines, seen, truth)
+        _true_crossings(
+            lines,
+            seen,
+            truth_beyond_band,
+            lambda line, _: line.band(height * _WIDTH, height, counting.hysteresis, counting.min_band),
+        )
 
     for _ in range(spec.walkers):
         # From one edge to the opposite one, at walking pace (about 0.1 to 0.25 picture widths a second).
@@ -240,7 +278,57 @@ def synthetic_scene(rng: random.Random, lines: Sequence[CountingLine], spec: Sce
         path = approach + stand + leave
         place(path, rng.randrange(0, max(1, frames - len(path))), 0.15)
 
-    return SyntheticScene(_degrade(rng, positions, spec), truth)
+    for _ in range(spec.pacers):
+        # Back and forth across a line: every pass is a crossing, U-turns a little beyond it included.
+        line = rng.choice(list(lines))
+        on_line = _point_on(line, rng.uniform(0.25, 0.75))
+        normal = _unit_normal(line)
+        height = rng.uniform(0.1, 0.2)
+        side = rng.choice((-1.0, 1.0))
+        speed = rng.uniform(0.08, 0.2) * spec.fps**-1  # normalised units per frame
+        turns = [side * rng.uniform(0.5, 1.5) * height]
+        for _ in range(rng.randint(2, 5)):
+            turns.append(-math.copysign(rng.uniform(0.3, 2.0) * height, turns[-1]))
+        path = []
+        for here, there in itertools.pairwise(turns):
+            steps = max(1, round(abs(there - here) / speed))
+            path.extend(
+                (
+                    on_line[0] + normal[0] * (here + (there - here) * i / steps),
+                    on_line[1] + normal[1] * (here + (there - here) * i / steps),
+                )
+                for i in range(steps)
+            )
+        path.append((on_line[0] + normal[0] * turns[-1], on_line[1] + normal[1] * turns[-1]))
+        place(path, rng.randrange(0, max(1, frames - len(path))), height)
+
+    for _ in range(spec.strollers):
+        # Along a line, beside it: jitter brings the box near the line, never across in truth.
+        line = rng.choice(list(lines))
+        normal = _unit_normal(line)
+        height = rng.uniform(0.1, 0.2)
+        offset = rng.choice((-1.0, 1.0)) * rng.uniform(0.2, 0.6) * height
+        a, b = _point_on(line, 0.05), _point_on(line, 0.95)
+        if rng.random() < 0.5:
+            a, b = b, a
+        steps = max(2, round(math.dist(a, b) / rng.uniform(0.08, 0.2) * spec.fps))
+        path = [
+            (
+                a[0] + (b[0] - a[0]) * i / steps + normal[0] * offset,
+                a[1] + (b[1] - a[1]) * i / steps + normal[1] * offset,
+            )
+            for i in range(steps + 1)
+        ]
+        place(path, rng.randrange(-steps // 2, frames), height)
+
+    return SyntheticScene(_degrade(rng, positions, spec), truth, truth_beyond_band)
+
+
+def _point_on(line: CountingLine, t: float) -> Point:
+    return (
+        line.start[0] + (line.end[0] - line.start[0]) * t,
+        line.start[1] + (line.end[1] - line.start[1]) * t,
+    )
 
 
 def _unit_normal(line: CountingLine) -> Point:
@@ -267,7 +355,7 @@ def _degrade(
                 ended.append(ids.pop(number))
                 del last_seen[number]
         objects: list[tuple[int, Point]] = []
-        heights: dict[int, float] = {}
+        sizes: dict[int, tuple[float, float]] = {}  # track id number -> box width and height
         for number, ((x, y), height) in present.items():
             if number not in occluded:
                 if rng.random() < spec.occlusions_per_track:
@@ -276,7 +364,7 @@ def _degrade(
                 else:
                     occluded[number] = (-1, -1)
             hidden_from, hidden_to = occluded[number]
-            if hidden_from <= index < hidden_to or rng.random() < spec.miss_rate:
+            if not spec.clean and (hidden_from <= index < hidden_to or rng.random() < spec.miss_rate):
                 continue
             if number not in ids:
                 ids[number] = next_id
@@ -284,19 +372,25 @@ def _degrade(
             last_seen[number] = index
             jitter = spec.jitter * height
             ax, ay = x + rng.gauss(0, jitter * 0.5), y + rng.gauss(0, jitter)
-            if rng.random() < spec.leg_occlusion_rate:
-                ay -= height * rng.uniform(0.2, 0.4)
+            box_height = height
+            if not spec.clean and rng.random() < spec.leg_occlusion_rate:
+                # The legs hidden: the detector's box stops above them, its top where it was.
+                hidden = height * rng.uniform(0.2, 0.4)
+                ay, box_height = ay - hidden, height - hidden
             objects.append((ids[number], (min(max(ax, 0.0), 1.0), min(max(ay, 0.0), 1.0))))
-            heights[ids[number]] = height
-        observations.append(_frame(builder, objects, heights, ended))
+            sizes[ids[number]] = (height * _WIDTH, box_height)
+        observations.append(_frame(builder, objects, sizes, ended))
     return observations
 
 
 def _frame(
-    builder: FrameBuilder, objects: list[tuple[int, Point]], heights: dict[int, float], ended: list[int]
+    builder: FrameBuilder,
+    objects: list[tuple[int, Point]],
+    sizes: dict[int, tuple[float, float]],
+    ended: list[int],
 ) -> TrackObservation:
     observed = tuple(
-        ObservedObject(track_id(n), OBJECT_CLASS_PERSON, _clip(box_for(anchor, heights[n] * 0.4, heights[n])))
+        ObservedObject(track_id(n), OBJECT_CLASS_PERSON, _clip(box_for(anchor, *sizes[n])))
         for n, anchor in objects
     )
     observation = TrackObservation(

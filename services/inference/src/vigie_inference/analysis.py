@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from vigie_inference.detections import CountedClass, Detections
 from vigie_inference.settings import InferenceSettings
-from vigie_inference.tracker import TRACK_MAX_CEILING_S, Tracker, TrackerUpdate, TrackingRules
+from vigie_inference.tracker import TRACK_MAX_CEILING_S, Tracker, TrackerUpdate, TrackingRules, VisibleTrack
 from vigie_proto.v1.frames_pb2 import Frame
 from vigie_proto.v1.policy_pb2 import CameraPolicy
 from vigie_proto.v1.tracks_pb2 import Box, ObjectClass, TrackedObject, TrackFrame
@@ -185,15 +185,20 @@ class CameraTrackers:
             sequence=frame.sequence,
             model=self._model,
             ended_track_ids=update.ended,
-            objects=[
-                TrackedObject(
-                    track_id=track.track_id,
-                    object_class=ObjectClass.ValueType(track.object_class),
-                    score=track.score,
-                    box=Box(x1=track.box[0], y1=track.box[1], x2=track.box[2], y2=track.box[3]),
-                )
-                for track in update.tracks
-            ],
+            objects=[_tracked_object(track) for track in update.tracks],
         )
         message.captured_at.CopyFrom(frame.captured_at)
         return message
+
+
+def _tracked_object(track: VisibleTrack) -> TrackedObject:
+    tracked = TrackedObject(
+        track_id=track.track_id,
+        object_class=ObjectClass.ValueType(track.object_class),
+        score=track.score,
+        box=Box(x1=track.box[0], y1=track.box[1], x2=track.box[2], y2=track.box[3]),
+    )
+    if track.first_box is not None:
+        x1, y1, x2, y2 = track.first_box
+        tracked.first_box.CopyFrom(Box(x1=x1, y1=y1, x2=x2, y2=y2))
+    return tracked

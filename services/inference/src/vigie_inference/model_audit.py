@@ -1,4 +1,4 @@
-"""Which model answers this replica, in the audit journal (PRIVACY.md rule 20; AI Act art. 12).
+"""Which model answers this replica, in the audit journal (docs/privacy.md rule 20; AI Act art. 12).
 
 The version is recorded when the replica starts (from Triton's model metadata) and again whenever an
 answer comes from another version than the one recorded (Triton loaded a new version, or another model

@@ -8,7 +8,7 @@ construction it carries no track id, no box, no coordinate and no time finer tha
 
 One message is one PART of one REPORTING WINDOW of one camera. A window is `window_seconds` of capture
 time aligned on the Unix epoch (hence on UTC midnight: the window divides a day; 20 minutes by default,
-PRIVACY.md rule 11). Normally a window has exactly one part, closed when the camera's frames reach the
+docs/privacy.md rule 11). Normally a window has exactly one part, closed when the camera's frames reach the
 next window (closed_by = WINDOW_ENDED). A camera that falls silent, a change of its lines or zones, or an
 anonymiser that stops closes a part early; the rest of the window, if any, comes in further parts.
 
@@ -30,7 +30,8 @@ Aggregation rules:
   dwell buckets are the UNION of the parts' (a part counted with another geometry counted what it lists).
 - covered_seconds says how much of the window was analysed (frames received, gaps over a few seconds
   excluded). Publish it with every figure; a window with partial coverage has partial counts.
-- Figures are exact and may be small: small-count suppression (PRIVACY.md rule 12) is the aggregation's.
+- Figures are exact and may be small: small-count suppression (docs/privacy.md rule 12) is the
+  aggregation's.
 """
 
 from collections import abc as _abc

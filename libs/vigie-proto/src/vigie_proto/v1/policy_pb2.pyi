@@ -54,7 +54,7 @@ class _CameraStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CameraSt
     """No longer used; kept in the register."""
 
 class CameraStatus(_CameraStatus, metaclass=_CameraStatusEnumTypeWrapper):
-    """Where the camera is in its life (PRIVACY.md rule 3: ACTIVE needs a DPIA reference)."""
+    """Where the camera is in its life (docs/privacy.md rule 3: ACTIVE needs a DPIA reference)."""
 
 CAMERA_STATUS_UNSPECIFIED: CameraStatus.ValueType  # 0
 CAMERA_STATUS_DRAFT: CameraStatus.ValueType  # 1
@@ -78,17 +78,17 @@ class _PurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Purpose.Value
     PURPOSE_PEDESTRIAN_FLOW_STATISTICS: _Purpose.ValueType  # 2
     PURPOSE_OCCUPANCY_STATISTICS: _Purpose.ValueType  # 3
     PURPOSE_SECURITY_EVENTS: _Purpose.ValueType  # 4
-    """Off by default; needs a legal text and an authorisation window (PRIVACY.md rule 5)."""
+    """Off by default; needs a legal text and an authorisation window (docs/privacy.md rule 5)."""
 
 class Purpose(_Purpose, metaclass=_PurposeEnumTypeWrapper):
-    """The declared purpose: exactly one per camera, from this closed list (PRIVACY.md rule 1)."""
+    """The declared purpose: exactly one per camera, from this closed list (docs/privacy.md rule 1)."""
 
 PURPOSE_UNSPECIFIED: Purpose.ValueType  # 0
 PURPOSE_TRAFFIC_FLOW_STATISTICS: Purpose.ValueType  # 1
 PURPOSE_PEDESTRIAN_FLOW_STATISTICS: Purpose.ValueType  # 2
 PURPOSE_OCCUPANCY_STATISTICS: Purpose.ValueType  # 3
 PURPOSE_SECURITY_EVENTS: Purpose.ValueType  # 4
-"""Off by default; needs a legal text and an authorisation window (PRIVACY.md rule 5)."""
+"""Off by default; needs a legal text and an authorisation window (docs/privacy.md rule 5)."""
 Global___Purpose: _TypeAlias = Purpose  # noqa: Y015
 
 class _AnalysisOutput:
@@ -108,7 +108,7 @@ class _AnalysisOutputEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Analys
     """security_events only: alerts of the decree's closed list, confirmed by an operator."""
 
 class AnalysisOutput(_AnalysisOutput, metaclass=_AnalysisOutputEnumTypeWrapper):
-    """What the analysis of a camera may produce; the purpose decides which exist (PRIVACY.md rules 1 and 7)."""
+    """What the analysis of a camera may produce; the purpose decides which exist (docs/privacy.md rules 1 and 7)."""
 
 ANALYSIS_OUTPUT_UNSPECIFIED: AnalysisOutput.ValueType  # 0
 ANALYSIS_OUTPUT_LINE_CROSSINGS: AnalysisOutput.ValueType  # 1
@@ -138,7 +138,7 @@ class _SecurityEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sec
     SECURITY_EVENT_KIND_FIRE: _SecurityEventKind.ValueType  # 8
 
 class SecurityEventKind(_SecurityEventKind, metaclass=_SecurityEventKindEnumTypeWrapper):
-    """The closed list of events security_events may detect (décret 2023-828 art. 3; PRIVACY.md rule 5)."""
+    """The closed list of events security_events may detect (décret 2023-828 art. 3; docs/privacy.md rule 5)."""
 
 SECURITY_EVENT_KIND_UNSPECIFIED: SecurityEventKind.ValueType  # 0
 SECURITY_EVENT_KIND_ABANDONED_OBJECT: SecurityEventKind.ValueType  # 1
@@ -219,7 +219,7 @@ Global___NormalisedPoint: _TypeAlias = NormalisedPoint  # noqa: Y015
 
 @_typing.final
 class PrivacyMask(_message.Message):
-    """An area of the picture blanked at ingest, before anything analyses it (PRIVACY.md rule 9)."""
+    """An area of the picture blanked at ingest, before anything analyses it (docs/privacy.md rule 9)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -348,23 +348,23 @@ class CameraPolicy(_message.Message):
     sample_fps: _builtins.float
     """Frames kept per second of video at ingest."""
     reporting_window_seconds: _builtins.int
-    """Figures cover windows this long, aligned on UTC midnight (PRIVACY.md rule 11)."""
+    """Figures cover windows this long, aligned on UTC midnight (docs/privacy.md rule 11)."""
     reporting_window_justification: _builtins.str
-    """Why a window shorter than 20 minutes is needed (PRIVACY.md rules 8 and 11); empty otherwise."""
+    """Why a window shorter than 20 minutes is needed (docs/privacy.md rules 8 and 11); empty otherwise."""
     anchor: Global___PositionAnchor.ValueType
     track_max_seconds: _builtins.int
-    """The longest a track (pseudonymous) may live before it is forgotten (PRIVACY.md rule 14)."""
+    """The longest a track (pseudonymous) may live before it is forgotten (docs/privacy.md rule 14)."""
     @_builtins.property
     def issued_at(self) -> _timestamp_pb2.Timestamp:
         """When the registry wrote this entry."""
 
     @_builtins.property
     def paused_until(self) -> _timestamp_pb2.Timestamp:
-        """A citizen's objection pauses analysis until then (PRIVACY.md rule 16); absent: no pause."""
+        """A citizen's objection pauses analysis until then (docs/privacy.md rule 16); absent: no pause."""
 
     @_builtins.property
     def outputs(self) -> _containers.RepeatedScalarFieldContainer[Global___AnalysisOutput.ValueType]:
-        """What the analysis may produce; nothing else (PRIVACY.md rules 1 and 7)."""
+        """What the analysis may produce; nothing else (docs/privacy.md rules 1 and 7)."""
 
     @_builtins.property
     def object_classes(self) -> _containers.RepeatedScalarFieldContainer[_tracks_pb2.ObjectClass.ValueType]:
@@ -384,7 +384,7 @@ class CameraPolicy(_message.Message):
 
     @_builtins.property
     def security_events(self) -> _containers.RepeatedScalarFieldContainer[Global___SecurityEventKind.ValueType]:
-        """security_events only: what may be detected, and when (PRIVACY.md rule 5). Outside the window the
+        """security_events only: what may be detected, and when (docs/privacy.md rule 5). Outside the window the
         camera is not analysed, whatever its status.
         """
 

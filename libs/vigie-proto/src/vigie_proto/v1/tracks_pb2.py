@@ -26,19 +26,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvigie_proto/v1/tracks.proto\x12\x08vigie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"5\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"y\n\rTrackedObject\x12\x10\n\x08track_id\x18\x01 \x01(\x0c\x12+\n\x0cobject_class\x18\x02 \x01(\x0e\x32\x15.vigie.v1.ObjectClass\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x1a\n\x03\x62ox\x18\x04 \x01(\x0b\x32\r.vigie.v1.Box\"\xc4\x01\n\nTrackFrame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12/\n\x0b\x63\x61ptured_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07objects\x18\x05 \x03(\x0b\x32\x17.vigie.v1.TrackedObject\x12\x17\n\x0f\x65nded_track_ids\x18\x06 \x03(\x0c\x12\r\n\x05model\x18\x07 \x01(\t*\xbf\x01\n\x0bObjectClass\x12\x1c\n\x18OBJECT_CLASS_UNSPECIFIED\x10\x00\x12\x17\n\x13OBJECT_CLASS_PERSON\x10\x01\x12\x18\n\x14OBJECT_CLASS_BICYCLE\x10\x02\x12\x14\n\x10OBJECT_CLASS_CAR\x10\x03\x12\x1b\n\x17OBJECT_CLASS_MOTORCYCLE\x10\x04\x12\x14\n\x10OBJECT_CLASS_BUS\x10\x05\x12\x16\n\x12OBJECT_CLASS_TRUCK\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvigie_proto/v1/tracks.proto\x12\x08vigie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"5\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\x9b\x01\n\rTrackedObject\x12\x10\n\x08track_id\x18\x01 \x01(\x0c\x12+\n\x0cobject_class\x18\x02 \x01(\x0e\x32\x15.vigie.v1.ObjectClass\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x1a\n\x03\x62ox\x18\x04 \x01(\x0b\x32\r.vigie.v1.Box\x12 \n\tfirst_box\x18\x05 \x01(\x0b\x32\r.vigie.v1.Box\"\xc4\x01\n\nTrackFrame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12/\n\x0b\x63\x61ptured_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07objects\x18\x05 \x03(\x0b\x32\x17.vigie.v1.TrackedObject\x12\x17\n\x0f\x65nded_track_ids\x18\x06 \x03(\x0c\x12\r\n\x05model\x18\x07 \x01(\t*\xbf\x01\n\x0bObjectClass\x12\x1c\n\x18OBJECT_CLASS_UNSPECIFIED\x10\x00\x12\x17\n\x13OBJECT_CLASS_PERSON\x10\x01\x12\x18\n\x14OBJECT_CLASS_BICYCLE\x10\x02\x12\x14\n\x10OBJECT_CLASS_CAR\x10\x03\x12\x1b\n\x17OBJECT_CLASS_MOTORCYCLE\x10\x04\x12\x14\n\x10OBJECT_CLASS_BUS\x10\x05\x12\x16\n\x12OBJECT_CLASS_TRUCK\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vigie_proto.v1.tracks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBJECTCLASS']._serialized_start=452
-  _globals['_OBJECTCLASS']._serialized_end=643
+  _globals['_OBJECTCLASS']._serialized_start=487
+  _globals['_OBJECTCLASS']._serialized_end=678
   _globals['_BOX']._serialized_start=74
   _globals['_BOX']._serialized_end=127
-  _globals['_TRACKEDOBJECT']._serialized_start=129
-  _globals['_TRACKEDOBJECT']._serialized_end=250
-  _globals['_TRACKFRAME']._serialized_start=253
-  _globals['_TRACKFRAME']._serialized_end=449
+  _globals['_TRACKEDOBJECT']._serialized_start=130
+  _globals['_TRACKEDOBJECT']._serialized_end=285
+  _globals['_TRACKFRAME']._serialized_start=288
+  _globals['_TRACKFRAME']._serialized_end=484
 # @@protoc_insertion_point(module_scope)

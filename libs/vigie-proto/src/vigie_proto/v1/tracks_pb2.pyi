@@ -87,12 +87,20 @@ class TrackedObject(_message.Message):
     OBJECT_CLASS_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
     BOX_FIELD_NUMBER: _builtins.int
+    FIRST_BOX_FIELD_NUMBER: _builtins.int
     track_id: _builtins.bytes
     """16 random bytes, drawn when the track starts; never reused, forgotten when the track ends."""
     object_class: Global___ObjectClass.ValueType
     score: _builtins.float
     @_builtins.property
     def box(self) -> Global___Box: ...
+    @_builtins.property
+    def first_box(self) -> Global___Box:
+        """Only in the message where the track is first reported, if the tracker confirmed it over several
+        frames: the box of the detection that started it, a few frames earlier (a crossing made while the
+        track was being confirmed is then not lost). Never set again for this track.
+        """
+
     def __init__(
         self,
         *,
@@ -100,10 +108,11 @@ class TrackedObject(_message.Message):
         object_class: Global___ObjectClass.ValueType = ...,
         score: _builtins.float = ...,
         box: Global___Box | None = ...,
+        first_box: Global___Box | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["box", b"box"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["box", b"box", "first_box", b"first_box"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["box", b"box", "object_class", b"object_class", "score", b"score", "track_id", b"track_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["box", b"box", "first_box", b"first_box", "object_class", b"object_class", "score", b"score", "track_id", b"track_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

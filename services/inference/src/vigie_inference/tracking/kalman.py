@@ -86,9 +86,16 @@ class BoxKalmanFilter:
         covariance[:, VELOCITY_VARIANCE] = (self._noise.initial_velocity * sizes) ** 2
         return mean, covariance
 
-    def predict(self, mean: FloatArray, covariance: FloatArray, dt: float) -> tuple[FloatArray, FloatArray]:
-        """States `dt` seconds later."""
-        if dt <= 0.0 or len(mean) == 0:
+    def predict(
+        self, mean: FloatArray, covariance: FloatArray, dt: float | FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """States `dt` seconds later: one step for every track, or a (T,) array of steps, one per track
+        (0 leaves a track as it is), for the re-update along a virtual path (see `Tracker`)."""
+        if isinstance(dt, np.ndarray):
+            dt = dt[:, None]
+        elif dt <= 0.0:
+            return mean, covariance
+        if len(mean) == 0:
             return mean, covariance
         sizes = _sizes(mean)
         value_var = covariance[:, VALUE_VARIANCE]
@@ -127,6 +134,16 @@ class BoxKalmanFilter:
         corrected[:, CROSS_COVARIANCE] = cross * (1.0 - value_gain)
         corrected[:, VELOCITY_VARIANCE] = velocity_var - velocity_gain * cross
         return corrected_mean, corrected
+
+    def distances(self, mean: FloatArray, covariance: FloatArray, measurements: FloatArray) -> FloatArray:
+        """(T, D) squared Mahalanobis distances of (D, 4) cx, cy, w, h measurements from the (T,) tracks'
+        predicted boxes: each difference in units of the standard deviation the filter expects for it
+        (the box's uncertainty plus the detector's noise), squared and summed over the four quantities,
+        so chi-square distributed with 4 degrees of freedom for a track's own detection."""
+        expected_variance = covariance[:, VALUE_VARIANCE] + (self._noise.measurement * _sizes(mean)) ** 2
+        difference = measurements[None, :, :] - mean[:, None, 0:4]
+        distance: FloatArray = (difference**2 / expected_variance[:, None, :]).sum(axis=2)
+        return distance
 
 
 def _sizes(state: FloatArray) -> FloatArray:
