@@ -12,7 +12,7 @@ is published (it appears there just after the API can answer with it).
 A frame's count is queryable when its window is published, so its latency is *published(window) -
 capture*. Frames are captured every 1/sample_fps s from the film's opening (ingest's
 ``vigie_ingest_camera_opened_timestamp_seconds``); p50 and p99 are over those frames. Most of it is the
-reporting window itself, by design (PRIVACY.md rule 11: nothing is published before its window ends); the
+reporting window itself, by design (docs/privacy.md rule 11: nothing is published before its window ends); the
 rest, *published - window end*, is what the platform adds: the last frames' analysis, the anonymiser
 closing the window (on the first frame past it; on the camera going idle for the film's last window), the
 aggregation's release delay (``release_delay_s``, above that idle closure) and its check interval (1 s).

@@ -1,16 +1,24 @@
-"""The README's first command: the embedded platform on the sample video shows the published figures, and
-Ctrl-C then leaves nothing behind (one run of the demo for both: it takes minutes)."""
+"""The README's first command: the embedded platform on the sample video shows the published figures, the
+commands and addresses it prints for a person to try work as printed, and Ctrl-C then leaves nothing
+behind (one run of the demo for all: it takes minutes)."""
 
+import asyncio
 import json
 import queue
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 import pytest
+
+from vigie_embedded.demo import TRY_IT_MOTIVE
+from vigie_embedded.testing import curl_requests, offline_docs_problems
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +58,7 @@ def test_the_demo_shows_the_figures_and_ctrl_c_stops_every_process(
         assert all(window["suppressed"] == (window["crossings"] is None) for window in result["windows"])
         assert result["crossings"]
         assert result["audit_entries"] > 0
+        _the_printed_commands_work(result)
 
         # Every component runs while the platform serves; Ctrl-C stops them all.
         children = psutil.Process(demo.pid).children(recursive=True)
@@ -69,3 +78,30 @@ def test_the_demo_shows_the_figures_and_ctrl_c_stops_every_process(
         if demo.poll() is None:
             demo.kill()
             demo.wait(timeout=30)
+
+
+def _the_printed_commands_work(result: dict[str, Any]) -> None:
+    """What the demo prints while it serves, as a person would use it: the curl commands give the figures
+    it showed and the audit journal's record of that read; every API's docs page works offline."""
+    (statistics, statistics_headers), (audit, audit_headers) = curl_requests(result["commands"])
+    with httpx.Client(timeout=10) as client:
+        response = client.get(statistics, headers=statistics_headers)
+        assert response.status_code == 200, response.text
+        shown = [(window["period_start"], window["crossings"]) for window in result["windows"]]
+        assert [(item["period_start"], item["count"]) for item in response.json()["items"]] == shown
+        deadline = time.monotonic() + 30
+        while True:  # the read reaches the journal through the AUDIT stream
+            response = client.get(audit, headers=audit_headers)
+            assert response.status_code == 200, response.text
+            if any(entry["motive"] == TRY_IT_MOTIVE for entry in response.json()["entries"]):
+                break
+            assert time.monotonic() < deadline, response.json()
+            time.sleep(0.5)
+    docs = [url.removesuffix("/docs") for name, url in result["endpoints"].items() if name.endswith("docs")]
+    assert len(docs) == 3, result["endpoints"]
+
+    async def problems() -> list[str]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return [problem for api in docs for problem in await offline_docs_problems(client, api)]
+
+    assert asyncio.run(problems()) == []

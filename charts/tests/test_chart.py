@@ -511,7 +511,7 @@ def test_the_alerts_are_valid_rules_on_known_metrics(render: Callable[[str], Any
     alerts = CHART / "files" / "alerts.yaml"
     promtool = shutil.which("promtool")
     if promtool is None:
-        message = "promtool not found: apt-get install prometheus (.ci/run installs it)"
+        message = "promtool not found: make system-packages (Debian's prometheus; .ci/run installs it)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

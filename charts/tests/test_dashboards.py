@@ -136,7 +136,7 @@ def test_every_query_is_valid_promql(dashboards: ModuleType, tmp_path: Path) -> 
     """promtool (Debian's prometheus package: apt-get download prometheus) parses every expression."""
     promtool = os.environ.get("VIGIE_PROMTOOL") or shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not found: apt-get install prometheus, or set VIGIE_PROMTOOL")
+        pytest.skip("promtool not found: make system-packages (Debian's prometheus), or set VIGIE_PROMTOOL")
     rules = []
     for name, text in dashboards.render_all().items():
         for number, expression in enumerate(_expressions(json.loads(text))):

@@ -38,6 +38,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $image := .root.Values.image -}}
 {{- $ref := printf "%s:%s" .name ($image.tag | default .root.Chart.AppVersion) -}}
 {{- if $image.registry }}{{ $ref = printf "%s/%s" (trimSuffix "/" $image.registry) $ref }}{{ end -}}
+{{- with get ($image.digests | default dict) .name }}{{ $ref = printf "%s@%s" $ref . }}{{ end -}}
 {{ $ref }}
 {{- end }}
 

@@ -37,7 +37,7 @@ from vigie_core.auth import AuthSettings, LocalTokenIssuer
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import events_subject
 from vigie_embedded.nats import EmbeddedNats
-from vigie_embedded.testing import running_service
+from vigie_embedded.testing import offline_docs_problems, running_service
 from vigie_proto.v1.audit_pb2 import AuditEvent
 from vigie_proto.v1.events_pb2 import WindowReport
 
@@ -236,6 +236,7 @@ async def test_closed_windows_are_published_on_the_api_and_metrics_and_each_read
                 return sample(text, "vigie_published_window_start_seconds", site="centre") == T0 + 2 * W
 
             await wait_for(released)
+            assert await offline_docs_problems(http, api) == []
             response = await http.get(
                 f"{api}/crossings",
                 params={

@@ -19,6 +19,7 @@ from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import SignedTreeHead, TreeHeadSigningKey
 from vigie_core.audit import AuditEvent, AuditPublisher, MemoryAuditSink, action_name
 from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier, install_authentication
+from vigie_embedded.testing import offline_docs_problems
 
 from .conftest import JournalDatabase
 
@@ -72,6 +73,27 @@ async def _harness(store: JournalStore, make_events: EventFactory) -> AsyncItera
         yield Harness(client, issuer, sink, store, publisher, events)
     await publisher.close()
     await store.close()
+
+
+async def test_the_service_s_app_serves_its_docs_from_this_machine(tmp_path: Path) -> None:
+    """The app the service mounts at its root: the OpenAPI document, Swagger UI and ReDoc under
+    /api/audit/v1, without a token and with every file they load served by the app itself; the API still
+    asks for one."""
+    store = await JournalStore.open(f"sqlite+aiosqlite:///{tmp_path / 'journal.sqlite3'}")
+    signer = TreeHeadSigner(store, TreeHeadSigningKey.generate(), "vigie-test")
+    api = AuditApi(store, signer, AuditPublisher("audit", MemoryAuditSink()))
+    root = FastAPI(openapi_url=None)
+    root.mount("/", api.app(TokenVerifier(AuthSettings(), local_issuer=LocalTokenIssuer.generate())))
+    try:
+        transport = httpx.ASGITransport(app=root)
+        async with httpx.AsyncClient(transport=transport, base_url="http://audit") as client:
+            assert await offline_docs_problems(client, "/api/audit/v1") == []
+            document = (await client.get("/api/audit/v1/openapi.json")).json()
+            assert document["info"]["title"] == "Vigie audit API"
+            assert "/api/audit/v1/entries" in document["paths"]
+            assert (await client.get("/api/audit/v1/entries")).status_code == 401
+    finally:
+        await store.close()
 
 
 def detail_field(response: httpx.Response) -> str:

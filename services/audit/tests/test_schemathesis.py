@@ -20,7 +20,7 @@ from vigie_audit.signer import TreeHeadSigner
 from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import TreeHeadSigningKey
 from vigie_core.audit import AuditPublisher, MemoryAuditSink
-from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier, install_authentication
+from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier
 from vigie_embedded.testing import ThreadedServer, fuzz_settings
 
 from .conftest import events
@@ -41,11 +41,8 @@ class LiveApi(ThreadedServer):
             publisher = AuditPublisher("audit", MemoryAuditSink())
             await publisher.start()
             stack.push_async_callback(publisher.close)
-            # The service's routes on an app that serves its OpenAPI document (the service's does not).
-            app = FastAPI(title="Vigie audit API")
-            install_authentication(app, TokenVerifier(AuthSettings(), local_issuer=issuer))
-            app.include_router(AuditApi(store, signer, publisher).router())
-            return app
+            # The service's app, which serves its OpenAPI document.
+            return AuditApi(store, signer, publisher).app(TokenVerifier(AuthSettings(), local_issuer=issuer))
 
         super().__init__(build)
 
@@ -60,7 +57,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
 def test_no_generated_request_gets_a_server_error(live_api: LiveApi, mode: GenerationMode) -> None:
     # schemathesis' pytest plugin (from_fixture) reads a pytest internal that pytest 9 removed; its
     # strategies are driven with Hypothesis directly instead.
-    schema = schemathesis.openapi.from_url(f"{live_api.base_url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{live_api.base_url}/api/audit/v1/openapi.json")
     token = live_api.issuer.mint("dpo-fuzz", ["audit:read"], ttl_s=3600)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{o.method.upper()} {o.path}" for o in operations} >= {

@@ -25,7 +25,7 @@ from vigie_core.messaging import connect
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import audit_subject
 from vigie_embedded.nats import EmbeddedNats
-from vigie_embedded.testing import running_service
+from vigie_embedded.testing import offline_docs_problems, running_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 EventFactory = Callable[..., list[AuditEvent]]
@@ -224,6 +224,7 @@ async def test_api_reads_are_journaled_through_the_stream(
         await wait_until(lambda: _at_least(settings, 3))
         url = f"{runtime.http_url}/api/audit/v1/entries"
         assert (await client.get(url)).status_code == 401
+        assert await offline_docs_problems(client, f"{runtime.http_url}/api/audit/v1") == []
         response = await client.get(
             url, params={"motive": "yearly review"}, headers={"Authorization": f"Bearer {token}"}
         )

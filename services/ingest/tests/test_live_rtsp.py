@@ -27,7 +27,7 @@ def rtsp_server_missing() -> str | None:
         return f"{SYSTEM_PYTHON} cannot run: {exc}"
     if check.returncode != 0:
         last_line = (check.stderr.strip().splitlines() or ["unknown error"])[-1]
-        return f"GStreamer RTSP server unavailable ({last_line}); apt-get install {PACKAGES}"
+        return f"GStreamer RTSP server unavailable ({last_line}): make system-packages ({PACKAGES})"
     return None
 
 

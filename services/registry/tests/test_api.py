@@ -103,11 +103,11 @@ async def test_a_refusal_names_the_field_and_the_rule_and_never_echoes_the_body(
     assert response.status_code == 422
     errors = response.json()["detail"]
     assert {(tuple(e["loc"]), e["rule"]) for e in errors} == {
-        (("body", "outputs", 1), "PRIVACY.md rule 24"),
-        (("body", "audio"), "PRIVACY.md rule 25"),
+        (("body", "outputs", 1), "docs/privacy.md rule 24"),
+        (("body", "audio"), "docs/privacy.md rule 25"),
     }
-    assert all("PRIVACY.md rule" in e["msg"] for e in errors)
-    assert api.metric("vigie_registry_declarations_refused_total", {"rule": "PRIVACY.md rule 24"}) == 1
+    assert all("docs/privacy.md rule" in e["msg"] for e in errors)
+    assert api.metric("vigie_registry_declarations_refused_total", {"rule": "docs/privacy.md rule 24"}) == 1
     # A shape error in the body: FastAPI's 422, without the input (it may hold the source's password).
     broken = declaration()
     broken["location"] = {"address": "x", "latitude": 300, "longitude": 0}
@@ -134,7 +134,7 @@ async def test_activation_needs_a_dpia_reference(api: Api) -> None:
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "legal", "dpia_reference"]
-    assert error["rule"] == "PRIVACY.md rule 3"
+    assert error["rule"] == "docs/privacy.md rule 3"
     assert (await published(api, "north-gate")).status == CameraStatus.CAMERA_STATUS_DRAFT
 
 
@@ -379,7 +379,7 @@ async def test_security_events_switch_off_when_the_authorisation_ends(api: Api) 
     # It cannot be activated again without a new authorisation window.
     again = await api.client.post("/cameras/station/status", json={"status": "active"}, headers=api.admin)
     assert again.status_code == 422
-    assert again.json()["detail"][0]["rule"] == "PRIVACY.md rule 5"
+    assert again.json()["detail"][0]["rule"] == "docs/privacy.md rule 5"
 
 
 # -- exports ---------------------------------------------------------------------------------------------

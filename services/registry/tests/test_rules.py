@@ -38,71 +38,75 @@ def test_the_reference_declarations_are_accepted_even_active() -> None:
     ("changes", "field", "rule"),
     [
         # Rule 1: one purpose from the closed list; the purpose decides the outputs.
-        ({"purpose": "marketing_study"}, ("purpose",), "PRIVACY.md rule 25"),
-        ({"purpose": "parking_enforcement"}, ("purpose",), "PRIVACY.md rule 1"),
-        ({"purpose": "face_recognition"}, ("purpose",), "PRIVACY.md rule 24"),
-        ({"outputs": ["zone_occupancy"]}, ("outputs", 0), "PRIVACY.md rule 1"),
-        ({"outputs": ["heat_map"]}, ("outputs", 0), "PRIVACY.md rule 1"),
-        ({"outputs": []}, ("outputs",), "PRIVACY.md rule 1"),
+        ({"purpose": "marketing_study"}, ("purpose",), "docs/privacy.md rule 25"),
+        ({"purpose": "parking_enforcement"}, ("purpose",), "docs/privacy.md rule 1"),
+        ({"purpose": "face_recognition"}, ("purpose",), "docs/privacy.md rule 24"),
+        ({"outputs": ["zone_occupancy"]}, ("outputs", 0), "docs/privacy.md rule 1"),
+        ({"outputs": ["heat_map"]}, ("outputs", 0), "docs/privacy.md rule 1"),
+        ({"outputs": []}, ("outputs",), "docs/privacy.md rule 1"),
         # Rule 24: identification.
-        ({"outputs": ["line_crossings", "face_recognition"]}, ("outputs", 1), "PRIVACY.md rule 24"),
-        ({"outputs": ["biometric_identification"]}, ("outputs", 0), "PRIVACY.md rule 24"),
-        ({"outputs": ["licence plate reading"]}, ("outputs", 0), "PRIVACY.md rule 24"),
-        ({"object_classes": ["face"]}, ("object_classes", 0), "PRIVACY.md rule 24"),
+        ({"outputs": ["line_crossings", "face_recognition"]}, ("outputs", 1), "docs/privacy.md rule 24"),
+        ({"outputs": ["biometric_identification"]}, ("outputs", 0), "docs/privacy.md rule 24"),
+        ({"outputs": ["licence plate reading"]}, ("outputs", 0), "docs/privacy.md rule 24"),
+        ({"object_classes": ["face"]}, ("object_classes", 0), "docs/privacy.md rule 24"),
         # Rule 25: characterisation, re-identification, sound.
-        ({"outputs": ["age_estimation"]}, ("outputs", 0), "PRIVACY.md rule 25"),
-        ({"outputs": ["gender"]}, ("outputs", 0), "PRIVACY.md rule 25"),
-        ({"outputs": ["emotion-detection"]}, ("outputs", 0), "PRIVACY.md rule 25"),
-        ({"outputs": ["clothing_colour"]}, ("outputs", 0), "PRIVACY.md rule 25"),
-        ({"outputs": ["demographics"]}, ("outputs", 0), "PRIVACY.md rule 25"),
-        ({"object_classes": ["child"]}, ("object_classes", 0), "PRIVACY.md rule 25"),
-        ({"outputs": ["cross_camera_matching"]}, ("outputs", 0), "PRIVACY.md rule 25"),
-        ({"outputs": ["reidentification"]}, ("outputs", 0), "PRIVACY.md rule 25"),
-        ({"outputs": ["noise_level"]}, ("outputs", 0), "PRIVACY.md rule 25"),
-        ({"audio": True}, ("audio",), "PRIVACY.md rule 25"),
+        ({"outputs": ["age_estimation"]}, ("outputs", 0), "docs/privacy.md rule 25"),
+        ({"outputs": ["gender"]}, ("outputs", 0), "docs/privacy.md rule 25"),
+        ({"outputs": ["emotion-detection"]}, ("outputs", 0), "docs/privacy.md rule 25"),
+        ({"outputs": ["clothing_colour"]}, ("outputs", 0), "docs/privacy.md rule 25"),
+        ({"outputs": ["demographics"]}, ("outputs", 0), "docs/privacy.md rule 25"),
+        ({"object_classes": ["child"]}, ("object_classes", 0), "docs/privacy.md rule 25"),
+        ({"outputs": ["cross_camera_matching"]}, ("outputs", 0), "docs/privacy.md rule 25"),
+        ({"outputs": ["reidentification"]}, ("outputs", 0), "docs/privacy.md rule 25"),
+        ({"outputs": ["noise_level"]}, ("outputs", 0), "docs/privacy.md rule 25"),
+        ({"audio": True}, ("audio",), "docs/privacy.md rule 25"),
         # Rule 13: no trajectories; rule 6: no images.
-        ({"outputs": ["trajectories"]}, ("outputs", 0), "PRIVACY.md rule 13"),
-        ({"outputs": ["origin-destination matrix"]}, ("outputs", 0), "PRIVACY.md rule 13"),
-        ({"outputs": ["snapshots"]}, ("outputs", 0), "PRIVACY.md rule 6"),
+        ({"outputs": ["trajectories"]}, ("outputs", 0), "docs/privacy.md rule 13"),
+        ({"outputs": ["origin-destination matrix"]}, ("outputs", 0), "docs/privacy.md rule 13"),
+        ({"outputs": ["snapshots"]}, ("outputs", 0), "docs/privacy.md rule 6"),
         # Rule 7: the classes and the geometry follow the purpose.
-        ({"object_classes": ["car"]}, ("object_classes", 0), "PRIVACY.md rule 7"),
-        ({"object_classes": ["dog"]}, ("object_classes", 0), "PRIVACY.md rule 7"),
-        ({"object_classes": []}, ("object_classes",), "PRIVACY.md rule 7"),
+        ({"object_classes": ["car"]}, ("object_classes", 0), "docs/privacy.md rule 7"),
+        ({"object_classes": ["dog"]}, ("object_classes", 0), "docs/privacy.md rule 7"),
+        ({"object_classes": []}, ("object_classes",), "docs/privacy.md rule 7"),
         (
             {"lines": [{"id": "gate", "start": [0.1, 0.5], "end": [0.9, 0.5], "classes": ["truck"]}]},
             ("lines", 0, "classes", 0),
-            "PRIVACY.md rule 7",
+            "docs/privacy.md rule 7",
         ),
         (
             {"zones": [{"id": "z", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}]},
             ("zones",),
-            "PRIVACY.md rule 7",
+            "docs/privacy.md rule 7",
         ),
         (
             {"purpose": "occupancy_statistics", "zones": []},
             ("lines",),
-            "PRIVACY.md rule 7",
+            "docs/privacy.md rule 7",
         ),
         # Rule 5: security events only with security_events.
         (
             {"security_events": security_declaration()["security_events"]},
             ("security_events",),
-            "PRIVACY.md rule 5",
+            "docs/privacy.md rule 5",
         ),
-        ({"purpose": "security_events", "lines": []}, ("security_events",), "PRIVACY.md rule 5"),
+        ({"purpose": "security_events", "lines": []}, ("security_events",), "docs/privacy.md rule 5"),
         # Rules 8, 11, 14: beyond the protective defaults only with a justification; hard limits.
-        ({"reporting_window_s": 600}, ("reporting_window_justification",), "PRIVACY.md rule 11"),
-        ({"sample_fps": 12.0}, ("sample_fps_justification",), "PRIVACY.md rule 8"),
-        ({"retention": {"track_max_s": 3600}}, ("retention", "track_justification"), "PRIVACY.md rule 14"),
+        ({"reporting_window_s": 600}, ("reporting_window_justification",), "docs/privacy.md rule 11"),
+        ({"sample_fps": 12.0}, ("sample_fps_justification",), "docs/privacy.md rule 8"),
+        (
+            {"retention": {"track_max_s": 3600}},
+            ("retention", "track_justification"),
+            "docs/privacy.md rule 14",
+        ),
         (
             {"retention": {"track_max_s": 2 * 86_400, "track_justification": "long stays in a car park"}},
             ("retention", "track_max_s"),
-            "PRIVACY.md rule 14",
+            "docs/privacy.md rule 14",
         ),
         (
             {"retention": {"statistics_days": 800}},
             ("retention", "statistics_justification"),
-            "PRIVACY.md rule 8",
+            "docs/privacy.md rule 8",
         ),
         (
             {
@@ -112,10 +116,10 @@ def test_the_reference_declarations_are_accepted_even_active() -> None:
                 }
             },
             ("retention", "statistics_days"),
-            "PRIVACY.md rule 8",
+            "docs/privacy.md rule 8",
         ),
         # Rule 15: objection only off under a legal text.
-        ({"objection": {"enabled": False}}, ("objection", "enabled"), "PRIVACY.md rule 15"),
+        ({"objection": {"enabled": False}}, ("objection", "enabled"), "docs/privacy.md rule 15"),
     ],
 )
 def test_a_forbidden_declaration_is_refused_naming_its_rule(
@@ -151,15 +155,15 @@ def test_security_events_need_the_decree_list_a_legal_text_and_a_current_window(
     found = violations(body, "active")
     assert any(f == field for f, _ in found), found
     face = [rule for f, rule in found if f == ("security_events", "detections", 1)]
-    assert face in ([], ["PRIVACY.md rule 24"])
-    assert all(rule in ("PRIVACY.md rule 5", "PRIVACY.md rule 24") for _, rule in found)
+    assert face in ([], ["docs/privacy.md rule 24"])
+    assert all(rule in ("docs/privacy.md rule 5", "docs/privacy.md rule 24") for _, rule in found)
 
 
 def test_a_camera_cannot_be_activated_without_a_dpia_reference() -> None:
     body = declaration(legal={"basis": "public_task", "dpia_reference": " "})
     assert violations(body, "draft") == []
     assert violations(body, "paused") == []
-    assert violations(body, "active") == [(("legal", "dpia_reference"), "PRIVACY.md rule 3")]
+    assert violations(body, "active") == [(("legal", "dpia_reference"), "docs/privacy.md rule 3")]
 
 
 def test_objection_may_be_off_only_under_a_legal_restriction() -> None:
@@ -189,7 +193,7 @@ def test_the_message_names_the_rule_and_what_it_says() -> None:
     [violation] = check_declaration(parsed(declaration(audio=True)), "draft", NOW)
     error = violation.as_error()
     assert error["loc"] == ["body", "audio"]
-    assert error["rule"] == "PRIVACY.md rule 25"
+    assert error["rule"] == "docs/privacy.md rule 25"
     assert "no sound" in str(error["msg"])
     assert error["type"] == "privacy_rule"
 
@@ -216,7 +220,7 @@ def test_forbidden_processing_recognises_names_not_substrings(term: str, rule: i
 
 def test_an_unknown_processing_is_refused_anyway_by_the_closed_list() -> None:
     assert violations(declaration(outputs=["line_crossings", "Heatmap"])) == [
-        (("outputs", 1), "PRIVACY.md rule 1")
+        (("outputs", 1), "docs/privacy.md rule 1")
     ]
 
 

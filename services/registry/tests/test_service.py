@@ -21,7 +21,7 @@ from vigie_core.permissions import POLICY_STREAM, api_prefix
 from vigie_core.policy import POLICY_BUCKET, PolicyWatcher, decode_policy
 from vigie_core.settings import NatsSettings
 from vigie_embedded.nats import EmbeddedNats
-from vigie_embedded.testing import ServiceConnections, running_service
+from vigie_embedded.testing import ServiceConnections, offline_docs_problems, running_service
 from vigie_proto.v1.audit_pb2 import AuditAction, AuditEvent
 from vigie_registry.declaration import CameraDeclaration, SourceDeclaration
 from vigie_registry.service import API_PREFIX, serve
@@ -110,6 +110,7 @@ async def test_the_bucket_follows_the_registry_and_an_objection_pauses_within_a_
                         break
                     await asyncio.sleep(0.05)
                 assert (await http.get(f"{runtime.http_url}/readyz")).status_code == 200
+                assert await offline_docs_problems(http, api) == []
 
                 # At start, the bucket became equal to the database.
                 await watcher.wait_until(lambda: watcher.decision("north-gate").analyse, 10)

@@ -1,4 +1,6 @@
-"""Audit events: how every service records who did what, when, why and on which cameras (PRIVACY.md F).
+"""Audit events: how every service records who did what, when, why and on which cameras.
+
+The rules are docs/privacy.md section F.
 
 A service builds one :class:`AuditPublisher` at start-up (:func:`start_audit_publisher`) and calls
 :meth:`AuditPublisher.record` for every configuration change, data read or export, honoured objection,
@@ -672,7 +674,7 @@ async def start_audit_publisher(
 
 
 def service_actor(service: str) -> str:
-    """The actor of a service's automatic actions (PRIVACY.md rule 20: who)."""
+    """The actor of a service's automatic actions (docs/privacy.md rule 20: who)."""
     return f"service:{service}"
 
 

@@ -203,7 +203,8 @@ def decide(camera_id: str, policy: CameraPolicy, now: float) -> AnalysisDecision
             camera_id, False, f"paused by an objection until {until}", policy, "objection_pause"
         )
     if policy.purpose == Purpose.PURPOSE_SECURITY_EVENTS:
-        # PRIVACY.md rule 5: security_events runs only inside its authorisation window, whatever its status.
+        # docs/privacy.md rule 5: security_events runs only inside its authorisation window, whatever
+        # its status.
         if not (policy.HasField("authorised_from") and policy.HasField("authorised_until")):
             return AnalysisDecision(
                 camera_id,

@@ -1,5 +1,6 @@
-"""The browser the tests drive with Playwright: Debian's ``chromium`` (Playwright's own browser download
-cannot work on these machines; ``.ci/run`` installs the Debian package).
+"""The browser the tests drive with Playwright: the system's Chromium (Playwright's own browser download
+cannot work on a closed network; ``make system-packages`` installs Debian's ``chromium``, and ``.ci/run``
+calls it).
 
 Missing browser: the test is skipped with the reason, and fails on CI (``CI`` set), where it must run.
 """
@@ -28,11 +29,19 @@ def on_ci() -> bool:
 
 
 def chromium() -> str:
-    """The browser's path (``VIGIE_CHROMIUM`` or ``chromium`` on the PATH); skips or fails the test when
-    it is not installed."""
-    found = os.environ.get("VIGIE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    """The browser's path (``VIGIE_CHROMIUM``, or ``chromium`` or ``chromium-browser`` on the PATH); skips
+    or fails the test when it is not installed."""
+    found = (
+        os.environ.get("VIGIE_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or "/usr/bin/chromium"
+    )
     if not Path(found).is_file():
-        reason = f"Debian's chromium is not installed ({found} missing): apt-get install chromium"
+        reason = (
+            f"no Chromium ({found} missing): make system-packages installs it "
+            "(Debian's chromium), or set VIGIE_CHROMIUM to a Chromium binary"
+        )
         if on_ci():
             pytest.fail(f"{reason} (CI is set: the browser test must run; .ci/run installs it)")
         pytest.skip(reason)

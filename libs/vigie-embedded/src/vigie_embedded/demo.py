@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import textwrap
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +30,16 @@ from vigie_embedded.platform import (
     PlatformOptions,
 )
 
-__all__ = ["DemoOptions", "DemoResult", "run_demo"]
+__all__ = [
+    "TRY_IT_MOTIVE",
+    "DemoOptions",
+    "DemoResult",
+    "run_demo",
+    "suppression_explained",
+    "try_it_commands",
+]
 MOTIVE = "embedded demo: figures of the sample film"
+TRY_IT_MOTIVE = "trying the API"
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,44 @@ class DemoResult:
     occupancy: list[dict[str, Any]] = field(default_factory=list)
     audit_entries: int = 0
     endpoints: dict[str, str] = field(default_factory=dict)
+    # What the demo prints for a person to query the platform themselves (shell lines, in order).
+    commands: list[str] = field(default_factory=list)
 
 
 def _clock(iso: str) -> str:
     return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M")
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def suppression_explained(threshold: int) -> str:
+    """What "suppressed" means, in plain words (services/aggregation's disclosure control)."""
+    return (
+        'What "suppressed" means: that figure is withheld, not zero. A count from 1 to '
+        f"{threshold - 1} is too small to publish: it could single out the few people behind it. "
+        "Any other figure from which a withheld count could be worked out (a total minus its "
+        "published parts, a day minus its other windows) is withheld too. A zero is published: it "
+        "says nobody was counted, which is about no one. The demo's windows last one minute and hold "
+        "few people, so more is withheld than with the 20 minutes of a real camera."
+    )
+
+
+def try_it_commands(urls: Mapping[str, str], token: str, period: tuple[int, int]) -> list[str]:
+    """Shell lines that query the running platform as the demo did: the token in a variable, the
+    camera's published crossings over the film's reporting windows (``period``, Unix seconds: today's,
+    the figures the summary showed), and the audit journal's entries for reads of statistics (the demo's,
+    and the one just made, with its motive)."""
+    start, end = period
+    motive = TRY_IT_MOTIVE.replace(" ", "+")
+    statistics = (
+        f"{urls['aggregation']}/api/statistics/v1/crossings?camera={CAMERA_ID}&level=camera"
+        f"&from={_iso(start)}&to={_iso(end)}&motive={motive}"
+    )
+    audit = f"{urls['audit']}/api/audit/v1/entries?action=data_read&motive={motive}"
+    authorization = '-H "Authorization: Bearer $TOKEN"'
+    return [f"TOKEN='{token}'", f"curl {authorization} '{statistics}'", f"curl {authorization} '{audit}'"]
 
 
 class Demo:
@@ -117,9 +161,9 @@ class Demo:
         assert platform.triton is not None
         urls = platform.urls
         self.result.endpoints = {
-            "statistics API (aggregation)": f"{urls['aggregation']}/api/statistics/v1/docs",
-            "audit API": f"{urls['audit']}/api/audit/v1",
-            "registry API (cameras, register)": f"{urls['registry']}/v1/openapi.json",
+            "statistics API (aggregation), docs": f"{urls['aggregation']}/api/statistics/v1/docs",
+            "audit API, docs": f"{urls['audit']}/api/audit/v1/docs",
+            "registry API (cameras, register), docs": f"{urls['registry']}/v1/docs",
             **{f"camera '{CAMERA_ID}', {name}": url for name, url in platform.public_camera_urls().items()},
             **{f"{name}: /metrics /healthz /readyz": url for name, url in urls.items()},
             "nats-server (client)": platform.nats.url,
@@ -202,6 +246,9 @@ class Demo:
         )
         audit.raise_for_status()
         result.audit_entries = int(audit.json()["tree_size"])
+        result.commands = try_it_commands(
+            platform.urls, platform.token("stats:read", "audit:read"), (start, end)
+        )
 
     def _summary(self, platform: EmbeddedPlatform) -> None:
         result, progress = self.result, self.result.progress
@@ -243,6 +290,10 @@ class Demo:
                 if item["period_start"] == begins and item["object_class"] == "all":
                     mean = "suppressed" if item["suppressed"] else f"{item['mean_objects']:.1f} on average"
                     print(f"      zone {item['zone']}, occupancy: {mean}")
+        figures = [*result.windows, *result.crossings, *result.occupancy]
+        if any(figure["suppressed"] for figure in figures):
+            print()
+            print(textwrap.fill(suppression_explained(threshold), width=100))
         print(
             f"\nAudit journal: a tree head signed now covers {result.audit_entries} entries "
             "(configurations, model versions, exports and reads of statistics)."
@@ -251,14 +302,13 @@ class Demo:
             print("Keep the platform up to query it yourself: make demo ARGS=--serve")
 
     def _serve(self, platform: EmbeddedPlatform) -> None:
-        token = platform.token("stats:read", "audit:read")
-        api = platform.urls["aggregation"]
+        self.say("\nThe platform stays up until Ctrl-C. Query it yourself (the token is valid 12 hours):")
+        for line in self.result.commands:
+            self.say(f"  {line}")
         self.say(
-            "\nThe platform stays up until Ctrl-C. Try:\n"
-            f"  curl -H 'Authorization: Bearer {token}' \\\n"
-            f"    '{api}/api/statistics/v1/crossings?site={SITE_ID}"
-            "&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&motive=trying+the+API'\n"
-            "(use today's date; the token is valid 12 hours)."
+            "The first gives the figures above (add &format=csv inside the quotes for CSV), the second\n"
+            "the reads of statistics in the audit journal, yours among them. Each API documents itself\n"
+            "at the 'docs' addresses above."
         )
         while True:
             time.sleep(1.0)

@@ -4,7 +4,7 @@ process with its own NATS user, SQLite databases in a state folder, and one vide
 The demo (``vigie_embedded.demo``), the end-to-end tests and the latency benchmark all run this, so what
 they show is what a city gets from the embedded defaults. Only two settings differ from a production
 camera, both written down where they are set: a one-minute reporting window (the sample film lasts a
-minute; PRIVACY.md rule 11 asks for a written justification, given below) and short idle and release
+minute; docs/privacy.md rule 11 asks for a written justification, given below) and short idle and release
 delays, so that the figures of the film are published within a minute of its end.
 
 The camera is declared the way a city declares one: through the registry's admin API (purpose, legal
@@ -82,7 +82,7 @@ WINDOW_JUSTIFICATION = (
     "embedded demonstration on a one-minute sample film: a 20-minute window would publish nothing "
     "until twenty minutes after the film; not for a camera in a public space"
 )
-# The camera's one purpose (PRIVACY.md rule 1). The film shows people far more than vehicles (about 20
+# The camera's one purpose (docs/privacy.md rule 1). The film shows people far more than vehicles (about 20
 # people cross the lines, one vehicle), so: pedestrian flow, whose only output is line crossings of
 # people. That purpose measures no zone (the registry refuses one, rule 7), so the demo has none; a zone
 # needs occupancy_statistics (and no lines) or traffic_flow_statistics (vehicles only).
@@ -114,7 +114,7 @@ class PlatformOptions:
     # production, so frames read faster than they are analysed would expire there.
     realtime: bool = True
     window_s: int = 60
-    # PRIVACY.md rule 12: counts from 1 to threshold-1 are suppressed (11 for persons, INSEE's rule).
+    # docs/privacy.md rule 12: counts from 1 to threshold-1 are suppressed (11 for persons, INSEE's rule).
     threshold: int = 11
     # A window is released this long after it ends: longer than the anonymiser takes to close a camera's
     # part of it when the film ends with the window (camera_idle_s + 2), or that part would come too late
@@ -583,7 +583,7 @@ class EmbeddedPlatform:
         return progress
 
     def wait_until_published(self, client: httpx.Client, progress: FilmProgress) -> None:
-        """Until the window holding the film's last frame is published (PRIVACY.md rule 11: nothing is
+        """Until the window holding the film's last frame is published (docs/privacy.md rule 11: nothing is
         published before its reporting window has ended)."""
         last = self.last_window_start(progress.opened_by)
         deadline = time.monotonic() + self.options.window_s * 3 + 120

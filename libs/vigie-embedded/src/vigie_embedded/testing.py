@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -358,3 +359,65 @@ class ThreadedServer:
         if self._server is not None:
             self._server.should_exit = True
         self._thread.join(30)
+
+
+# -- interactive API documentation that loads nothing from elsewhere ------------------------------------
+
+# What a documentation page loads: scripts, styles, icons, and the OpenAPI document Swagger UI reads
+# (``url: '...'`` in its start script).
+_DOCS_REFERENCES = re.compile(r"""(?:\b(?:src|href)=["']|\burl: ?')([^"']*)["']""")
+_ABSOLUTE_URL = re.compile(r"""[a-z][a-z0-9+.-]*://[^\s"'<>]*|["'(]//[^\s"'<>]+""")
+
+
+async def offline_docs_problems(client: Any, api: str) -> list[str]:
+    """What keeps the interactive documentation of the API at ``api`` (its ``/docs``,
+    :func:`vigie_core.api_docs.install_docs`) from working with no request leaving the machine: a page
+    that is not HTML, a reference to another origin, a file it loads that does not answer 200, an OpenAPI
+    document that is not one. ``client`` is an ``httpx.AsyncClient`` (on a live server or an ASGI app);
+    ``api`` is a URL or a path of it, without the trailing slash."""
+    origin = re.match(r"^[a-z]+://[^/]+", api)
+    base = origin.group(0) if origin else ""
+    docs = f"{api}/docs"
+    response = await client.get(docs)
+    if response.status_code != 200 or not response.headers["content-type"].startswith("text/html"):
+        return [f"{docs}: {response.status_code} {response.headers.get('content-type')}"]
+    problems = [f"{docs} names another origin: {url}" for url in _ABSOLUTE_URL.findall(response.text)]
+    if "connect-src 'self'" not in response.headers.get("content-security-policy", ""):
+        problems.append(f"{docs}: no Content-Security-Policy keeping requests on this origin")
+    references = _DOCS_REFERENCES.findall(response.text)
+    if not any(reference.endswith("openapi.json") for reference in references):
+        problems.append(f"{docs}: loads no OpenAPI document ({references})")
+    for reference in references:
+        if not reference.startswith("/") or reference.startswith("//"):
+            problems.append(f"{docs} loads {reference!r}: not a path of this origin")
+            continue
+        loaded = await client.get(base + reference)
+        if loaded.status_code != 200 or not loaded.content:
+            problems.append(f"{docs} loads {reference}: {loaded.status_code}")
+        elif reference.endswith(".json") and "paths" not in loaded.json():
+            problems.append(f"{docs} loads {reference}: not an OpenAPI document")
+    return problems
+
+
+def curl_requests(lines: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
+    """The GET requests (URL, headers) that shell ``lines`` printed for a person make: ``NAME='value'``
+    assignments, then ``curl -H 'Header: value' 'URL'`` commands using ``$NAME``, as a POSIX shell would
+    read them (so that a test runs what the person would paste, without needing curl)."""
+    variables: dict[str, str] = {}
+    requests: list[tuple[str, dict[str, str]]] = []
+    for line in lines:
+        words = shlex.split(line)
+        if len(words) == 1 and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+            name, value = words[0].split("=", 1)
+            variables[name] = value
+            continue
+        assert words[0] == "curl", line
+        words = [re.sub(r"\$([A-Z_]+)", lambda found: variables[found[1]], word) for word in words[1:]]
+        headers: dict[str, str] = {}
+        while words[0] == "-H":
+            name, value = words[1].split(":", 1)
+            headers[name] = value.strip()
+            words = words[2:]
+        (url,) = words
+        requests.append((url, headers))
+    return requests

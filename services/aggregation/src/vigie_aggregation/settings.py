@@ -19,7 +19,7 @@ __all__ = [
     "SiteId",
 ]
 
-# PRIVACY.md rule 11: figures are not refreshed more often than every twenty minutes by default.
+# docs/privacy.md rule 11: figures are not refreshed more often than every twenty minutes by default.
 DEFAULT_WINDOW_S = 1200
 DAY_S = 86_400
 
@@ -39,7 +39,7 @@ class CameraSiteConfig(_Section):
 
 
 class DisclosureSettings(_Section):
-    """Statistical disclosure control of everything published (PRIVACY.md rules 11 and 12)."""
+    """Statistical disclosure control of everything published (docs/privacy.md rules 11 and 12)."""
 
     window_s: int = Field(
         DEFAULT_WINDOW_S,
@@ -50,7 +50,7 @@ class DisclosureSettings(_Section):
     window_justification: str = Field(
         "",
         max_length=1000,
-        description=f"why a window shorter than {DEFAULT_WINDOW_S} s is needed (PRIVACY.md rules 8 and 11)",
+        description=f"why a window shorter than {DEFAULT_WINDOW_S} s is needed (docs/privacy.md rules 8, 11)",
     )
     threshold: int = Field(
         11,
@@ -78,7 +78,7 @@ class DisclosureSettings(_Section):
         if self.window_s < DEFAULT_WINDOW_S and not self.window_justification.strip():
             raise ValueError(
                 f"disclosure.window_s {self.window_s}: a window shorter than {DEFAULT_WINDOW_S} s needs a "
-                "written disclosure.window_justification (PRIVACY.md rules 8 and 11)"
+                "written disclosure.window_justification (docs/privacy.md rules 8 and 11)"
             )
         return self
 

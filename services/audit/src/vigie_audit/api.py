@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from pydantic import AfterValidator, AwareDatetime
 
 from vigie_audit.journal import entry_document, pruned_entry_document
@@ -33,6 +33,7 @@ from vigie_audit.merkle import ProofRequestError
 from vigie_audit.signer import TreeHeadSigner
 from vigie_audit.store import EntryFilter, JournalCorruptError, JournalStore, StoredEntry
 from vigie_audit.tree_head import SignedTreeHead, public_key_pem
+from vigie_core.api_docs import install_docs
 from vigie_core.audit import (
     AuditAction,
     AuditPublisher,
@@ -41,7 +42,17 @@ from vigie_core.audit import (
     RecordRef,
     action_names,
 )
-from vigie_core.auth import Principal, require_scopes
+from vigie_core.auth import Principal, TokenVerifier, install_authentication, require_scopes
+from vigie_core.database import answer_outages_with_503
+
+API_PREFIX = "/api/audit/v1"
+_DESCRIPTION = """
+The audit journal of Vigie: every configuration, model version, export and read of statistics, in an
+append-only Merkle tree (RFC 9162) with signed tree heads (Ed25519), inclusion and consistency proofs.
+
+**Access.** OAuth2 bearer token with the `audit:read` scope. Every call is itself recorded in the journal,
+with the `motive` you give.
+"""
 
 _TOKEN = r"^[A-Za-z0-9_-]{1,64}$"
 # Text the database can compare: PostgreSQL refuses NUL in text, and no actor has control characters.
@@ -146,7 +157,7 @@ class AuditApi:
     def router(self) -> APIRouter:
         reader = require_scopes(self.read_scope)
         Reader = Annotated[Principal, Depends(reader)]  # noqa: N806 - a type alias, FastAPI style
-        router = APIRouter(prefix="/api/audit/v1", tags=["audit"], dependencies=[Depends(reader)])
+        router = APIRouter(prefix=API_PREFIX, tags=["audit"], dependencies=[Depends(reader)])
 
         @router.get(
             "/entries",
@@ -322,3 +333,20 @@ class AuditApi:
             }
 
         return router
+
+    def app(self, verifier: TokenVerifier) -> FastAPI:
+        """The API as an application of its own, with its OpenAPI document and interactive documentation
+        under ``/api/audit/v1`` (the service mounts it at its root, after its health routes)."""
+        app = FastAPI(
+            title="Vigie audit API",
+            version="1.0.0",
+            description=_DESCRIPTION,
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            docs_url=None,
+            redoc_url=None,
+        )
+        install_docs(app, docs_url=f"{API_PREFIX}/docs")
+        install_authentication(app, verifier)
+        answer_outages_with_503(app)
+        app.include_router(self.router())
+        return app

@@ -19,11 +19,10 @@ from vigie_audit.signer import RetentionPolicy, TreeHeadSigner, apply_retention
 from vigie_audit.store import JournalStore
 from vigie_audit.tree_head import TreeHeadSigningKey
 from vigie_core.audit import AuditUnavailableError, connect_with_audit
-from vigie_core.auth import TokenVerifier, install_authentication
+from vigie_core.auth import TokenVerifier
 from vigie_core.database import (
     DatabaseHealth,
     DatabaseWaitStoppedError,
-    answer_outages_with_503,
     is_database_failure,
     watch_database,
 )
@@ -95,9 +94,9 @@ async def serve(runtime: ServiceRuntime) -> None:
     # from nowhere.
     await stream_guard(runtime, publisher).bind(js, settings.stream.stream().config())
 
-    install_authentication(runtime.app, TokenVerifier.from_settings(settings.auth))
-    answer_outages_with_503(runtime.app)
-    runtime.app.include_router(AuditApi(store, signer, publisher, settings.read_scope).router())
+    # The API, its OpenAPI document and its /docs under /api/audit/v1; /metrics, /healthz, /readyz before it.
+    api = AuditApi(store, signer, publisher, settings.read_scope)
+    runtime.app.mount("/", api.app(TokenVerifier.from_settings(settings.auth)))
 
     consumer = JournalConsumer(runtime, settings, store, metrics, database)
     start_consumer_lag(runtime, js, "AUDIT", DURABLE)

@@ -71,6 +71,6 @@ class AuditSettings(ServiceSettings, env_prefix="VIGIE_AUDIT_"):
         if self.retention_days > 366 and not (self.retention_justification or "").strip():
             raise ValueError(
                 f"retention_days {self.retention_days}: more than a year needs a retention_justification "
-                "(PRIVACY.md rule 21)"
+                "(docs/privacy.md rule 21)"
             )
         return self

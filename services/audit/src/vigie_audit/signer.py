@@ -76,7 +76,7 @@ async def apply_retention(
         await publisher.record(
             AuditAction.AUDIT_ACTION_RETENTION_DELETION,
             actor="service:audit",
-            motive=f"audit journal retention of {policy.days} days (PRIVACY.md rule 21)"
+            motive=f"audit journal retention of {policy.days} days (docs/privacy.md rule 21)"
             + (f": {policy.justification}" if policy.justification else ""),
             records=records,
             data_end=cutoff,

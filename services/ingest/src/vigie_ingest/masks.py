@@ -1,5 +1,5 @@
 """Privacy masks: areas of a camera's picture blanked at ingest, before any other code sees the pixels
-(PRIVACY.md rule 9: windows of homes, entrances of sensitive places).
+(docs/privacy.md rule 9: windows of homes, entrances of sensitive places).
 
 Masks are polygons in normalised picture coordinates (0..1, y downwards), as the registry declares them.
 A `PrivacyMasks` turns them into one boolean raster per picture size, drawn once with OpenCV and kept:

@@ -1,7 +1,7 @@
 """What the city's administrator declares for a camera: the shapes of the admin API's bodies.
 
 These models check types, ranges and geometry (a 422 naming the field). The privacy rules — what the
-purpose allows, what PRIVACY.md forbids, activation, retention — are :mod:`vigie_registry.rules`, which
+purpose allows, what docs/privacy.md forbids, activation, retention — are :mod:`vigie_registry.rules`, which
 names the rule it applies. Lists of outputs, classes and detections are plain strings here on purpose:
 asking for ``face_recognition`` must reach the rules and be refused by name, not as an unknown enum value.
 """
@@ -57,7 +57,7 @@ __all__ = [
     "redact_url",
 ]
 
-# The most protective defaults (PRIVACY.md rule 8); going beyond needs a written justification.
+# The most protective defaults (docs/privacy.md rule 8); going beyond needs a written justification.
 DEFAULT_REPORTING_WINDOW_S = 1200  # rule 11
 DEFAULT_SAMPLE_FPS = 5.0
 DEFAULT_TRACK_MAX_S = 600  # rule 14: anonymous within minutes
@@ -212,7 +212,7 @@ class Retention(_Model):
 
 
 class SecurityEventsDeclaration(_Model):
-    """security_events only (PRIVACY.md rule 5)."""
+    """security_events only (docs/privacy.md rule 5)."""
 
     detections: list[Term] = Field(min_length=1, max_length=16)
     legal_text: ShortText = Field(description="the law and decree allowing the processing")
@@ -260,7 +260,7 @@ class ZoneDeclaration(_Model):
 
 
 class MaskDeclaration(_Model):
-    """An area blanked at ingest before anything analyses the picture (PRIVACY.md rule 9)."""
+    """An area blanked at ingest before anything analyses the picture (docs/privacy.md rule 9)."""
 
     id: CameraId
     polygon: list[NormalisedPoint] = Field(min_length=3, max_length=64)
@@ -284,7 +284,7 @@ class CameraDeclaration(_Model):
     object_classes: list[Term] | None = Field(
         None, max_length=8, description="classes counted; default: those the purpose allows"
     )
-    audio: bool = Field(False, description="sound capture: always refused (PRIVACY.md rule 25)")
+    audio: bool = Field(False, description="sound capture: always refused (docs/privacy.md rule 25)")
     lines: list[LineDeclaration] = Field(default_factory=list, max_length=32)
     zones: list[ZoneDeclaration] = Field(default_factory=list, max_length=32)
     masks: list[MaskDeclaration] = Field(default_factory=list, max_length=32)

@@ -1,4 +1,4 @@
-"""The right to object without identifying anyone (PRIVACY.md rules 15 and 16): receipts and abuse limits.
+"""The right to object without identifying anyone (docs/privacy.md rules 15, 16): receipts and abuse limits.
 
 **Receipt.** An objection gets a random receipt id and an HMAC-SHA256 signature, by the registry's
 receipt key, over the receipt id, the camera, when it was recorded and until when the camera is paused.

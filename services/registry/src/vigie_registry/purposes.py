@@ -1,4 +1,4 @@
-"""The closed list of purposes, and what each allows (PRIVACY.md rules 1, 5 and 7).
+"""The closed list of purposes, and what each allows (docs/privacy.md rules 1, 5 and 7).
 
 A camera has exactly one purpose; the purpose decides which outputs exist and which classes of objects
 are counted. Anything not listed here does not exist for a camera: there is no free-form purpose.
@@ -38,7 +38,7 @@ OUTPUTS: Mapping[str, str] = {
 # Outputs measured in zones: a zone is only meaningful with one of them.
 ZONE_OUTPUTS = frozenset({"zone_occupancy", "dwell_time", "security_alerts"})
 
-# The closed list of décret 2023-828 art. 3 (PRIVACY.md rule 5).
+# The closed list of décret 2023-828 art. 3 (docs/privacy.md rule 5).
 SECURITY_EVENT_KINDS: Mapping[str, str] = {
     "abandoned_object": "an object left unattended",
     "weapon": "presence or use of a weapon",
@@ -58,7 +58,7 @@ class PurposeDefinition:
     description: str
     outputs: tuple[str, ...]
     object_classes: tuple[str, ...]
-    # PRIVACY.md rule 5: off by default, needs a legal text and an authorisation window.
+    # docs/privacy.md rule 5: off by default, needs a legal text and an authorisation window.
     needs_authorisation: bool = False
 
 

@@ -1,7 +1,7 @@
 """The records of processing activities (GDPR art. 30) and a DPIA starting document, from the registry.
 
 Pure: cameras in, documents out. One register entry per camera (a camera is one processing with one
-purpose, PRIVACY.md rule 1), in JSON (:func:`processing_register`), CSV (:func:`register_csv`), and a
+purpose, docs/privacy.md rule 1), in JSON (:func:`processing_register`), CSV (:func:`register_csv`), and a
 Markdown DPIA starting document per camera (:func:`dpia_document`) for the DPO to complete.
 """
 
@@ -28,7 +28,7 @@ _BASES = {
     "legal_obligation": "GDPR art. 6(1)(c): a legal obligation",
 }
 
-# What Vigie does on every camera, whatever its declaration (ARCHITECTURE.md, PRIVACY.md).
+# What Vigie does on every camera, whatever its declaration (docs/architecture.md, docs/privacy.md).
 BUILT_IN_MEASURES: tuple[str, ...] = (
     "Frames are processed in memory at the inference boundary and never written to disk (rule 6).",
     "Privacy masks are blanked at ingest before any analysis (rule 9).",
@@ -92,7 +92,7 @@ def register_entry(camera: StoredCamera, *, objections_last_year: int = 0) -> di
             "images": "not stored: processed in memory, deleted within seconds",
             "tracks_seconds": d.retention.track_max_s,
             "statistics_days": d.retention.statistics_days,
-            "audit_journal": "per the audit service (1 year by default, PRIVACY.md rule 21)",
+            "audit_journal": "per the audit service (1 year by default, docs/privacy.md rule 21)",
         },
         "security_measures": [*BUILT_IN_MEASURES, *d.security_measures],
         "minimisation": {
@@ -261,7 +261,7 @@ def dpia_document(entry: Mapping[str, Any], *, generated_at: float) -> str:
         "",
         "Why a DPIA: systematic monitoring of a publicly accessible area on a large scale "
         "(GDPR art. 35(3)(c)); the camera cannot be activated in Vigie without a DPIA reference "
-        "(PRIVACY.md rule 3).",
+        "(docs/privacy.md rule 3).",
         "",
         "## 2. Data, processes and supporting assets",
         "",
@@ -280,7 +280,7 @@ def dpia_document(entry: Mapping[str, Any], *, generated_at: float) -> str:
         "## 3. Necessity and proportionality",
         "",
         "- Purpose: explicit, from Vigie's closed list; the outputs are those the purpose allows and no "
-        "other (PRIVACY.md rules 1 and 7).",
+        "other (docs/privacy.md rules 1 and 7).",
         f"- Legal basis: {_md(legal['text'])}.",
         f"- Minimisation: classes counted: {_md(', '.join(e['object_classes']))}; no identification, "
         "characterisation, re-identification or sound (rules 24 to 26, refused by the registry).",
@@ -297,7 +297,7 @@ def dpia_document(entry: Mapping[str, Any], *, generated_at: float) -> str:
     if events:
         lines += [
             "",
-            "### Security events (PRIVACY.md rule 5)",
+            "### Security events (docs/privacy.md rule 5)",
             "",
             f"- Legal text: {_md(events['legal_text'])}.",
             f"- Authorising decision: {_md(events['authorisation_reference'])}, from "

@@ -1,4 +1,4 @@
-"""Honouring an objection (PRIVACY.md rules 15 and 16), whichever door it comes through.
+"""Honouring an objection (docs/privacy.md rules 15 and 16), whichever door it comes through.
 
 The JSON endpoint (``POST /v1/public/cameras/{id}/objections``) and the transparency page's button
 (``POST /cameras/{id}/objection``) both call :meth:`ObjectionDesk.object`, so that they share one

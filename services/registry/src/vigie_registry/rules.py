@@ -1,8 +1,8 @@
-"""The privacy rules a camera's declaration must follow, each refusal naming its rule in PRIVACY.md.
+"""The privacy rules a camera's declaration must follow, each refusal naming its rule in docs/privacy.md.
 
 :func:`check_declaration` is pure: a declaration, the status asked for and the time in, the list of
 :class:`RuleViolation` out (empty: accepted). The API turns them into a 422 whose items carry the field
-(``loc``), a message and the rule (``rule``: e.g. ``"PRIVACY.md rule 24"``).
+(``loc``), a message and the rule (``rule``: e.g. ``"docs/privacy.md rule 24"``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ __all__ = [
     "forbidden_processing",
 ]
 
-# What each rule says, short; the full text is PRIVACY.md.
+# What each rule says, short; the full text is in docs/privacy.md.
 RULES: dict[int, str] = {
     1: "one declared purpose from a closed list; the purpose decides which outputs exist",
     3: "a camera cannot be activated without a DPIA reference",
@@ -76,7 +76,7 @@ class RuleViolation:
 
     @property
     def rule_name(self) -> str:
-        return f"PRIVACY.md rule {self.rule}" if self.rule is not None else "registry"
+        return f"docs/privacy.md rule {self.rule}" if self.rule is not None else "registry"
 
     def as_error(self) -> dict[str, object]:
         """The item of a 422's ``detail`` list (FastAPI's shape, plus ``rule``)."""
@@ -88,7 +88,7 @@ class RuleViolation:
         }
 
 
-# -- processing PRIVACY.md section H refuses, recognised in any list of names --------------------------
+# -- processing docs/privacy.md section H refuses, recognised in any list of names ---------------------
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")

@@ -7,7 +7,7 @@ have (so the buckets match the database), mount the API under ``/v1``, then run 
 
 - the reconciler publishes what a failed publish left behind (``policy.reconcile_interval_s``);
 - the authorisation job switches off a ``security_events`` camera whose authorisation has ended (status
-  ``paused``, reason ``authorisation_ended``, audited as a policy change; PRIVACY.md rule 5). Consumers
+  ``paused``, reason ``authorisation_ended``, audited as a policy change; docs/privacy.md rule 5). Consumers
   stop analysing at the end of the window by themselves; this makes the registry say so too;
 - the retention job deletes objection records older than ``objection.retention_days`` (audited).
 
@@ -72,7 +72,7 @@ async def end_authorisations(
                 AuditAction.AUDIT_ACTION_POLICY_CHANGE,
                 actor=ACTOR,
                 motive="security_events: the authorisation ended, the camera is switched off "
-                "(PRIVACY.md rule 5)",
+                "(docs/privacy.md rule 5)",
                 camera_ids=[new.id],
                 records=[("camera", new.id)],
                 details={

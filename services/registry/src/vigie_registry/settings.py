@@ -30,7 +30,7 @@ class _Section(BaseModel):
 
 
 class ObjectionSettings(_Section):
-    """The public objection endpoint (PRIVACY.md rules 15 and 16) and its abuse limits."""
+    """The public objection endpoint (docs/privacy.md rules 15 and 16) and its abuse limits."""
 
     default_pause_s: int = Field(900, ge=60, le=86_400, description="how long one objection pauses a camera")
     max_pause_s: int = Field(

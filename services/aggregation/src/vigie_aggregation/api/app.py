@@ -54,6 +54,7 @@ from vigie_aggregation.vocabulary import (
     OBJECT_CLASS_CODES,
     OBJECT_CLASS_NAMES,
 )
+from vigie_core.api_docs import install_docs
 from vigie_core.audit import (
     AuditAction,
     AuditOutcome,
@@ -243,7 +244,10 @@ def statistics_app(
         version="1.0.0",
         description=_DESCRIPTION,
         openapi_tags=[{"name": "statistics", "description": "released, disclosure-controlled figures"}],
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)  # /docs, with nothing loaded from a CDN
     install_authentication(app, verifier)
     answer_outages_with_503(app)
     # stats:read reads every site; stats:read:site:<site> (one or more) only those sites: a department

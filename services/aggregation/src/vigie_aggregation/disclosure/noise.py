@@ -1,4 +1,4 @@
-"""Optional noise on published counts (PRIVACY.md rule 12), with a privacy budget per camera and period.
+"""Optional noise on published counts (docs/privacy.md rule 12), with a privacy budget per camera and period.
 
 Mechanism. Each leaf count of a window (one camera, line, direction, class; or zone, class, dwell bucket)
 gets two-sided geometric noise (the discrete Laplace distribution, P(k) proportional to exp(-epsilon |k|)),

@@ -59,7 +59,7 @@ __all__ = [
 
 
 def is_primary(sensitivity: int, threshold: int) -> bool:
-    """PRIVACY.md rule 12: a count from 1 to threshold-1 is suppressed; zero is published."""
+    """docs/privacy.md rule 12: a count from 1 to threshold-1 is suppressed; zero is published."""
     return 0 < sensitivity < threshold
 
 

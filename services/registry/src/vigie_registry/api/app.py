@@ -8,7 +8,7 @@ whose commit waits for the audit event to be buffered, publishes the camera's po
   them; ``registry:dpo`` (or admin) exports the register and DPIA documents. No or a bad token: 401; a
   token without the scope: 403.
 - Motive: every change and export says why (``X-Vigie-Motive`` header or ``motive=``), recorded in the
-  audit journal with the operator's pseudonymous id (PRIVACY.md rule 20).
+  audit journal with the operator's pseudonymous id (docs/privacy.md rule 20).
 - Audit: ``config_create``, ``config_update``, ``config_delete``, ``policy_change`` (purpose, legal
   fields, status, masks, outputs...), ``data_export`` (confirmed stored before the export leaves),
   ``objection_honoured``. What cannot be audited is refused (503).
@@ -36,6 +36,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query, 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from vigie_core.api_docs import install_docs
 from vigie_core.audit import (
     AuditAction,
     AuditPublisher,
@@ -97,7 +98,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON = "application/json"
 _CSV = "text/csv"
 _MARKDOWN = "text/markdown"
-# Fields whose change changes what is analysed or on which grounds: a policy change (PRIVACY.md F).
+# Fields whose change changes what is analysed or on which grounds: a policy change (docs/privacy.md,
+# section F).
 _POLICY_FIELDS = frozenset(
     {
         "purpose",
@@ -240,7 +242,10 @@ def registry_app(
             {"name": "exports", "description": "the processing register and DPIA documents (DPO)"},
             {"name": "public", "description": "no login: live state and the right to object"},
         ],
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)  # /docs, with nothing loaded from a CDN
     install_authentication(app, verifier)
     metrics = metrics or RegistryMetrics()
     objection = settings.objection

@@ -71,7 +71,7 @@ class PurposeOut(_Body):
     outputs: list[NamedDescription]
     object_classes: list[str]
     needs_authorisation: bool = Field(
-        description="needs a legal text and an authorisation window (security_events, PRIVACY.md rule 5)"
+        description="needs a legal text and an authorisation window (security_events, docs/privacy.md rule 5)"
     )
 
 

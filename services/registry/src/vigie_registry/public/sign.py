@@ -1,5 +1,7 @@
-"""The printable sign of a camera (PRIVACY.md rule 18, first layer of EDPB guidelines 3/2019): controller,
-purpose, legal basis, retention, rights, DPO contact, and a QR code to the camera's public page.
+"""The printable sign of a camera (docs/privacy.md rule 18, first layer of EDPB guidelines 3/2019).
+
+It shows the controller, purpose, legal basis, retention, rights, DPO contact, and a QR code to the
+camera's public page.
 
 One layout (A4 portrait, millimetres, text wrapped with Helvetica's metrics) drawn twice: as SVG (sized
 in mm, so it prints at true size) and as PDF (ReportLab's canvas, standard fonts: nothing to install).

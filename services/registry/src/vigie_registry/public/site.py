@@ -1,4 +1,4 @@
-"""The public transparency page (PRIVACY.md rules 16 and 18), served by the registry at the site's root.
+"""The public transparency page (docs/privacy.md rules 16 and 18), served by the registry at the site's root.
 
 Server-rendered with Jinja2, in French and English (``?lang=fr|en``, else ``Accept-Language``, else
 ``public.default_language``), with no script, no cookie and no third-party request (a strict
