@@ -108,7 +108,7 @@ Global___ReportClosure: _TypeAlias = ReportClosure  # noqa: Y015
 
 @_typing.final
 class LineCrossingCount(_message.Message):
-    """Objects that crossed one line in one direction, counted at most once per line, direction and track."""
+    """Objects that crossed one line in one direction: every crossing, each pass of the same object included."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
