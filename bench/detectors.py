@@ -328,29 +328,11 @@ def detect(model: Path, size: int, video: Path) -> list[Detections]:
 def cached_detect(model: Path, size: int, video: Path, cache: Path) -> list[Detections]:
     digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
     path = cache / "detections" / f"{video.stem}-{digest}-{size}-{DECODE_FLOOR:g}.npz"
-    if path.is_file():
-        stored = np.load(path)
-        bounds = np.cumsum(stored["counts"])[:-1]
-        return [
-            Detections(boxes=b, scores=s, classes=c)
-            for b, s, c in zip(
-                np.split(stored["boxes"], bounds),
-                np.split(stored["scores"], bounds),
-                np.split(stored["classes"], bounds),
-                strict=True,
-            )
-        ]
+    stored = tracking.load_detections(path)
+    if stored is not None:
+        return stored
     detections = detect(model, size, video)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part.npz")
-    np.savez(
-        partial,
-        counts=np.array([len(d) for d in detections]),
-        boxes=np.concatenate([d.boxes for d in detections]),
-        scores=np.concatenate([d.scores for d in detections]),
-        classes=np.concatenate([d.classes for d in detections]),
-    )
-    partial.rename(path)
+    tracking.save_detections(path, detections)
     return detections
 
 

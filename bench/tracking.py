@@ -253,30 +253,45 @@ def cached_detections(video: Path, cache: Path) -> list[Detections]:
     """bench/counting.py's `detect` on `video`, run once per model and video, then read from `cache`."""
     digest = hashlib.sha256(counting.MODEL.read_bytes()).hexdigest()[:12]
     path = cache / f"{video.stem}-{digest}.npz"
-    if path.is_file():
-        stored = np.load(path)
-        bounds = np.cumsum(stored["counts"])[:-1]
-        return [
-            Detections(boxes=b, scores=s, classes=c)
-            for b, s, c in zip(
-                np.split(stored["boxes"], bounds),
-                np.split(stored["scores"], bounds),
-                np.split(stored["classes"], bounds),
-                strict=True,
-            )
-        ]
+    stored = load_detections(path)
+    if stored is not None:
+        return stored
     started = time.perf_counter()
     detections, _, _ = counting.detect(video)
     print(f"  detected {video.name}: {len(detections)} frames in {time.perf_counter() - started:.1f} s")
-    cache.mkdir(parents=True, exist_ok=True)
+    save_detections(path, detections)
+    return list(detections)
+
+
+def load_detections(path: Path) -> list[Detections] | None:
+    """The detections `save_detections` wrote to `path`, frame by frame; None if it did not."""
+    if not path.is_file():
+        return None
+    stored = np.load(path)
+    bounds = np.cumsum(stored["counts"])[:-1]
+    return [
+        Detections(boxes=b, scores=s, classes=c)
+        for b, s, c in zip(
+            np.split(stored["boxes"], bounds),
+            np.split(stored["scores"], bounds),
+            np.split(stored["classes"], bounds),
+            strict=True,
+        )
+    ]
+
+
+def save_detections(path: Path, detections: Sequence[Detections]) -> None:
+    """Write a video's detections to `path` at once (a run stopped half-way leaves no partial cache)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part.npz")
     np.savez(
-        path,
+        partial,
         counts=np.array([len(d) for d in detections]),
         boxes=np.concatenate([d.boxes for d in detections]),
         scores=np.concatenate([d.scores for d in detections]),
         classes=np.concatenate([d.classes for d in detections]),
     )
-    return list(detections)
+    partial.rename(path)
 
 
 def run_tud(

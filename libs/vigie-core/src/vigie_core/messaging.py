@@ -8,7 +8,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -472,6 +472,14 @@ class DurablePull:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()
             self._subscription = None
+
+
+async def hand_back(messages: Iterable[Msg]) -> None:
+    """Negatively acknowledge `messages` so that they are redelivered at once, in order; a message whose
+    connection is gone is redelivered after its ack wait anyway."""
+    for message in messages:
+        with contextlib.suppress(nats.errors.Error):
+            await message.nak()
 
 
 async def publish_patiently(

@@ -45,7 +45,13 @@ from vigie_aggregation.metrics import AggregationMetrics
 from vigie_aggregation.reports import InvalidReportError, WindowPart, parse_window_report
 from vigie_aggregation.storage.store import ApplyResult, StatisticsStore
 from vigie_core.database import DatabaseHealth, DatabaseWaitStoppedError, is_database_failure
-from vigie_core.messaging import DurablePull, StreamGuard, StreamNotProvisionedError, context_from_headers
+from vigie_core.messaging import (
+    DurablePull,
+    StreamGuard,
+    StreamNotProvisionedError,
+    context_from_headers,
+    hand_back,
+)
 from vigie_core.streams import EVENTS_PREFIX, DeadLetterStream, EventsStream, deadletter_subject
 
 __all__ = ["DEADLETTER_STREAM", "DEADLETTER_SUBJECT", "DURABLE", "ReportConsumer", "deadletter_stream"]
@@ -227,9 +233,7 @@ class ReportConsumer:
                 before_wait=keep_in_hand,
             )
         except DatabaseWaitStoppedError:
-            for message in messages:
-                with contextlib.suppress(NatsError):
-                    await message.nak()
+            await hand_back(messages)
             return None
         self.storage_problem = None
         return result

@@ -44,7 +44,7 @@ from vigie_audit.store import AppendResult, JournalStore, Rejection
 from vigie_core.audit import InvalidAuditEventError, validate_audit_event
 from vigie_core.database import DatabaseHealth, DatabaseWaitStoppedError, is_database_failure
 from vigie_core.lifecycle import ServiceRuntime
-from vigie_core.messaging import context_from_headers
+from vigie_core.messaging import context_from_headers, hand_back
 from vigie_core.streams import AUDIT_PREFIX
 from vigie_proto.v1.audit_pb2 import AuditEvent
 
@@ -277,9 +277,7 @@ class JournalConsumer:
                 before_wait=keep_in_hand,
             )
         except DatabaseWaitStoppedError:
-            for message in messages:
-                with contextlib.suppress(NatsError):
-                    await message.nak()
+            await hand_back(messages)
             return False
         self.storage_problem = None
         return True
