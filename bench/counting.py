@@ -219,13 +219,14 @@ def run_synthetic(seeds: int, params: CountingParams) -> dict[str, Any]:
     geometry = CameraGeometryConfig(id="bench", lines=SYNTHETIC_LINES).to_geometry()
     lines: Sequence[CountingLine] = geometry.lines
     results: dict[str, Any] = {}
-    for fps, clean in ((5.0, True), (3.0, False), (5.0, False), (10.0, False)):
+    runs = ((5.0, True, 0.0), (3.0, False, 0.0), (5.0, False, 0.0), (10.0, False, 0.0), (5.0, False, 0.3))
+    for fps, clean, swap_rate in runs:
         truth: Counter[Key] = Counter()
         vigie: Counter[Key] = Counter()
         peer: Counter[Key] = Counter()
         peer2: Counter[Key] = Counter()
         beyond: Counter[Key] = Counter()
-        spec = SceneSpec(fps=fps, pacers=8, strollers=6, clean=clean)
+        spec = SceneSpec(fps=fps, pacers=8, strollers=6, clean=clean, swap_rate=swap_rate)
         for seed in range(seeds):
             scene = synthetic_scene(random.Random(seed), lines, spec, params)
             truth.update(scene.truth)
@@ -236,9 +237,12 @@ def run_synthetic(seeds: int, params: CountingParams) -> dict[str, Any]:
         title = (
             f"(a) synthetic{', clean tracks' if clean else ''}: {seeds} scenes of {spec.duration_s:.0f} s at "
             f"{spec.fps:g} fps, {spec.walkers} walkers, {spec.lingerers} lingerers, {spec.pacers} walking "
-            f"back and forth across a line, {spec.strollers} along one each; same tracks for both counters"
+            f"back and forth across a line, {spec.strollers} along one each"
+            + (f", ids swapped at {swap_rate:.0%} of close encounters" if swap_rate else "")
+            + "; same tracks for both counters"
         )
-        results[f"{'clean@' if clean else ''}{fps:g}fps"] = print_comparison(
+        name = f"{'clean@' if clean else ''}{fps:g}fps{'+swaps' if swap_rate else ''}"
+        results[name] = print_comparison(
             title,
             truth,
             {"vigie": vigie, "LineZone": peer, "LineZone(thr=2)": peer2},

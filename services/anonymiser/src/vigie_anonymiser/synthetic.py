@@ -155,6 +155,9 @@ class SceneSpec:
     occlusions_per_track: float = 0.3  # occlusion gaps of 0.4 to 4 s
     leg_occlusion_rate: float = 0.03  # a frame where the legs are hidden: the box's bottom moves up
     tracker_buffer_s: float = 2.0  # a gap longer than this ends the id; the object returns with a new one
+    # When two visible objects come within half a box height of each other, the chance that the tracker
+    # swaps their ids there (an identity switch: each id goes on with the other object).
+    swap_rate: float = 0.0
     pacers: int = 0  # walk back and forth across a line 2 to 5 times, turning 0.3 to 2 box heights beyond
     strollers: int = 0  # walk along a line, 0.2 to 0.6 box heights beside it, never crossing it
     clean: bool = False  # report the true paths as they are: no noise, miss, gap nor new id
@@ -356,6 +359,8 @@ def _degrade(
                 del last_seen[number]
         objects: list[tuple[int, Point]] = []
         sizes: dict[int, tuple[float, float]] = {}  # track id number -> box width and height
+        if spec.swap_rate > 0.0 and not spec.clean:
+            _swap_ids(rng, present, ids, spec.swap_rate)
         for number, ((x, y), height) in present.items():
             if number not in occluded:
                 if rng.random() < spec.occlusions_per_track:
@@ -381,6 +386,17 @@ def _degrade(
             sizes[ids[number]] = (height * _WIDTH, box_height)
         observations.append(_frame(builder, objects, sizes, ended))
     return observations
+
+
+def _swap_ids(
+    rng: random.Random, present: dict[int, tuple[Point, float]], ids: dict[int, int], rate: float
+) -> None:
+    """Swap the ids of tracked objects that come close, each pair with probability `rate`."""
+    tracked = sorted(number for number in present if number in ids)
+    for a, b in itertools.combinations(tracked, 2):
+        (pa, ha), (pb, hb) = present[a], present[b]
+        if math.dist(pa, pb) < 0.5 * min(ha, hb) and rng.random() < rate:
+            ids[a], ids[b] = ids[b], ids[a]
 
 
 def _frame(
