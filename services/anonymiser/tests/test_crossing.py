@@ -242,3 +242,25 @@ def test_a_track_crossing_while_being_confirmed_counts_from_where_it_was_first_s
     frames = FrameBuilder()
     unknown = [frames.frame({1: (0.5, y)}) for y in ys(0.56, 0.7)]
     assert crossing_counts(feed(camera_for([HORIZONTAL]), unknown)) == {}
+
+
+VERTICAL = LineConfig(id="v", start=(0.5, 0.0), end=(0.5, 1.0))
+
+
+def test_two_ids_swapped_across_a_line_count_no_crossing() -> None:
+    # Two people walk down side by side, one each side of a vertical line; the tracker swaps their ids
+    # for a while, then back. Nobody crossed.
+    frames = FrameBuilder()
+    walk = []
+    for i in range(30):
+        left, right = (0.45, 0.2 + 0.02 * i), (0.55, 0.2 + 0.02 * i)
+        swapped = 10 <= i < 20
+        walk.append(frames.frame({1: right, 2: left} if swapped else {1: left, 2: right}))
+    assert crossing_counts(feed(camera_for([VERTICAL]), walk)) == {}
+
+
+def test_two_people_passing_each_other_over_a_line_both_count() -> None:
+    # Head-on, each at its own speed: their steps meet where the other was; each crosses once.
+    frames = FrameBuilder()
+    walk = [frames.frame({1: (0.3 + 0.02 * i, 0.5), 2: (0.7 - 0.02 * i, 0.52)}) for i in range(21)]
+    assert crossing_counts(feed(camera_for([VERTICAL]), walk)) == {("v", L2R): 1, ("v", R2L): 1}

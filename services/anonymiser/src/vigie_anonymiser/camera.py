@@ -16,8 +16,10 @@ messages with the same sequence (the end of a run, then a frame): both count, to
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -25,7 +27,7 @@ from vigie_anonymiser.checkpoint import CameraState, TallyState, TrackState
 from vigie_anonymiser.config import CameraGeometry, CountingParams
 from vigie_anonymiser.crossing import LineTrackState, step_line
 from vigie_anonymiser.geometry import Anchor, CrossingDirection, Point, anchor_point
-from vigie_anonymiser.observations import TrackObservation
+from vigie_anonymiser.observations import ObservedObject, TrackObservation
 from vigie_anonymiser.pauses import PausedTime
 from vigie_anonymiser.windows import ReportClosure, WindowReport, WindowTally, report_id, window_start
 from vigie_anonymiser.zones import ZoneTrackState, finish_zone, step_zone
@@ -370,6 +372,7 @@ class CameraAnonymiser:
     def _observe(self, observation: TrackObservation, now: float) -> None:
         anchor = self._geometry.anchor
         visible = {o.track_id for o in observation.objects}
+        self._follow_swapped_ids(observation.objects, now)
         for obj in observation.objects:
             x1, y1, x2, y2 = obj.box
             width, height = x2 - x1, y2 - y1
@@ -396,6 +399,31 @@ class CameraAnonymiser:
                     continue
                 self._tracks[obj.track_id] = state
             self._update(state, state.point, point, width, height, now)
+
+    def _follow_swapped_ids(self, objects: Sequence[ObservedObject], now: float) -> None:
+        """Give back each person their own line and zone state when the tracker swapped two ids.
+
+        Two people close to each other may leave the tracker with each other's id. Each id's step is then
+        a jump to where the other person is expected, and each would count a crossing of any line between
+        them. When the swapped pairing explains the two new positions much better than the ids' own
+        (against where each was heading, at its smoothed speed), the two states are exchanged so that
+        each follows its person; a person turning back is one track and never concerned."""
+        anchor = self._geometry.anchor
+        known = [
+            (obj.track_id, state, anchor_point(obj.box, anchor))
+            for obj in objects
+            if (state := self._tracks.get(obj.track_id)) is not None and now > state.last_seen
+        ]
+        swapped: set[bytes] = set()
+        for (id_a, a, point_a), (id_b, b, point_b) in itertools.combinations(known, 2):
+            if a.object_class != b.object_class or id_a in swapped or id_b in swapped:
+                continue
+            expected_a, expected_b = _expected(a, now), _expected(b, now)
+            own = math.dist(point_a, expected_a) + math.dist(point_b, expected_b)
+            exchanged = math.dist(point_a, expected_b) + math.dist(point_b, expected_a)
+            if own > SWAP_MIN_JUMP * min(a.height, b.height) and exchanged < SWAP_RATIO * own:
+                self._tracks[id_a], self._tracks[id_b] = b, a
+                swapped.update((id_a, id_b))
 
     def _fresh_states(
         self, object_class: int
@@ -534,6 +562,18 @@ class CameraAnonymiser:
                     key = (zone.id, state.object_class)
                     occupancy[key] = occupancy.get(key, 0) + 1
         return occupancy
+
+
+# Two ids swapped: their steps jump by more than this many box heights in all, and the swapped pairing is
+# at most this share of that (see `CameraAnonymiser._follow_swapped_ids`).
+SWAP_MIN_JUMP = 0.25
+SWAP_RATIO = 0.5
+
+
+def _expected(state: _TrackState, now: float) -> Point:
+    """Where the track's anchor should be at `now`, going on at its smoothed speed."""
+    elapsed = now - state.last_seen
+    return (state.point[0] + state.velocity[0] * elapsed, state.point[1] + state.velocity[1] * elapsed)
 
 
 # A box that lost at least this share of the track's height at once, its top staying within this share of it:
