@@ -177,9 +177,18 @@ system-packages: ## install the optional system packages a few tests need (apt-g
 demo: install models videos ## run the platform on its embedded defaults on the sample video
 	$(PY) -m vigie_embedded demo --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)/python $(ARGS)
 
+# The scale benchmark's steps when run by `make bench` (short); `make bench-scale` tries more, and
+# `make bench-scale ARGS="--cameras 16,20,24,28 --duration 60"` longer.
+BENCH_SCALE_SHORT := --cameras 1,8,16,24,32 --duration 10
+
 .PHONY: bench
-bench: install models videos ## pipeline throughput against a single-process loop
+bench: install models videos ## throughput and CPU by stage against a single-process loop, then the scale figure
 	$(PY) bench/pipeline.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)
+	$(PY) bench/scale.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO) $(BENCH_SCALE_SHORT)
+
+.PHONY: bench-scale
+bench-scale: install models videos ## cameras at 5 frames/s sustained (model stand-in), CPU per camera by service
+	$(PY) bench/scale.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO) $(ARGS)
 
 .PHONY: bench-chaos
 bench-chaos: install models videos ## the film counted under 20 random kills, a broker restart, a DB outage
