@@ -15,7 +15,6 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 from pydantic import SecretStr
-from sqlalchemy import Connection, Engine, event
 
 from vigie_aggregation.service import API_PREFIX, serve
 from vigie_aggregation.settings import AggregationSettings
@@ -23,7 +22,12 @@ from vigie_aggregation.synthetic import T0, random_report
 from vigie_core.auth import LocalTokenIssuer
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.proxy import TcpProxy
-from vigie_embedded.testing import PostgresSchema, postgres_schema, running_service
+from vigie_embedded.testing import (
+    PostgresSchema,
+    connections_reset_mid_transaction,
+    postgres_schema,
+    running_service,
+)
 from vigie_proto.v1.events_pb2 import WindowReport
 
 from .test_service import (
@@ -206,33 +210,10 @@ def resets_mid_transaction(proxy: TcpProxy) -> Iterator[list[str]]:
     """Reset the service's connections (those through the proxy) in the middle of its transactions: before
     its first three bucket upserts, after the reports were marked applied, and before its first commit.
     Yields what was reset."""
-    done: list[str] = []
-
-    def through_proxy(connection: Connection) -> bool:
-        return connection.engine.url.port == proxy.port
-
-    def before_statement(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        if not through_proxy(connection):
-            return
-        if statement.startswith("INSERT INTO applied_reports"):
-            connection.info["storing reports"] = True
-        elif statement.startswith("INSERT INTO crossing_buckets") and len(done) < 3:
-            done.append("statement")
-            proxy.reset()
-
-    def before_commit(connection: Connection) -> None:
-        storing = connection.info.pop("storing reports", False)
-        if through_proxy(connection) and storing and len(done) == 3:
-            done.append("commit")
-            proxy.reset()
-
-    event.listen(Engine, "before_cursor_execute", before_statement)
-    event.listen(Engine, "commit", before_commit)
-    try:
+    with connections_reset_mid_transaction(
+        proxy.port, "INSERT INTO applied_reports", "INSERT INTO crossing_buckets", 3, proxy.reset
+    ) as done:
         yield done
-    finally:
-        event.remove(Engine, "before_cursor_execute", before_statement)
-        event.remove(Engine, "commit", before_commit)
 
 
 async def test_connections_reset_in_the_middle_of_transactions_lose_and_double_nothing(

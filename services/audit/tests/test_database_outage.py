@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Connection, Engine, event
 
 from vigie_audit.commands import verify_store
 from vigie_audit.journal import decode_leaf
@@ -27,7 +25,12 @@ from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.settings import NatsSettings
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.proxy import TcpProxy
-from vigie_embedded.testing import PostgresSchema, postgres_schema, running_service
+from vigie_embedded.testing import (
+    PostgresSchema,
+    connections_reset_mid_transaction,
+    postgres_schema,
+    running_service,
+)
 
 from .conftest import events
 from .test_service import SERVICES, _key, assert_complete_and_in_order, publish_all
@@ -195,33 +198,10 @@ def resets_mid_append(proxy: TcpProxy) -> Iterator[list[str]]:
     """Reset the service's connections (those through the proxy) in the middle of its appends: before it
     writes the tree nodes of its first two appends (the entries are written), and before the commit of the
     third. Yields what was reset."""
-    done: list[str] = []
-
-    def through_proxy(connection: Connection) -> bool:
-        return connection.engine.url.port == proxy.port
-
-    def before_statement(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        if not through_proxy(connection):
-            return
-        if statement.startswith("INSERT INTO audit_entries ("):
-            connection.info["appending"] = True
-        elif statement.startswith("INSERT INTO audit_tree_nodes") and len(done) < 2:
-            done.append("statement")
-            proxy.reset()
-
-    def before_commit(connection: Connection) -> None:
-        appending = connection.info.pop("appending", False)
-        if through_proxy(connection) and appending and len(done) == 2:
-            done.append("commit")
-            proxy.reset()
-
-    event.listen(Engine, "before_cursor_execute", before_statement)
-    event.listen(Engine, "commit", before_commit)
-    try:
+    with connections_reset_mid_transaction(
+        proxy.port, "INSERT INTO audit_entries (", "INSERT INTO audit_tree_nodes", 2, proxy.reset
+    ) as done:
         yield done
-    finally:
-        event.remove(Engine, "before_cursor_execute", before_statement)
-        event.remove(Engine, "commit", before_commit)
 
 
 async def test_connections_reset_in_the_middle_of_appends_lose_and_double_nothing(

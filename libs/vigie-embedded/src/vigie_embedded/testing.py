@@ -421,3 +421,39 @@ def curl_requests(lines: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
         (url,) = words
         requests.append((url, headers))
     return requests
+
+
+@contextlib.contextmanager
+def connections_reset_mid_transaction(
+    port: int, marker: str, target: str, statements: int, reset: Callable[[], None]
+) -> Iterator[list[str]]:
+    """Call `reset` (a `TcpProxy`'s, cutting every connection through it) in the middle of the transactions
+    of SQLAlchemy connections to `port`: before each of the first `statements` statements starting with
+    `target`, then at the commit of the next transaction that ran a statement starting with `marker`.
+    Yields what was reset ("statement", then "commit")."""
+    from sqlalchemy import Connection, Engine, event
+
+    done: list[str] = []
+
+    def before_statement(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if connection.engine.url.port != port:
+            return
+        if statement.startswith(marker):
+            connection.info["vigie marked"] = True
+        elif statement.startswith(target) and len(done) < statements:
+            done.append("statement")
+            reset()
+
+    def before_commit(connection: Connection) -> None:
+        marked = connection.info.pop("vigie marked", False)
+        if connection.engine.url.port == port and marked and len(done) == statements:
+            done.append("commit")
+            reset()
+
+    event.listen(Engine, "before_cursor_execute", before_statement)
+    event.listen(Engine, "commit", before_commit)
+    try:
+        yield done
+    finally:
+        event.remove(Engine, "before_cursor_execute", before_statement)
+        event.remove(Engine, "commit", before_commit)
