@@ -409,11 +409,15 @@ class CameraAnonymiser:
         (against where each was heading, at its smoothed speed), the two states are exchanged so that
         each follows its person; a person turning back is one track and never concerned."""
         anchor = self._geometry.anchor
-        known = [
-            (obj.track_id, state, anchor_point(obj.box, anchor))
-            for obj in objects
-            if (state := self._tracks.get(obj.track_id)) is not None and now > state.last_seen
-        ]
+        # Only tracks that jumped can have been swapped: the pairs are looked at among those, few.
+        known = []
+        for obj in objects:
+            state = self._tracks.get(obj.track_id)
+            if state is None or now <= state.last_seen:
+                continue
+            point = anchor_point(obj.box, anchor)
+            if math.dist(point, _expected(state, now)) > 0.5 * SWAP_MIN_JUMP * state.height:
+                known.append((obj.track_id, state, point))
         swapped: set[bytes] = set()
         for (id_a, a, point_a), (id_b, b, point_b) in itertools.combinations(known, 2):
             if a.object_class != b.object_class or id_a in swapped or id_b in swapped:
