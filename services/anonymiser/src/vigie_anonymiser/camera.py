@@ -464,8 +464,7 @@ class CameraAnonymiser:
                 continue
             # Close to where it would be had it gone on at its (smoothed) speed: where it was last seen if
             # it had stopped.
-            expected_x = candidate.point[0] + candidate.velocity[0] * gap
-            expected_y = candidate.point[1] + candidate.velocity[1] * gap
+            expected_x, expected_y = _expected(candidate, now)
             scale_x = max(candidate.width, width, 1e-6)
             scale_y = max(candidate.height, height, 1e-6)
             distance = ((point[0] - expected_x) / scale_x) ** 2 + ((point[1] - expected_y) / scale_y) ** 2
