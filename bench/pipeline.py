@@ -111,7 +111,7 @@ class PeakMemory:
         return {name: round(v, 1) for name, v in self.peaks.items()}
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
+def cpu_seconds(process: psutil.Process) -> float:
     """CPU time of a process and its children (tritonserver runs the model in a child stub)."""
     total = 0.0
     try:
@@ -123,7 +123,7 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def _main_thread_seconds(process: psutil.Process) -> float:
+def main_thread_seconds(process: psutil.Process) -> float:
     """CPU time of a process's main thread (its event loop). The other threads' is the process's less
     this: a decoding thread that has ended is no longer listed, but its time stays in the process's."""
     try:
@@ -320,7 +320,7 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
                 },
             }
             # CPU counts from each service's readiness: start-up (imports) is not per-frame work.
-            cpu_start = {name: _cpu_seconds(watched[name]) for name in ("tritonserver", "nats-server")}
+            cpu_start = {name: cpu_seconds(watched[name]) for name in ("tritonserver", "nats-server")}
             main_start: dict[str, float] = {}
             async with httpx.AsyncClient() as client:
                 while len(cpu_start) < len(watched):
@@ -332,8 +332,8 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
                         except httpx.HTTPError:
                             ready = False
                         if ready:
-                            cpu_start[name] = _cpu_seconds(watched[name])
-                            main_start[name] = _main_thread_seconds(watched[name])
+                            cpu_start[name] = cpu_seconds(watched[name])
+                            main_start[name] = main_thread_seconds(watched[name])
                     await asyncio.sleep(0.02)
             memory = PeakMemory({name: watched[name] for name in ("ingest", "inference", "tritonserver")})
             idle_since = time.perf_counter()
@@ -347,8 +347,8 @@ async def platform(video: Path, repository: Path, sample_fps: float, model_cpu_p
                 for name in processes.crashed():
                     log = (Path(logs) / f"{name}.log").read_text()[-3000:]
                     raise RuntimeError(f"{name} crashed; its log ends with:\n{log}")
-            cpu_by_process = {name: _cpu_seconds(p) - cpu_start[name] for name, p in watched.items()}
-            main_thread = {name: _main_thread_seconds(watched[name]) - main_start[name] for name in ports}
+            cpu_by_process = {name: cpu_seconds(p) - cpu_start[name] for name, p in watched.items()}
+            main_thread = {name: main_thread_seconds(watched[name]) - main_start[name] for name in ports}
             async with httpx.AsyncClient() as client:
                 text = (await client.get(f"http://127.0.0.1:{ports['inference']}/metrics")).text
             samples = {

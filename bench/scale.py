@@ -58,6 +58,10 @@ from vigie_embedded.triton import EmbeddedTriton
 from vigie_models import YOLO_MODEL_NAME
 from vigie_proto.v1.events_pb2 import WindowReport
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/pipeline.py, as bench.pipeline
+
+from bench.pipeline import cpu_seconds, main_thread_seconds
+
 # The model stand-in: the real model's config (name, inputs, outputs, batching) with this model.py.
 STAND_IN_MODEL = '''"""Stand-in of the detector (bench/scale.py): its signature, zeros out (no detection)."""
 
@@ -102,26 +106,6 @@ def stand_in_repository(model_repository: Path, root: Path) -> Path:
             shutil.copy(source / name, target / name)
     (target / "1" / "model.py").write_text(STAND_IN_MODEL)
     return root
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    """CPU time of a process and its children (tritonserver's python stub)."""
-    total_s = 0.0
-    try:
-        for p in [process, *process.children(recursive=True)]:
-            times = p.cpu_times()
-            total_s += times.user + times.system
-    except psutil.Error:
-        pass
-    return total_s
-
-
-def main_thread_seconds(process: psutil.Process) -> float:
-    """CPU time of a process's main thread (its event loop)."""
-    try:
-        return next(t.user_time + t.system_time for t in process.threads() if t.id == process.pid)
-    except (psutil.Error, StopIteration):
-        return 0.0
 
 
 @dataclass
