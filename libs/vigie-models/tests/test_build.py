@@ -19,7 +19,6 @@ from vigie_models import (
     CENTERFACE_MODEL_NAME,
     CENTERFACE_OFFSET_OUTPUT,
     CENTERFACE_SCALE_OUTPUT,
-    COCO_NAMES,
     DETECTION_COUNT,
     INPUT_NAME,
     INPUT_SIZE,
@@ -101,11 +100,18 @@ def test_yolov4_tiny_io_and_labels(built: BuildResult) -> None:
     ] == [
         (INPUT_NAME, "TYPE_UINT8", [INPUT_SIZE, INPUT_SIZE, 3]),
         (BOXES_OUTPUT, "TYPE_FP32", [DETECTION_COUNT, 4]),
-        (SCORES_OUTPUT, "TYPE_FP32", [DETECTION_COUNT, 80]),
+        (SCORES_OUTPUT, "TYPE_FP32", [DETECTION_COUNT, 6]),
     ]
     assert config.output[1].label_filename == "labels.txt"
     for variant in ("onnx", "python"):
-        assert read_labels(built.out / variant / YOLO_MODEL_NAME) == COCO_NAMES
+        assert read_labels(built.out / variant / YOLO_MODEL_NAME) == (
+            "person",
+            "bicycle",
+            "car",
+            "motorbike",
+            "bus",
+            "truck",
+        )
     assert (INPUT_SIZE, DETECTION_COUNT) == (416, 2535)
 
 
@@ -120,7 +126,7 @@ def test_yolov4_tiny_runs_a_batch(built: BuildResult) -> None:
     images = np.random.default_rng(0).integers(0, 256, (2, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     boxes, scores = session.run([BOXES_OUTPUT, SCORES_OUTPUT], {INPUT_NAME: images})
     assert boxes.shape == (2, DETECTION_COUNT, 4)
-    assert scores.shape == (2, DETECTION_COUNT, 80)
+    assert scores.shape == (2, DETECTION_COUNT, 6)
     assert scores.min() >= 0
     assert scores.max() <= 1
 

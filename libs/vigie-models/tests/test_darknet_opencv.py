@@ -291,3 +291,19 @@ def test_yolov4_tiny_with_darknet_epsilon_stays_close(
     reference = np.concatenate(run_opencv(cfg, weights, image))
     kept = reference[:, 5:] > 0
     assert np.abs(scores[0][kept] - reference[:, 5:][kept]).max() < 1e-3
+
+
+def test_kept_classes_are_the_same_scores_and_the_only_ones(
+    yolov4_tiny: tuple[str, bytes, npt.NDArray[np.uint8]],
+) -> None:
+    cfg, weights, image = yolov4_tiny
+    kept = (0, 1, 2, 3, 5, 7)
+    boxes_all, scores_all = run_onnx(darknet_to_onnx(cfg, weights), image[None])
+    boxes, scores = run_onnx(darknet_to_onnx(cfg, weights, kept_classes=kept), image[None])
+    assert scores.shape == (1, 2535, len(kept))
+    np.testing.assert_array_equal(boxes, boxes_all)
+    np.testing.assert_allclose(scores, scores_all[:, :, list(kept)], atol=1e-6)
+    with pytest.raises(DarknetCfgError, match="kept_classes"):
+        darknet_to_onnx(cfg, weights, kept_classes=(0, 80))
+    with pytest.raises(DarknetCfgError, match="kept_classes"):
+        darknet_to_onnx(cfg, weights, kept_classes=())

@@ -5,6 +5,7 @@ import pytest
 
 from vigie_inference.detections import COCO_TO_COUNTED, CountedClass, Detections, decode_detections
 from vigie_inference.letterbox import LetterboxTransform
+from vigie_models import COCO_NAMES, COUNTED_COCO_CLASSES, COUNTED_NAMES
 
 ANCHORS = 2535
 COCO_CLASSES = 80
@@ -213,6 +214,29 @@ def test_decoding_all_anchors_at_once_is_vectorised_over_random_outputs() -> Non
 def test_rejects_bad_options_naming_them(options: dict[str, float], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         RawOutputs().decode(**options)
+
+
+def test_the_model_gives_the_counted_classes_in_the_decoders_order() -> None:
+    assert tuple(COCO_TO_COUNTED) == COUNTED_COCO_CLASSES
+    assert COUNTED_NAMES == ("person", "bicycle", "car", "motorbike", "bus", "truck")
+    assert [COCO_NAMES[i] for i in COUNTED_COCO_CLASSES] == list(COUNTED_NAMES)
+
+
+def test_the_counted_only_layout_decodes_like_the_full_coco_one() -> None:
+    raw = RawOutputs()
+    raw.add((10, 10, 50, 120), person=0.9, dog=0.95)
+    raw.add((200, 100, 300, 160), car=0.3, truck=0.6)
+    raw.add((100, 200, 140, 260), bicycle=0.05)  # under the threshold
+    raw.add((300, 300, 400, 400), dog=0.99)  # not a counted class: nothing
+
+    full = raw.decode(FRAME)
+    counted = decode_detections(raw.boxes, raw.scores[:, COUNTED_COCO_CLASSES], FRAME)
+
+    assert len(full) == 2
+    np.testing.assert_array_equal(counted.boxes, full.boxes)
+    np.testing.assert_array_equal(counted.scores, full.scores)
+    np.testing.assert_array_equal(counted.classes, full.classes)
+    assert list(counted.classes) == [CountedClass.PERSON, CountedClass.TRUCK]
 
 
 def test_rejects_outputs_of_the_wrong_shape() -> None:

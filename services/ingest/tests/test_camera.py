@@ -114,3 +114,16 @@ def test_settings_errors_never_echo_camera_credentials() -> None:
         IngestSettings(cameras=[{"id": "bad id", "url": "rtsp://admin:s3cret@10.0.0.5/stream"}])
     assert "s3cret" not in str(caught.value)
     assert "cameras.0.id" in str(caught.value)
+
+
+def test_decoder_threading_adapts_to_how_the_camera_is_paced() -> None:
+    from vigie_ingest.pyav_source import decoder_threading
+
+    live = CameraConfig(id="live", url="rtsp://camera.example/stream")
+    paced_file = CameraConfig(id="paced", url="film.mp4")
+    fast_file = CameraConfig(id="fast", url="film.mp4", realtime=False)
+    # Paced by a clock: one thread, the least CPU per frame; read as fast as possible: FFmpeg's threads.
+    adaptive = [decoder_threading("ADAPTIVE", c) for c in (live, paced_file, fast_file)]
+    assert adaptive == ["NONE", "NONE", "AUTO"]
+    # Any other choice applies to every camera.
+    assert {decoder_threading("SLICE", c) for c in (live, paced_file, fast_file)} == {"SLICE"}

@@ -503,15 +503,23 @@ async def publish_patiently(
         wait_exponential_jitter,
     )
 
+    retried = (nats.errors.Error, OSError, TimeoutError)
+    started = time.monotonic()
+    # The usual case first, without the retrying machinery (a fifth of inference's publishing cost).
+    try:
+        await js.publish(subject, payload, headers=dict(headers) if headers else None, timeout=timeout_s)
+        return True
+    except retried:
+        pass
+
     def ends(state: RetryCallState) -> bool:
-        elapsed = state.seconds_since_start or 0.0
-        return elapsed >= within_s or (stop is not None and stop.is_set())
+        return time.monotonic() - started >= within_s or (stop is not None and stop.is_set())
 
     try:
         async for attempt in AsyncRetrying(
             stop=ends,
             wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
-            retry=retry_if_exception_type((nats.errors.Error, OSError, TimeoutError)),
+            retry=retry_if_exception_type(retried),
         ):
             with attempt:
                 await js.publish(

@@ -15,6 +15,8 @@ from vigie_models._names import (
     BOXES_OUTPUT,
     CENTERFACE_MODEL_NAME,
     COCO_NAMES,
+    COUNTED_COCO_CLASSES,
+    COUNTED_NAMES,
     DETECTION_COUNT,
     INPUT_NAME,
     INPUT_SIZE,
@@ -42,7 +44,7 @@ def _check_yolo_io(model: RepositoryModel) -> None:
     expected_inputs = (TensorSpec(INPUT_NAME, mc.TYPE_UINT8, (INPUT_SIZE, INPUT_SIZE, 3)),)
     expected_outputs = (
         TensorSpec(BOXES_OUTPUT, mc.TYPE_FP32, (DETECTION_COUNT, 4)),
-        TensorSpec(SCORES_OUTPUT, mc.TYPE_FP32, (DETECTION_COUNT, len(COCO_NAMES))),
+        TensorSpec(SCORES_OUTPUT, mc.TYPE_FP32, (DETECTION_COUNT, len(COUNTED_NAMES))),
     )
     if (model.inputs, model.outputs) != (expected_inputs, expected_outputs):
         raise RuntimeError(f"{model.name}: unexpected I/O {model.inputs} {model.outputs}")
@@ -59,8 +61,9 @@ def build_models(downloads: Path) -> list[tuple[RepositoryModel, bytes]]:
         input_size=INPUT_SIZE,
         model_name=YOLO_MODEL_NAME,
         io=DetectorIO(images=INPUT_NAME, boxes=BOXES_OUTPUT, scores=SCORES_OUTPUT),
+        kept_classes=COUNTED_COCO_CLASSES,
     )
-    yolo = RepositoryModel(YOLO_MODEL_NAME, yolo_onnx, labels=COCO_NAMES, labels_output=SCORES_OUTPUT)
+    yolo = RepositoryModel(YOLO_MODEL_NAME, yolo_onnx, labels=COUNTED_NAMES, labels_output=SCORES_OUTPUT)
     _check_yolo_io(yolo)
     centerface = RepositoryModel(CENTERFACE_MODEL_NAME, prepare_centerface(sources.centerface_onnx))
     return [(model, model.onnx_model.SerializeToString()) for model in (yolo, centerface)]

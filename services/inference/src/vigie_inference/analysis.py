@@ -13,7 +13,7 @@ takes effect at the camera's next analysed frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vigie_inference.detections import CountedClass, Detections
 from vigie_inference.settings import InferenceSettings
@@ -57,7 +57,10 @@ class CameraRun:
     last_submitted: int = -1
     last_sequence: int = -1
     last_seen: float = 0.0
-    last_frame: Frame = field(default_factory=Frame)
+    camera_id: str = ""
+    # When the run's last frame was captured (nanoseconds): not the frame itself, whose pixels would stay in
+    # memory for as long as the run (a frame's worth per camera) for the sake of a timestamp.
+    last_captured_ns: int = 0
     # Frames in a row of this run while another is the camera's current one.
     in_a_row: int = 0
 
@@ -108,7 +111,8 @@ class CameraTrackers:
         run.last_sequence = frame.sequence
         run.last_submitted = max(run.last_submitted, frame.sequence)
         run.last_seen = now
-        run.last_frame = frame
+        run.camera_id = frame.camera_id
+        run.last_captured_ns = frame.captured_at.ToNanoseconds()
         timestamp = frame.captured_at.ToNanoseconds() / 1e9
         try:
             update = run.tracker.update(detections, timestamp, rules)
@@ -169,13 +173,13 @@ class CameraTrackers:
 
     def _end(self, run: CameraRun) -> TrackFrame:
         message = TrackFrame(
-            camera_id=run.last_frame.camera_id,
+            camera_id=run.camera_id,
             run_id=run.run_id,
             sequence=run.last_sequence,
             model=self._model,
             ended_track_ids=run.tracker.end_all(),
         )
-        message.captured_at.CopyFrom(run.last_frame.captured_at)
+        message.captured_at.FromNanoseconds(run.last_captured_ns)
         return message
 
     def _message(self, frame: Frame, update: TrackerUpdate) -> TrackFrame:

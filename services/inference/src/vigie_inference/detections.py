@@ -1,8 +1,10 @@
 """From the detector's raw outputs to the few detections Vigie counts.
 
 The YOLOv4-tiny export gives, per picture, 2535 candidate boxes (x1, y1, x2, y2 in model pixels) and
-80 COCO scores each (objectness x class probability). Only the classes Vigie counts survive; every other
-thing the detector knows (dogs, handbags, ...) is dropped here, before anything else sees it.
+the scores (objectness x class probability) of the classes Vigie counts only, in `COCO_TO_COUNTED`'s
+order (vigie_models.COUNTED_COCO_CLASSES): the model itself drops every other thing it could tell (dogs,
+handbags, ...). A model giving all 80 COCO scores (an older repository, another detector in the same
+layout) is read too: the other classes are dropped here, before anything else sees them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ COCO_TO_COUNTED: Final[dict[int, CountedClass]] = {
     7: CountedClass.TRUCK,
 }
 _COCO_COLUMNS: Final = np.array(list(COCO_TO_COUNTED), dtype=np.intp)
+COCO_CLASS_COUNT: Final = 80
 _COUNTED_CODES: Final = np.array([int(c) for c in COCO_TO_COUNTED.values()], dtype=np.int8)
 _MIN_CODE: Final = min(CountedClass)
 _MAX_CODE: Final = max(CountedClass)
@@ -107,7 +110,8 @@ def decode_detections(
 ) -> Detections:
     """Turn one picture's raw detector outputs into counted-class detections.
 
-    boxes: (A, 4) x1, y1, x2, y2 in model pixels; scores: (A, 80) COCO scores. Each anchor keeps its best
+    boxes: (A, 4) x1, y1, x2, y2 in model pixels; scores: (A, 6), the counted classes' scores in
+    `COCO_TO_COUNTED`'s order, or (A, 80), every COCO class's. Each anchor keeps its best
     counted class; anchors scoring below `score_threshold` go; boxes are mapped to the picture and
     clipped; then class-aware NMS drops a box overlapping a better one of the same class with IoU above
     `iou_threshold`. At most `max_detections` remain, best first.
@@ -124,10 +128,14 @@ def decode_detections(
         raise ValueError(f"max_detections: must be at least 1, got {max_detections}")
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes: expected shape (anchors, 4), got {boxes.shape}")
-    if scores.ndim != 2 or scores.shape[0] != boxes.shape[0] or scores.shape[1] <= _COCO_COLUMNS.max():
-        raise ValueError(f"scores: expected shape ({boxes.shape[0]}, 80) matching boxes, got {scores.shape}")
+    columns = (len(COCO_TO_COUNTED), COCO_CLASS_COUNT)
+    if scores.ndim != 2 or scores.shape[0] != boxes.shape[0] or scores.shape[1] not in columns:
+        raise ValueError(
+            f"scores: expected shape ({boxes.shape[0]}, {columns[0]} or {columns[1]}) matching boxes, "
+            f"got {scores.shape}"
+        )
 
-    counted_scores = scores[:, _COCO_COLUMNS]
+    counted_scores = scores if scores.shape[1] == len(COCO_TO_COUNTED) else scores[:, _COCO_COLUMNS]
     best_scores = counted_scores.max(axis=1)
     candidates = np.flatnonzero(best_scores >= score_threshold)
     if candidates.size == 0:

@@ -55,7 +55,7 @@ class CameraSet:
         interpolation: Interpolation = DEFAULT_INTERPOLATION,
         live_policy: LiveConnectionPolicy | None = None,
         skip_nonref: bool = True,
-        thread_type: DecoderThreadType = "AUTO",
+        thread_type: DecoderThreadType = "ADAPTIVE",
         queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
         controls: Mapping[str, CameraControl] | None = None,
         positions: FilePositions | None = None,

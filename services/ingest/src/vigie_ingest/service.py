@@ -259,6 +259,7 @@ async def serve(runtime: ServiceRuntime) -> None:
         settings.cameras,
         target_size=settings.target_size,
         live_policy=settings.live,
+        thread_type=settings.decoder_threads,
         controls=gate.controls,
         positions=positions,
     )
@@ -332,6 +333,7 @@ async def registry_cameras(
             config,
             target_size=settings.target_size,
             live_policy=settings.live,
+            thread_type=settings.decoder_threads,
             control=control,
             positions=positions,
         )

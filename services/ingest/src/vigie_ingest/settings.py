@@ -12,6 +12,7 @@ from vigie_core.policy import PolicySettings
 from vigie_core.settings import ServiceSettings
 from vigie_core.sources import check_fernet_key
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
+from vigie_ingest.pyav_source import DecoderThreadType
 from vigie_ingest.resize import DEFAULT_TARGET_SIZE
 
 
@@ -78,6 +79,12 @@ class IngestSettings(ServiceSettings, env_prefix="VIGIE_INGEST_", hide_input_in_
     )
     live: LiveConnectionPolicy = LiveConnectionPolicy()
     target_size: int = Field(DEFAULT_TARGET_SIZE, ge=32, le=1280, description="the model's square input side")
+    decoder_threads: DecoderThreadType = Field(
+        "ADAPTIVE",
+        description="FFmpeg's decoder threading: ADAPTIVE (one thread per camera paced by its clock, live or "
+        "real-time file: the least CPU per frame; FFmpeg's frame and slice threads for files read as fast as "
+        "possible), or AUTO, FRAME, SLICE, NONE for every camera",
+    )
     frames_partitions: int = Field(
         1, ge=1, le=64, description="partitions of FRAMES (one per inference replica)"
     )

@@ -2,12 +2,14 @@
 
 The graph takes uint8 RGB images (NHWC, already letterboxed to the input size) so that only bytes
 cross the wire, and returns decoded detections from every ``[yolo]`` layer, concatenated:
-``boxes`` (x1, y1, x2, y2 in input pixels) and ``scores`` (objectness x class probability).
+``boxes`` (x1, y1, x2, y2 in input pixels) and ``scores`` (objectness x class probability), for every
+class or only for the classes asked for (``kept_classes``: the others are never computed nor returned).
 Rows are ordered like OpenCV's Darknet importer: yolo layer, then cell row, cell column, anchor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,9 +192,16 @@ def _upsample(graph: _GraphBuilder, index: int, layer: Upsample, x: _Tensor) -> 
 
 
 def _yolo(
-    graph: _GraphBuilder, index: int, layer: Yolo, x: _Tensor, input_width: int, input_height: int
+    graph: _GraphBuilder,
+    index: int,
+    layer: Yolo,
+    x: _Tensor,
+    input_width: int,
+    input_height: int,
+    kept_classes: tuple[int, ...] | None = None,
 ) -> tuple[str, str, int]:
-    """Decode one yolo layer into ``boxes`` [N, rows, 4] and ``scores`` [N, rows, classes], and ``rows``."""
+    """Decode one yolo layer into ``boxes`` [N, rows, 4] and ``scores`` [N, rows, classes], and ``rows``;
+    ``kept_classes``: only these classes' scores, in this order."""
     anchors = layer.masked_anchors
     count = len(anchors)
     attributes = 5 + layer.classes
@@ -250,7 +259,15 @@ def _yolo(
     boxes = graph.node("Concat", [top_left, bottom_right], f"{prefix}_boxes", axis=2)
 
     objectness = graph.node("Sigmoid", [f"{prefix}_tobj"], f"{prefix}_objectness")
-    class_probability = graph.node("Sigmoid", [f"{prefix}_tcls"], f"{prefix}_class_probability")
+    class_logits = f"{prefix}_tcls"
+    if kept_classes is not None:
+        class_logits = graph.node(
+            "Gather",
+            [class_logits, const("kept_classes", np.array(kept_classes, np.int64))],
+            f"{prefix}_kept_classes",
+            axis=2,
+        )
+    class_probability = graph.node("Sigmoid", [class_logits], f"{prefix}_class_probability")
     scores = graph.node("Mul", [objectness, class_probability], f"{prefix}_scores")
     return boxes, scores, rows
 
@@ -273,10 +290,17 @@ def network_to_onnx(
     model_name: str = "yolov4_tiny",
     io: DetectorIO = DetectorIO(),  # frozen, so safe as a default
     batch_norm_epsilon: float = BATCH_NORM_EPSILON,
+    kept_classes: Sequence[int] | None = None,
 ) -> onnx.ModelProto:
-    """Convert a parsed network; ``input_size`` overrides the cfg's width and height (square input)."""
+    """Convert a parsed network; ``input_size`` overrides the cfg's width and height (square input).
+
+    ``kept_classes``: the class indices whose scores the graph returns, in this order (default: all). The
+    others are dropped before their sigmoid: a fraction of the work, and of the bytes of every answer
+    (YOLOv4-tiny at 416: 60 KB of scores for 6 classes instead of 811 KB for 80).
+    """
     if input_size <= 0 or input_size % 32:
         raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
+    kept = None if kept_classes is None else tuple(int(c) for c in kept_classes)
     graph = _GraphBuilder()
     x = _preprocess(graph, io.images, input_size, network.channels)
     outputs: list[_Tensor] = []
@@ -293,7 +317,12 @@ def network_to_onnx(
             x = _upsample(graph, index, layer, x)
         else:
             # A yolo layer passes its input on unchanged for any route that refers to it.
-            decoded.append(_yolo(graph, index, layer, x, input_size, input_size))
+            if kept is not None and (not kept or min(kept) < 0 or max(kept) >= layer.classes):
+                raise DarknetCfgError(
+                    f"layer {index} (yolo): kept_classes must be some of its {layer.classes} classes, "
+                    f"got {kept}"
+                )
+            decoded.append(_yolo(graph, index, layer, x, input_size, input_size, kept))
             classes.add(layer.classes)
         outputs.append(x)
     weights.ensure_consumed()
@@ -317,7 +346,9 @@ def network_to_onnx(
         ],
         outputs=[
             helper.make_tensor_value_info(io.boxes, TensorProto.FLOAT, ["batch", rows, 4]),
-            helper.make_tensor_value_info(io.scores, TensorProto.FLOAT, ["batch", rows, class_count]),
+            helper.make_tensor_value_info(
+                io.scores, TensorProto.FLOAT, ["batch", rows, class_count if kept is None else len(kept)]
+            ),
         ],
         initializer=graph.initializers,
     )
@@ -339,8 +370,10 @@ def darknet_to_onnx(
     model_name: str = "yolov4_tiny",
     io: DetectorIO = DetectorIO(),  # frozen, so safe as a default
     batch_norm_epsilon: float = BATCH_NORM_EPSILON,
+    kept_classes: Sequence[int] | None = None,
 ) -> onnx.ModelProto:
-    """Convert a Darknet cfg and its weights into a checked ONNX model."""
+    """Convert a Darknet cfg and its weights into a checked ONNX model (``kept_classes``: see
+    :func:`network_to_onnx`)."""
     return network_to_onnx(
         parse_cfg(cfg_text),
         DarknetWeights(weights),
@@ -348,4 +381,5 @@ def darknet_to_onnx(
         model_name=model_name,
         io=io,
         batch_norm_epsilon=batch_norm_epsilon,
+        kept_classes=kept_classes,
     )
