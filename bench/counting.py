@@ -296,14 +296,14 @@ def detect(video: Path) -> tuple[list[Any], int, int]:
     from vigie_models import INPUT_SIZE
 
     detector = OnnxRuntimeDetector(MODEL, threads=2)
+    multiple = detector.identity.input_multiple  # the pictures the model takes, as inference does
     low = TrackerParams().low_threshold
-    batch = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     detections = []
     with av.open(str(video)) as container:
         for frame in container.decode(video=0):
             pixels = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-            _, transform = letterbox(pixels, INPUT_SIZE, out=batch[0])
-            boxes, scores = detector.detect_sync(batch)
+            model_input, transform = letterbox(pixels, INPUT_SIZE, multiple=multiple)
+            boxes, scores = detector.detect_sync(model_input[None])
             detections.append(decode_detections(boxes[0], scores[0], transform, score_threshold=low))
             height, width = pixels.shape[:2]
     return detections, width, height

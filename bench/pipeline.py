@@ -202,13 +202,13 @@ def measure_model_cpu(
 ) -> float:
     """CPU seconds of one model call, measured alone: during the loop the decoding thread runs beside
     the model, and the process's CPU clock cannot tell the two apart."""
-    batch = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
-    detector.detect_sync(batch)  # warm-up
+    multiple = detector.identity.input_multiple
+    detector.detect_sync(letterbox(pictures[0], INPUT_SIZE, multiple=multiple)[0][None])  # warm-up
     before = time.process_time()
     for _ in range(rounds):
         for picture in pictures:
-            letterbox(picture, INPUT_SIZE, out=batch[0])
-            detector.detect_sync(batch)
+            model_input, _ = letterbox(picture, INPUT_SIZE, multiple=multiple)
+            detector.detect_sync(model_input[None])
     return (time.process_time() - before) / (rounds * len(pictures))
 
 
@@ -218,7 +218,8 @@ async def single_process_loop(video: Path, model: Path, sample_fps: float) -> tu
     detector = OnnxRuntimeDetector(model, threads=2)
     tracker = Tracker(TrackerParams())
     params = tracker.params
-    batch = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
+    # The pictures the model takes (any size, padded to its stride; or its square), as inference does.
+    multiple = detector.identity.input_multiple
     memory = PeakMemory({"single process": psutil.Process()})
     completions: list[float] = []
     pictures: list[npt.NDArray[np.uint8]] = []
@@ -227,9 +228,9 @@ async def single_process_loop(video: Path, model: Path, sample_fps: float) -> tu
     with TimedResizer(clock):
         async for frame in source.frames():
             started = time.thread_time()
-            _, transform = letterbox(frame.pixels, INPUT_SIZE, out=batch[0])
+            model_input, transform = letterbox(frame.pixels, INPUT_SIZE, multiple=multiple)
             clock.add("letterbox", started)
-            boxes, scores = detector.detect_sync(batch)
+            boxes, scores = detector.detect_sync(model_input[None])
             started = time.thread_time()
             detections = decode_detections(
                 boxes[0], scores[0], transform, score_threshold=params.low_threshold

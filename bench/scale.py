@@ -83,8 +83,14 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
-            batch = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy().shape[0]
-            tensors = [pb_utils.Tensor(n, np.zeros((batch, *dims), dtype)) for n, dims, dtype in self.outputs]
+            images = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
+            batch, height, width, _ = images.shape
+            # As many rows as the real model gives for this input: 3 anchors a cell at strides 32 and 16.
+            rows = 3 * (height // 32) * (width // 32) + 3 * (height // 16) * (width // 16)
+            tensors = [
+                pb_utils.Tensor(n, np.zeros((batch, *(rows if d == -1 else d for d in dims)), dtype))
+                for n, dims, dtype in self.outputs
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses
 '''

@@ -98,9 +98,9 @@ def test_yolov4_tiny_io_and_labels(built: BuildResult) -> None:
     assert [
         (t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in [*config.input, *config.output]
     ] == [
-        (INPUT_NAME, "TYPE_UINT8", [INPUT_SIZE, INPUT_SIZE, 3]),
-        (BOXES_OUTPUT, "TYPE_FP32", [DETECTION_COUNT, 4]),
-        (SCORES_OUTPUT, "TYPE_FP32", [DETECTION_COUNT, 6]),
+        (INPUT_NAME, "TYPE_UINT8", [-1, -1, 3]),  # any height and width, multiples of 32
+        (BOXES_OUTPUT, "TYPE_FP32", [-1, 4]),
+        (SCORES_OUTPUT, "TYPE_FP32", [-1, 6]),
     ]
     assert config.output[1].label_filename == "labels.txt"
     for variant in ("onnx", "python"):
@@ -128,6 +128,11 @@ def test_yolov4_tiny_runs_a_batch(built: BuildResult) -> None:
     assert boxes.shape == (2, DETECTION_COUNT, 4)
     assert scores.shape == (2, DETECTION_COUNT, 6)
     assert scores.min() >= 0
+    wide = session.run([BOXES_OUTPUT, SCORES_OUTPUT], {INPUT_NAME: images[:, :256]})
+    assert [output.shape for output in wide] == [
+        (2, 3 * 13 * 8 + 3 * 26 * 16, 4),
+        (2, 3 * 13 * 8 + 3 * 26 * 16, 6),
+    ]
     assert scores.max() <= 1
 
 

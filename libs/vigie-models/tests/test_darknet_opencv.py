@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from vigie_models.darknet import DarknetCfgError, DarknetWeightsError, darknet_to_onnx, parse_cfg
-from vigie_models.darknet.cfg import Convolutional, Route
+from vigie_models.darknet.cfg import Convolutional, Route, Yolo
 from vigie_models.sources import YOLO_CFG, YOLO_WEIGHTS, YOLO_WHEEL, missing_wheels
 
 DOWNLOADS = Path(__file__).resolve().parents[3] / "var" / "downloads"
@@ -307,3 +307,58 @@ def test_kept_classes_are_the_same_scores_and_the_only_ones(
         darknet_to_onnx(cfg, weights, kept_classes=(0, 80))
     with pytest.raises(DarknetCfgError, match="kept_classes"):
         darknet_to_onnx(cfg, weights, kept_classes=())
+
+
+def _decode_head(raw: Array, layer: Yolo, stride: float, kept: tuple[int, ...]) -> tuple[Array, Array]:
+    """Darknet's decoding of one yolo head, written plainly: boxes [rows, 4] and scores [rows, kept]."""
+    anchors = np.array(layer.masked_anchors, np.float32)
+    count, (height, width) = len(anchors), raw.shape[2:]
+    cells = raw[0].reshape(count, 5 + layer.classes, height, width).transpose(2, 3, 0, 1)
+
+    def sigmoid(values: Array) -> Array:
+        return np.asarray(1 / (1 + np.exp(-values)), np.float32)
+
+    rows, columns = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    shift = (layer.scale_x_y - 1) / 2
+    cx = (columns[..., None] + sigmoid(cells[..., 0]) * layer.scale_x_y - shift) * stride
+    cy = (rows[..., None] + sigmoid(cells[..., 1]) * layer.scale_x_y - shift) * stride
+    half_w, half_h = np.exp(cells[..., 2]) * anchors[:, 0] / 2, np.exp(cells[..., 3]) * anchors[:, 1] / 2
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1).reshape(-1, 4)
+    scores = sigmoid(cells[..., 4:5]) * sigmoid(cells[..., 5:][..., list(kept)])
+    return boxes, scores.reshape(-1, len(kept))
+
+
+def test_any_size_decodes_pictures_that_are_not_square(
+    yolov4_tiny: tuple[str, bytes, npt.NDArray[np.uint8]],
+) -> None:
+    cfg, weights, image = yolov4_tiny
+    kept = (0, 1, 2, 3, 5, 7)
+    model = darknet_to_onnx(cfg, weights, kept_classes=kept, any_size=True)
+    assert [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [
+        "batch",
+        "height",
+        "width",
+        3,
+    ]
+    heads = ["conv_29", "conv_36"]
+    model.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in heads)
+    yolo_layers = [layer for layer in parse_cfg(cfg).layers if isinstance(layer, Yolo)]
+
+    # The square it was made for gives what the fixed-size graph gives.
+    square = run_onnx(model, image[None])
+    fixed = run_onnx(darknet_to_onnx(cfg, weights, kept_classes=kept), image[None])
+    np.testing.assert_allclose(square[0], fixed[0], atol=1e-4)
+    np.testing.assert_allclose(square[1], fixed[1], atol=1e-6)
+
+    # A 16:9 picture 416 wide, 256 high (the photo's middle), and a portrait one: every row as Darknet
+    # decodes it, cells in order (row, column, anchor), 13x8 and 26x16 cells for the landscape one.
+    for picture in (image[80:336], image[:, 96:320]):
+        boxes, scores, *raw = run_onnx(model, picture[None], ["boxes", "scores", *heads])
+        height, width = picture.shape[:2]
+        assert boxes.shape == (1, 3 * (height // 32) * (width // 32) + 3 * (height // 16) * (width // 16), 4)
+        expected = [
+            _decode_head(r, layer, s, kept) for r, layer, s in zip(raw, yolo_layers, (32, 16), strict=True)
+        ]
+        np.testing.assert_allclose(boxes[0], np.concatenate([b for b, _ in expected]), rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(scores[0], np.concatenate([s for _, s in expected]), atol=1e-6)
+    assert scores[0, :, 0].max() > 0.5  # people in the portrait crop

@@ -170,3 +170,46 @@ def test_rejects_what_is_not_a_picture(pixels: np.ndarray, message: str) -> None
 def test_rejects_an_output_buffer_of_the_wrong_shape() -> None:
     with pytest.raises(ValueError, match="out"):
         letterbox(_picture(10, 10), out=np.zeros((SIZE, SIZE, 4), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "shape"),
+    [
+        (234, 416, (288, 416)),  # 16:9, what ingest sends: 91 rows of padding above and below become 27
+        (312, 416, (352, 416)),  # 4:3
+        (416, 234, (416, 288)),  # portrait
+        (416, 416, (416, 416)),
+        (720, 1280, (288, 416)),  # shrunk to 416x234 first
+        (10, 10, (32, 32)),
+        (33, 33, (96, 96)),
+    ],
+)
+def test_a_model_of_any_size_gets_the_square_less_whole_bands_of_padding(
+    height: int, width: int, shape: tuple[int, int]
+) -> None:
+    from vigie_inference.letterbox import input_shape
+
+    assert input_shape(height, width, SIZE, 32) == shape
+    assert input_shape(height, width, SIZE) == (SIZE, SIZE)
+    box = (width // 4, height // 4, 3 * width // 4, 3 * height // 4)
+    model_input, transform = letterbox(_with_white_rectangle(height, width, box), SIZE, multiple=32)
+    assert model_input.shape == (*shape, 3)
+    # The picture lies centred; what the model sees maps back to the picture as with the square input.
+    found = transform.to_normalised(_bright_extent(model_input)[None])[0]
+    expected = np.array(box, np.float32) / [width, height, width, height]
+    np.testing.assert_allclose(
+        found, expected, atol=2 / min(transform.content_width, transform.content_height)
+    )
+    assert transform.pad_y == (shape[0] - transform.content_height) // 2
+    assert (model_input[: transform.pad_y] == FILL).all()
+    # Where it lies in the square, less whole bands of 32: the same place relative to the network's grid.
+    square, in_square = letterbox(_with_white_rectangle(height, width, box), SIZE)
+    assert (in_square.pad_y - transform.pad_y) % 32 == 0
+    assert (in_square.pad_x - transform.pad_x) % 32 == 0
+    top, left = in_square.pad_y - transform.pad_y, in_square.pad_x - transform.pad_x
+    np.testing.assert_array_equal(square[top : top + shape[0], left : left + shape[1]], model_input)
+
+
+def test_a_multiple_must_divide_the_size() -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        letterbox(_picture(10, 10), SIZE, multiple=30)

@@ -14,12 +14,16 @@ LABELS_FILENAME = "labels.txt"
 
 # YOLOv4-tiny (people and vehicles).
 YOLO_MODEL_NAME = "yolov4_tiny"
-# uint8 [batch, INPUT_SIZE, INPUT_SIZE, 3], RGB, letterboxed by the caller.
+# uint8 [batch, height, width, 3], RGB, letterboxed by the caller into at most INPUT_SIZE x INPUT_SIZE:
+# any height and width that are multiples of INPUT_MULTIPLE (the network's largest stride), so that a
+# 16:9 frame is analysed as 416x288, the square less bands of padding (a third less of the model's work).
 INPUT_NAME = "images"
 INPUT_SIZE = 416
-# float32 [batch, DETECTION_COUNT, 4]: x1, y1, x2, y2 in input pixels.
+INPUT_MULTIPLE = 32
+# float32 [batch, rows, 4]: x1, y1, x2, y2 in input pixels; rows = DETECTION_COUNT for a square input
+# (3 anchors per cell of the two grids, at 1/32 and 1/16 of the input's sides).
 BOXES_OUTPUT = "boxes"
-# float32 [batch, DETECTION_COUNT, len(COUNTED_COCO_CLASSES)]: objectness x class probability of the
+# float32 [batch, rows, len(COUNTED_COCO_CLASSES)]: objectness x class probability of the
 # classes Vigie counts only, in COUNTED_COCO_CLASSES' order (the model computes no other class's score).
 SCORES_OUTPUT = "scores"
 # 3 anchors on the 13x13 and the 26x26 grids of a 416x416 input.

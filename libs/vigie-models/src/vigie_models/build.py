@@ -17,7 +17,6 @@ from vigie_models._names import (
     COCO_NAMES,
     COUNTED_COCO_CLASSES,
     COUNTED_NAMES,
-    DETECTION_COUNT,
     INPUT_NAME,
     INPUT_SIZE,
     SCORES_OUTPUT,
@@ -41,10 +40,10 @@ class BuildResult:
 
 def _check_yolo_io(model: RepositoryModel) -> None:
     """The inference service relies on these exact tensors; fail the build rather than the service."""
-    expected_inputs = (TensorSpec(INPUT_NAME, mc.TYPE_UINT8, (INPUT_SIZE, INPUT_SIZE, 3)),)
+    expected_inputs = (TensorSpec(INPUT_NAME, mc.TYPE_UINT8, (-1, -1, 3)),)
     expected_outputs = (
-        TensorSpec(BOXES_OUTPUT, mc.TYPE_FP32, (DETECTION_COUNT, 4)),
-        TensorSpec(SCORES_OUTPUT, mc.TYPE_FP32, (DETECTION_COUNT, len(COUNTED_NAMES))),
+        TensorSpec(BOXES_OUTPUT, mc.TYPE_FP32, (-1, 4)),
+        TensorSpec(SCORES_OUTPUT, mc.TYPE_FP32, (-1, len(COUNTED_NAMES))),
     )
     if (model.inputs, model.outputs) != (expected_inputs, expected_outputs):
         raise RuntimeError(f"{model.name}: unexpected I/O {model.inputs} {model.outputs}")
@@ -62,6 +61,7 @@ def build_models(downloads: Path) -> list[tuple[RepositoryModel, bytes]]:
         model_name=YOLO_MODEL_NAME,
         io=DetectorIO(images=INPUT_NAME, boxes=BOXES_OUTPUT, scores=SCORES_OUTPUT),
         kept_classes=COUNTED_COCO_CLASSES,
+        any_size=True,
     )
     yolo = RepositoryModel(YOLO_MODEL_NAME, yolo_onnx, labels=COUNTED_NAMES, labels_output=SCORES_OUTPUT)
     _check_yolo_io(yolo)

@@ -13,9 +13,9 @@ import numpy.typing as npt
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 
-from vigie_models import BOXES_OUTPUT, INPUT_NAME, SCORES_OUTPUT
+from vigie_models import BOXES_OUTPUT, INPUT_MULTIPLE, INPUT_NAME, SCORES_OUTPUT
 
-# A batch of letterboxed RGB images, NHWC uint8.
+# A batch of letterboxed RGB images of one size, NHWC uint8.
 ImageBatch = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float32]
 
@@ -26,11 +26,14 @@ class DetectorError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class ModelIdentity:
-    """Which model answers: its name, the version that serves requests, and how it runs."""
+    """Which model answers: its name, the version that serves requests, and how it runs; and the pictures
+    it takes: ``input_multiple`` when any height and width that are multiples of it (a picture is then
+    padded only up to the next multiple), None when only the fixed square."""
 
     name: str
     version: str
     platform: str = ""
+    input_multiple: int | None = None
 
     @property
     def label(self) -> str:
@@ -59,6 +62,12 @@ class Detector(Protocol):
     async def detect(self, images: ImageBatch) -> DetectorOutput: ...
 
     async def close(self) -> None: ...
+
+
+def _input_multiple(shape: list[int]) -> int | None:
+    """INPUT_MULTIPLE for an images input [batch, height, width, 3] whose height and width are free (-1),
+    else None (a fixed size)."""
+    return INPUT_MULTIPLE if len(shape) == 4 and shape[1] == -1 and shape[2] == -1 else None
 
 
 class TritonDetector:
@@ -91,7 +100,13 @@ class TritonDetector:
             version = max(versions, key=lambda v: (len(v), v))  # numeric order of digit strings
         else:
             raise DetectorError(f"Triton reports no loaded version of model {self._model}")
-        return ModelIdentity(name=metadata.name or self._model, version=version, platform=metadata.platform)
+        images = [list(tensor.shape) for tensor in metadata.inputs if tensor.name == INPUT_NAME]
+        return ModelIdentity(
+            name=metadata.name or self._model,
+            version=version,
+            platform=metadata.platform,
+            input_multiple=_input_multiple(images[0] if images else []),
+        )
 
     async def detect(self, images: ImageBatch) -> DetectorOutput:
         request = InferInput(INPUT_NAME, list(images.shape), "UINT8")
@@ -123,10 +138,20 @@ class OnnxRuntimeDetector:
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.name = f"{model_path.parent.parent.name}/onnxruntime"
         # A Triton repository layout: <model>/<version>/model.onnx.
-        self._identity = ModelIdentity(model_path.parent.parent.name, model_path.parent.name, "onnxruntime")
+        (images,) = [tensor.shape for tensor in self._session.get_inputs() if tensor.name == INPUT_NAME]
+        self._identity = ModelIdentity(
+            model_path.parent.parent.name,
+            model_path.parent.name,
+            "onnxruntime",
+            input_multiple=_input_multiple([d if isinstance(d, int) else -1 for d in images]),
+        )
 
     async def ready(self) -> str | None:
         return None
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self._identity
 
     async def model(self) -> ModelIdentity:
         return self._identity

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -80,7 +81,7 @@ from vigie_inference.frames import (
     is_camera_id,
     parse_frame,
 )
-from vigie_inference.letterbox import LetterboxTransform, letterbox
+from vigie_inference.letterbox import LetterboxTransform, input_shape, letterbox
 from vigie_inference.model_audit import ServedModel
 from vigie_inference.settings import InferenceSettings
 from vigie_inference.tracker import TrackingRules
@@ -190,6 +191,10 @@ class InferencePipeline:
         # Why the detector cannot analyse now (None when it can): gates fetching and readiness.
         self._detector_problem: str | None = None
         self._identify_again_at = 0.0
+        # The pictures the model takes (ModelIdentity.input_multiple): None, the fixed square, until the
+        # model says otherwise; the square again after a failure (every model takes it) until it says again.
+        self._input_multiple: int | None = None
+        self._identify_again = True
 
     async def run(self) -> None:
         settings = self._settings
@@ -240,7 +245,8 @@ class InferencePipeline:
                         logger.warning("waiting for the detector: %s", self._detector_problem)
                         await _sleep_or_stop(self._runtime.stop_requested, 1.0)
                         continue
-                if self._served.current is None and time.monotonic() >= self._identify_again_at:
+                identify = self._served.current is None or self._identify_again
+                if identify and time.monotonic() >= self._identify_again_at:
                     await self._identify_model()
                 await self._end_forbidden(js)
                 messages = await frames.fetch(settings.max_batch, timeout_s=0.25)
@@ -266,6 +272,8 @@ class InferencePipeline:
         except DetectorError as error:
             logger.warning("cannot tell which model version answers yet: %s", error)
             return
+        self._input_multiple = identity.input_multiple
+        self._identify_again = False
         await self._served.identified(identity)
 
     def _decision(self, frame: Frame) -> AnalysisDecision | None:
@@ -319,10 +327,9 @@ class InferencePipeline:
                 await self._end_camera(js, camera_id, decision.reason)
 
     async def _submit(self, js: JetStreamContext, messages: list[Msg]) -> None:
-        batch = np.empty((len(messages), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
-        kept: list[Msg] = []
-        frames: list[Frame] = []
-        transforms: list[LetterboxTransform] = []
+        # One batch per input size (a camera run's frames all have one): a model of any size takes each
+        # picture padded only to the next multiple of its stride, and a batch holds pictures of one size.
+        groups: dict[tuple[int, int], list[tuple[Msg, Frame, npt.NDArray[np.uint8]]]] = {}
         for message in messages:
             try:
                 frame, pixels = parse_frame(message.data, INPUT_SIZE, camera_of_subject(message.subject))
@@ -345,16 +352,19 @@ class InferencePipeline:
                 self._metrics.dropped.labels("out_of_order").inc()
                 await message.ack()
                 continue
-            _, transform = letterbox(pixels, INPUT_SIZE, out=batch[len(kept)])
-            kept.append(message)
-            frames.append(frame)
-            transforms.append(transform)
-        if not kept:
-            return
-        images = batch[: len(kept)]
-        await self._slots.acquire()  # released once the results reached the trackers
-        result = asyncio.create_task(self._timed_detect(images))
-        await self._pending.put(PendingBatch(kept, frames, transforms, result))
+            shape = input_shape(pixels.shape[0], pixels.shape[1], INPUT_SIZE, self._input_multiple)
+            groups.setdefault(shape, []).append((message, frame, pixels))
+        for (height, width), members in groups.items():
+            batch = np.empty((len(members), height, width, 3), dtype=np.uint8)
+            transforms = [
+                letterbox(pixels, INPUT_SIZE, out=batch[i], multiple=self._input_multiple)[1]
+                for i, (_, _, pixels) in enumerate(members)
+            ]
+            await self._slots.acquire()  # released once the results reached the trackers
+            result = asyncio.create_task(self._timed_detect(batch))
+            await self._pending.put(
+                PendingBatch([m for m, _, _ in members], [f for _, f, _ in members], transforms, result)
+            )
 
     async def _record_mislabelled(self, subject: str, error: MislabelledFrameError) -> None:
         cameras = dict.fromkeys(c for c in (error.subject_camera, error.frame_camera) if is_camera_id(c))
@@ -401,6 +411,9 @@ class InferencePipeline:
             logger.error("detector failed on %d frame(s), to be redelivered: %s", len(pending.frames), error)
             self._metrics.dropped.labels("detector_error").inc(len(pending.frames))
             self._detector_problem = str(error)
+            # Perhaps another model now, taking other sizes: the square until it says which.
+            self._input_multiple = None
+            self._identify_again = True
             # They come again: their redelivery must not be taken for a late duplicate.
             self._trackers.resubmitted(pending.frames)
             for message in pending.messages:

@@ -210,65 +210,124 @@ def _yolo(
             f"layer {index} (yolo): input has {x.channels} channels, expected "
             f"{count} anchors x (5 + {layer.classes} classes) = {count * attributes}"
         )
-    rows = x.height * x.width * count
+    rows = x.height * x.width * count  # at the nominal input size
     prefix = f"yolo_{index}"
 
     def const(name: str, array: npt.NDArray[Any]) -> str:
         return graph.constant(f"{prefix}.{name}", array)
 
-    # [N, A*(5+C), H, W] -> [N, H, W, A, 5+C] -> [N, H*W*A, 5+C]
+    # Nothing below depends on the grid's size, only on its stride (input pixels per cell), so that one
+    # graph serves any input whose sides are multiples of the network's largest stride.
+    # [N, A*(5+C), H, W] -> [N, A, 5+C, H*W] -> [N, H*W, A, 5+C]
     split_anchors = graph.node(
         "Reshape",
-        [x.name, const("anchor_shape", np.array([0, count, attributes, x.height, x.width], np.int64))],
+        [x.name, const("anchor_shape", np.array([0, count, attributes, -1], np.int64))],
         f"{prefix}_anchors",
     )
-    cells_last = graph.node("Transpose", [split_anchors], f"{prefix}_cells", perm=[0, 3, 4, 1, 2])
-    flat = graph.node(
-        "Reshape",
-        [cells_last, const("row_shape", np.array([0, rows, attributes], np.int64))],
-        f"{prefix}_rows",
-    )
+    cells_last = graph.node("Transpose", [split_anchors], f"{prefix}_cells", perm=[0, 3, 1, 2])
     graph.nodes.append(
         helper.make_node(
             "Split",
-            [flat, const("split", np.array([2, 2, 1, layer.classes], np.int64))],
+            [cells_last, const("split", np.array([2, 2, 1, layer.classes], np.int64))],
             [f"{prefix}_txy", f"{prefix}_twh", f"{prefix}_tobj", f"{prefix}_tcls"],
             name=f"{prefix}_split",
-            axis=2,
+            axis=3,
         )
+    )
+
+    # Each cell's (column, row), [1, H*W, 1, 2], from the feature map's own shape.
+    shape = graph.node("Shape", [x.name], f"{prefix}_shape")
+    height = graph.node("Gather", [shape, const("height_axis", np.array(2, np.int64))], f"{prefix}_h")
+    width = graph.node("Gather", [shape, const("width_axis", np.array(3, np.int64))], f"{prefix}_w")
+    zero, one = const("zero", np.array(0, np.int64)), const("one", np.array(1, np.int64))
+    columns = graph.node("Range", [zero, width, one], f"{prefix}_columns")
+    rows_range = graph.node("Range", [zero, height, one], f"{prefix}_rows_range")
+    grid_shape = graph.node(
+        "Concat",
+        [
+            graph.node("Unsqueeze", [height, const("axis0", np.array([0], np.int64))], f"{prefix}_h1"),
+            graph.node("Unsqueeze", [width, const("axis0b", np.array([0], np.int64))], f"{prefix}_w1"),
+        ],
+        f"{prefix}_grid_shape",
+        axis=0,
+    )
+    grid_x = graph.node(
+        "Expand",
+        [
+            graph.node("Unsqueeze", [columns, const("axis_x", np.array([0], np.int64))], f"{prefix}_gx"),
+            grid_shape,
+        ],
+        f"{prefix}_grid_x",
+    )
+    grid_y = graph.node(
+        "Expand",
+        [
+            graph.node("Unsqueeze", [rows_range, const("axis_y", np.array([1], np.int64))], f"{prefix}_gy"),
+            grid_shape,
+        ],
+        f"{prefix}_grid_y",
+    )
+    last = const("axis_last", np.array([2], np.int64))
+    grid = graph.node(
+        "Concat",
+        [
+            graph.node("Unsqueeze", [grid_x, last], f"{prefix}_grid_x1"),
+            graph.node("Unsqueeze", [grid_y, last], f"{prefix}_grid_y1"),
+        ],
+        f"{prefix}_grid",
+        axis=2,
+    )
+    cells = graph.node(
+        "Reshape",
+        [
+            graph.node("Cast", [grid], f"{prefix}_grid_float", to=TensorProto.FLOAT),
+            const("cells_shape", np.array([1, -1, 1, 2], np.int64)),
+        ],
+        f"{prefix}_cell_xy",
     )
 
     # Centre: (cell + sigmoid(t) * scale_x_y - (scale_x_y - 1) / 2) * stride, in input pixels.
     stride = np.array([input_width / x.width, input_height / x.height], np.float32)
-    grid_y, grid_x, _ = np.meshgrid(np.arange(x.height), np.arange(x.width), np.arange(count), indexing="ij")
-    cells = np.stack([grid_x, grid_y], axis=-1).reshape(1, rows, 2).astype(np.float32)
-    offset = (cells + np.float32(0.5 * (1.0 - layer.scale_x_y))) * stride
+    shifted = graph.node(
+        "Add",
+        [cells, const("cell_shift", np.array(0.5 * (1.0 - layer.scale_x_y), np.float32))],
+        f"{prefix}_shifted",
+    )
+    offset = graph.node("Mul", [shifted, const("stride", stride)], f"{prefix}_offset")
     sigmoid_xy = graph.node("Sigmoid", [f"{prefix}_txy"], f"{prefix}_sigmoid_xy")
     scaled_xy = graph.node(
         "Mul", [sigmoid_xy, const("xy_scale", stride * layer.scale_x_y)], f"{prefix}_scaled_xy"
     )
-    centre = graph.node("Add", [scaled_xy, const("xy_offset", offset)], f"{prefix}_centre")
+    centre = graph.node("Add", [scaled_xy, offset], f"{prefix}_centre")
 
-    # Size: exp(t) * anchor, anchors already in input pixels.
-    anchor_sizes = np.tile(np.array(anchors, np.float32), (x.height * x.width, 1)).reshape(1, rows, 2)
+    # Size: exp(t) * anchor, anchors already in input pixels ([1, 1, A, 2], one per anchor of every cell).
+    anchor_sizes = np.array(anchors, np.float32).reshape(1, 1, count, 2)
     exp_wh = graph.node("Exp", [f"{prefix}_twh"], f"{prefix}_exp_wh")
     size = graph.node("Mul", [exp_wh, const("anchor_sizes", anchor_sizes)], f"{prefix}_size")
     half = graph.node("Mul", [size, const("half", np.array(0.5, np.float32))], f"{prefix}_half")
     top_left = graph.node("Sub", [centre, half], f"{prefix}_top_left")
     bottom_right = graph.node("Add", [centre, half], f"{prefix}_bottom_right")
-    boxes = graph.node("Concat", [top_left, bottom_right], f"{prefix}_boxes", axis=2)
+    corners = graph.node("Concat", [top_left, bottom_right], f"{prefix}_corners", axis=3)
+    # [N, H*W, A, k] -> [N, H*W*A, k]: rows by cell row, cell column, anchor.
+    boxes = graph.node(
+        "Reshape", [corners, const("box_rows", np.array([0, -1, 4], np.int64))], f"{prefix}_boxes"
+    )
 
     objectness = graph.node("Sigmoid", [f"{prefix}_tobj"], f"{prefix}_objectness")
     class_logits = f"{prefix}_tcls"
+    kept = layer.classes if kept_classes is None else len(kept_classes)
     if kept_classes is not None:
         class_logits = graph.node(
             "Gather",
             [class_logits, const("kept_classes", np.array(kept_classes, np.int64))],
             f"{prefix}_kept_classes",
-            axis=2,
+            axis=3,
         )
     class_probability = graph.node("Sigmoid", [class_logits], f"{prefix}_class_probability")
-    scores = graph.node("Mul", [objectness, class_probability], f"{prefix}_scores")
+    products = graph.node("Mul", [objectness, class_probability], f"{prefix}_products")
+    scores = graph.node(
+        "Reshape", [products, const("score_rows", np.array([0, -1, kept], np.int64))], f"{prefix}_scores"
+    )
     return boxes, scores, rows
 
 
@@ -291,8 +350,14 @@ def network_to_onnx(
     io: DetectorIO = DetectorIO(),  # frozen, so safe as a default
     batch_norm_epsilon: float = BATCH_NORM_EPSILON,
     kept_classes: Sequence[int] | None = None,
+    any_size: bool = False,
 ) -> onnx.ModelProto:
     """Convert a parsed network; ``input_size`` overrides the cfg's width and height (square input).
+
+    ``any_size``: the graph takes images of any height and width that are multiples of the network's
+    largest stride (32 for YOLOv4-tiny), not only ``input_size`` squares; the number of rows out follows
+    (3 per cell of each yolo layer's grid). A 16:9 picture 416 wide then needs no more than 416x288, not
+    416x416: a third less of the model's work, spent on bands of padding.
 
     ``kept_classes``: the class indices whose scores the graph returns, in this order (default: all). The
     others are dropped before their sigmoid: a fraction of the work, and of the bytes of every answer
@@ -335,13 +400,15 @@ def network_to_onnx(
     boxes, scores, layer_rows = zip(*decoded, strict=True)
     graph.node("Concat", list(boxes), io.boxes, axis=1)
     graph.node("Concat", list(scores), io.scores, axis=1)
-    rows = sum(layer_rows)
+    rows: int | str = "rows" if any_size else sum(layer_rows)
+    height: int | str = "height" if any_size else input_size
+    width: int | str = "width" if any_size else input_size
     onnx_graph = helper.make_graph(
         graph.nodes,
         model_name,
         inputs=[
             helper.make_tensor_value_info(
-                io.images, TensorProto.UINT8, ["batch", input_size, input_size, network.channels]
+                io.images, TensorProto.UINT8, ["batch", height, width, network.channels]
             )
         ],
         outputs=[
@@ -371,8 +438,9 @@ def darknet_to_onnx(
     io: DetectorIO = DetectorIO(),  # frozen, so safe as a default
     batch_norm_epsilon: float = BATCH_NORM_EPSILON,
     kept_classes: Sequence[int] | None = None,
+    any_size: bool = False,
 ) -> onnx.ModelProto:
-    """Convert a Darknet cfg and its weights into a checked ONNX model (``kept_classes``: see
+    """Convert a Darknet cfg and its weights into a checked ONNX model (``kept_classes``, ``any_size``: see
     :func:`network_to_onnx`)."""
     return network_to_onnx(
         parse_cfg(cfg_text),
@@ -382,4 +450,5 @@ def darknet_to_onnx(
         io=io,
         batch_norm_epsilon=batch_norm_epsilon,
         kept_classes=kept_classes,
+        any_size=any_size,
     )
