@@ -133,11 +133,19 @@ lint: $(VENV)/.installed ## ruff and mypy
 # suite takes about half the time on 2 cores. `make test PYTEST_WORKERS=` runs it in one process.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 .PHONY: test
-test: install models videos helm checkov proto-check lint ## the whole test suite (what CI runs); see system-packages
+test: install models videos helm checkov debian-tools proto-check lint ## the whole test suite (what CI runs); see system-packages
 	$(BIN)/pytest $(PYTEST_WORKERS)
 
-# Optional system packages: no PyPI or npm package ships them. Without them `make test` skips only the tests
-# that need them, and says so at its end (README, "Optional system packages"). Debian/Ubuntu names:
+# Where Prometheus or GStreamer's RTSP server is not installed, on Debian or Ubuntu: their packages and what
+# they need, fetched with apt-get download (no root) and unpacked under var/tools/debian, never installed.
+# Elsewhere it says why not, and the tests that need them skip (or: make system-packages).
+.PHONY: debian-tools
+debian-tools: $(VENV)/.installed ## Prometheus and GStreamer's RTSP server for the tests, unpacked without root
+	@$(PY) -m vigie_embedded.debian_tools fetch --out $(VAR)/tools/debian
+
+# Optional system packages: no PyPI or npm package ships them. Without them `make test` unpacks Debian's
+# prometheus and GStreamer packages where it can (debian-tools), skips only the tests that still lack
+# something, and says so at its end (README, "Optional system packages"). Debian/Ubuntu names:
 # - chromium: the registry's pages tested in a real browser with Playwright (its own browser download
 #   cannot work on a closed network);
 # - prometheus: promtool checks every dashboard query and alert rule; the end-to-end run is scraped by a

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from vigie_embedded.debian_tools import tool
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CHART = REPOSITORY / "charts" / "vigie"
@@ -509,9 +510,9 @@ def test_invalid_values_are_refused_with_a_clear_message(
 def test_the_alerts_are_valid_rules_on_known_metrics(render: Callable[[str], Any], tmp_path: Path) -> None:
     """files/alerts.yaml: promtool accepts it, its metrics exist, and it is rendered only with the CRD."""
     alerts = CHART / "files" / "alerts.yaml"
-    promtool = shutil.which("promtool")
+    promtool = tool("promtool")
     if promtool is None:
-        message = "promtool not found: make system-packages (Debian's prometheus; .ci/run installs it)"
+        message = "promtool not found: make test fetches Debian's prometheus, or make system-packages"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

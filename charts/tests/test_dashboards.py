@@ -6,13 +6,14 @@ import importlib
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from vigie_embedded.debian_tools import tool
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 GENERATED = REPOSITORY / "charts" / "vigie" / "dashboards"
@@ -133,10 +134,11 @@ _GRAFANA_VARIABLES = {
 
 
 def test_every_query_is_valid_promql(dashboards: ModuleType, tmp_path: Path) -> None:
-    """promtool (Debian's prometheus package: apt-get download prometheus) parses every expression."""
-    promtool = os.environ.get("VIGIE_PROMTOOL") or shutil.which("promtool")
+    """promtool (Debian's prometheus package, unpacked by make test where not installed) parses every
+    expression."""
+    promtool = os.environ.get("VIGIE_PROMTOOL") or tool("promtool")
     if promtool is None:
-        pytest.skip("promtool not found: make system-packages (Debian's prometheus), or set VIGIE_PROMTOOL")
+        pytest.skip("promtool not found: make test fetches Debian's prometheus, or set VIGIE_PROMTOOL")
     rules = []
     for name, text in dashboards.render_all().items():
         for number, expression in enumerate(_expressions(json.loads(text))):

@@ -3,12 +3,14 @@
 import asyncio
 import contextlib
 import functools
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from vigie_embedded.debian_tools import gstreamer_environment
 from vigie_ingest import CameraConfig, CameraState, CapturedFrame, LiveConnectionPolicy, PyAVCameraSource
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -21,14 +23,26 @@ def rtsp_server_missing() -> str | None:
     """Why the GStreamer RTSP server cannot run here, or None when it can."""
     try:
         check = subprocess.run(
-            [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--check"], capture_output=True, text=True, timeout=30
+            [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--check"],
+            env=_server_environment(),
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except OSError as exc:
         return f"{SYSTEM_PYTHON} cannot run: {exc}"
     if check.returncode != 0:
         last_line = (check.stderr.strip().splitlines() or ["unknown error"])[-1]
-        return f"GStreamer RTSP server unavailable ({last_line}): make system-packages ({PACKAGES})"
+        return (
+            f"GStreamer RTSP server unavailable ({last_line}): make system-packages ({PACKAGES}), or "
+            "python -m vigie_embedded.debian_tools fetch on Debian (make test runs it)"
+        )
     return None
+
+
+def _server_environment() -> dict[str, str]:
+    """The machine's GStreamer, or Debian's unpacked under var/tools/debian (vigie_embedded.debian_tools)."""
+    return {**os.environ, **gstreamer_environment()}
 
 
 class RtspCamera:
@@ -44,6 +58,7 @@ class RtspCamera:
     def start(self) -> None:
         process = subprocess.Popen(
             [SYSTEM_PYTHON, str(SERVER_SCRIPT), str(self.video), str(self.port)],
+            env=_server_environment(),
             stdout=subprocess.PIPE,
             text=True,
         )

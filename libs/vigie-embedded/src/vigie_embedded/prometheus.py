@@ -1,6 +1,7 @@
 """A local Prometheus scraping the embedded platform's services, for the dashboard checks.
 
-It uses the ``prometheus`` binary on PATH (Debian's ``prometheus`` package; ``.ci/run`` installs it), with
+It uses the ``prometheus`` binary on PATH (Debian's ``prometheus`` package; ``.ci/run`` installs it) or the
+one ``make test`` unpacks under ``var/tools/debian`` (:mod:`vigie_embedded.debian_tools`), with
 its storage in a temporary folder removed on stop. Scrapes are frequent (1 s by default) so that a short
 run gives every rate and quantile of the dashboards enough samples.
 """
@@ -8,7 +9,6 @@ run gives every rate and quantile of the dashboards enough samples.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 import time
@@ -19,14 +19,14 @@ from typing import IO, Any, Self
 
 import httpx
 
+from vigie_embedded.debian_tools import tool
 from vigie_embedded.processes import free_port, stop_process_group
 
 __all__ = ["EmbeddedPrometheus", "prometheus_binary"]
 
 
 def prometheus_binary() -> Path | None:
-    found = shutil.which("prometheus")
-    return Path(found) if found else None
+    return tool("prometheus")
 
 
 class EmbeddedPrometheus:
@@ -55,7 +55,9 @@ class EmbeddedPrometheus:
     def start(self, timeout_s: float = 30.0) -> None:
         binary = prometheus_binary()
         if binary is None:
-            raise FileNotFoundError("prometheus not found: install Debian's prometheus package")
+            raise FileNotFoundError(
+                "prometheus not found: make test unpacks Debian's prometheus package, or install it"
+            )
         self._workdir = tempfile.TemporaryDirectory(prefix="vigie-prometheus-")
         workdir = Path(self._workdir.name)
         config = workdir / "prometheus.yml"
