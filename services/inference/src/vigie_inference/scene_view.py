@@ -110,10 +110,12 @@ def decode_centerface(
     x1, y1 = np.clip(centre_x - box_w / 2, 0, width), np.clip(centre_y - box_h / 2, 0, height)
     x2, y2 = np.clip(x1 + box_w, 0, width), np.clip(y1 + box_h, 0, height)
     scores = heatmap[0, ys, xs].astype(np.float32)
-    kept = cv2.dnn.NMSBoxes(
-        np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).tolist(), scores.tolist(), threshold, 0.3
-    )
-    kept = np.asarray(kept, dtype=np.intp).reshape(-1)
+    kept = np.asarray(
+        cv2.dnn.NMSBoxes(
+            np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).tolist(), scores.tolist(), threshold, 0.3
+        ),
+        dtype=np.intp,
+    ).reshape(-1)
     boxes = np.stack([x1 / width, y1 / height, x2 / width, y2 / height], axis=1)[kept]
     return boxes.astype(np.float32), scores[kept]
 
