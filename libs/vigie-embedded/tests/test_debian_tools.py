@@ -49,3 +49,36 @@ def test_gstreamer_is_looked_for_in_the_unpacked_tree_before_the_machines(
 def test_what_is_installed_is_never_fetched() -> None:
     # libc6 and its own dependencies are on every Debian machine.
     assert missing_packages(["libc6"]) == []
+
+
+APT_CACHE_DEPENDS = """\
+python3-gi
+  Depends: gir1.2-glib-2.0
+  Depends: <python3:any>
+    python3
+  |Depends: libffi8
+  Depends: libffi7
+  PreDepends: libc6
+libgstrtspserver-1.0-0
+  Depends: libgstreamer1.0-0
+"""
+
+
+def test_each_package_needs_the_first_choice_of_an_alternative_and_a_virtual_packages_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import vigie_embedded.debian_tools as debian_tools
+
+    monkeypatch.setattr(debian_tools, "_run", lambda command, cwd=None: APT_CACHE_DEPENDS)
+    assert debian_tools._direct_dependencies(["python3-gi", "libgstrtspserver-1.0-0"]) == {
+        "python3-gi": ["gir1.2-glib-2.0", "python3", "libffi8", "libc6"],
+        "libgstrtspserver-1.0-0": ["libgstreamer1.0-0"],
+    }
+
+
+@pytest.mark.skipif(shutil.which("apt-cache") is None, reason="not a Debian or Ubuntu machine")
+def test_the_machines_package_lists_are_used_when_they_know_the_package(tmp_path: Path) -> None:
+    from vigie_embedded.debian_tools import apt_options
+
+    assert apt_options("libc6", tmp_path / "apt") == []
+    assert not (tmp_path / "apt").exists(), "nothing fetched"

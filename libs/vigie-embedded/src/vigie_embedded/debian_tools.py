@@ -4,10 +4,11 @@ A few tests need programs that no PyPI or npm package carries: ``promtool`` and 
 rules and the dashboards' queries), and GStreamer's RTSP server with Debian's ``python3-gi`` (a live RTSP
 camera). Where they are installed (``make system-packages``, as root) nothing more is needed. Elsewhere, on a
 Debian or Ubuntu machine, ``python -m vigie_embedded.debian_tools fetch`` (``make test`` runs it) downloads
-the packages with ``apt-get download`` (no root needed) with what they depend on that the machine lacks, and
-unpacks them with ``dpkg-deb -x`` under ``var/tools/debian``: nothing is installed, nothing outside ``var/``
-is written, and ``make clean`` removes them. :func:`tool` and :func:`gstreamer_environment` say where the
-tests find them.
+the packages with ``apt-get download`` (no root needed; with package lists of its own, fetched by
+``apt-get update`` under ``var/tools``, when the machine's were cleared) with what they depend on that the
+machine lacks, and unpacks them with ``dpkg-deb -x`` under ``var/tools/debian``: nothing is installed,
+nothing outside ``var/`` is written, and ``make clean`` removes them. :func:`tool` and
+:func:`gstreamer_environment` say where the tests find them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "GSTREAMER_PACKAGES",
     "PROMETHEUS_PACKAGES",
     "DebianToolsError",
+    "apt_options",
     "debian_root",
     "fetch",
     "gstreamer_environment",
@@ -127,12 +129,39 @@ def _installed(packages: Sequence[str]) -> set[str]:
     return installed
 
 
-def _direct_dependencies(packages: Sequence[str]) -> dict[str, list[str]]:
+def _has_candidate(package: str, options: Sequence[str]) -> bool:
+    """Whether apt knows a version of ``package`` to download (its package lists are there)."""
+    result = subprocess.run(
+        ["apt-cache", *options, "policy", package], capture_output=True, text=True, check=False
+    )
+    lines = result.stdout.splitlines()
+    candidates = [line.split(":", 1)[1].strip() for line in lines if "Candidate:" in line]
+    return bool(candidates) and candidates[0] != "(none)"
+
+
+def apt_options(package: str, state: Path) -> list[str]:
+    """apt's options to find ``package``: none when the machine's package lists have it; else lists of its
+    own under ``state``, fetched with ``apt-get update`` there (no root needed: a machine whose lists were
+    cleared, as container images do)."""
+    if _has_candidate(package, []):
+        return []
+    lists, cache = state / "lists", state / "cache"
+    (lists / "partial").mkdir(parents=True, exist_ok=True)
+    (cache / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    options = [f"-oDir::State::Lists={lists}", f"-oDir::Cache={cache}", "-oDebug::NoLocking=1"]
+    _run(["apt-get", *options, "update"])
+    if not _has_candidate(package, options):
+        raise DebianToolsError(f"no package {package} in this machine's apt sources")
+    return options
+
+
+def _direct_dependencies(packages: Sequence[str], options: Sequence[str] = ()) -> dict[str, list[str]]:
     """Each package's Depends and Pre-Depends (the first choice of an alternative; a virtual package's first
     provider), from ``apt-cache depends``."""
     output = _run(
         [
             "apt-cache",
+            *options,
             "depends",
             "--no-recommends",
             "--no-suggests",
@@ -167,7 +196,9 @@ def _direct_dependencies(packages: Sequence[str]) -> dict[str, list[str]]:
     return found
 
 
-def missing_packages(packages: Sequence[str], leaves: Sequence[str] = ()) -> list[str]:
+def missing_packages(
+    packages: Sequence[str], leaves: Sequence[str] = (), options: Sequence[str] = ()
+) -> list[str]:
     """``packages`` and everything they depend on (not what they only recommend), less what is installed;
     ``leaves`` are fetched without what they depend on (GStreamer's plugin collections: most of their
     plugins are not needed, and would bring a gigabyte of codecs, sound fonts and fonts)."""
@@ -178,7 +209,7 @@ def missing_packages(packages: Sequence[str], leaves: Sequence[str] = ()) -> lis
         missing = [name for name in frontier if name not in installed]
         wanted.update(missing)
         followed = [name for name in missing if name not in leaves]
-        dependencies = _direct_dependencies(followed) if followed else {}
+        dependencies = _direct_dependencies(followed, options) if followed else {}
         frontier = sorted({d for ds in dependencies.values() for d in ds} - wanted)
     return sorted(wanted)
 
@@ -188,12 +219,13 @@ def fetch(packages: Sequence[str], root: Path, leaves: Sequence[str] = ()) -> li
     and unpack them under ``root``; the names of the packages unpacked."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise DebianToolsError("not a Debian or Ubuntu machine (no apt-get, dpkg-deb)")
-    wanted = missing_packages(packages, leaves)
+    options = apt_options(packages[0], root.with_name(f"{root.name}-apt"))
+    wanted = missing_packages(packages, leaves, options)
     if not wanted:
         return []
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vigie-debs-") as downloads:
-        _run(["apt-get", "download", *wanted], cwd=Path(downloads))
+        _run(["apt-get", *options, "download", *wanted], cwd=Path(downloads))
         debs = sorted(Path(downloads).glob("*.deb"))
         for deb in debs:
             _run(["dpkg-deb", "-x", str(deb), str(root)])
