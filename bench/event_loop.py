@@ -203,9 +203,7 @@ async def main() -> int:
             total += median
         spread = f"{min(values):.3f}-{max(values):.3f}"
         print(f"  {median:7.3f}  {name}  ({spread})")
-    print(
-        f"  {total:7.3f}  in all, what inference does for a frame (bench/pipeline.py measures the loop whole)"
-    )
+    print(f"  {total:7.3f}  in all (bench/pipeline.py measures the whole loop: the rest is its scheduling)")
     return 0
 
 
