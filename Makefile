@@ -192,8 +192,9 @@ demo: install models videos ## run the platform on its embedded defaults on the 
 BENCH_SCALE_SHORT := --cameras 1,8,16,24,32 --duration 10
 
 .PHONY: bench
-bench: install models videos ## throughput and CPU by stage against a single-process loop, then the scale figure
+bench: install models videos ## throughput and CPU by stage against a single-process loop, inference's loop by operation, the scale figure
 	$(PY) bench/pipeline.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)
+	$(PY) bench/event_loop.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO)
 	$(PY) bench/scale.py --video $(VIDEOS)/sample.mp4 --model-repository $(MODEL_REPO) $(BENCH_SCALE_SHORT)
 
 .PHONY: bench-scale
