@@ -9,6 +9,7 @@ the inference boundary like any client.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tempfile
 import textwrap
@@ -113,6 +114,9 @@ class Demo:
 
     def run(self) -> int:
         options = self.options
+        # The demo stops on Ctrl-C, however it was started: a shell's background job (or a program started
+        # from one) inherits SIGINT ignored, and Python then leaves it ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         for path, target in ((options.video, "videos"), (options.model_repository, "models")):
             if not path.exists():
                 print(f"{path} not found: run 'make {target}'", file=sys.stderr)
