@@ -505,7 +505,7 @@ async def publish_patiently(
 
     retried = (nats.errors.Error, OSError, TimeoutError)
     started = time.monotonic()
-    # The usual case first, without the retrying machinery (a fifth of inference's publishing cost).
+    # The usual case first, without the retrying machinery (its cost showed in a profile of inference).
     try:
         await js.publish(subject, payload, headers=dict(headers) if headers else None, timeout=timeout_s)
         return True

@@ -328,7 +328,7 @@ class InferencePipeline:
 
     async def _submit(self, js: JetStreamContext, messages: list[Msg]) -> None:
         # One batch per input size (a camera run's frames all have one): a model of any size takes each
-        # picture padded only to the next multiple of its stride, and a batch holds pictures of one size.
+        # picture in the square less the bands of padding it does not need, and a batch holds one size.
         groups: dict[tuple[int, int], list[tuple[Msg, Frame, npt.NDArray[np.uint8]]]] = {}
         for message in messages:
             try:
