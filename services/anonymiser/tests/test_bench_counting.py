@@ -1,24 +1,15 @@
 """bench/counting.py on one synthetic scene: it runs, and Vigie's count error stays below the peer's."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "counting.py"
+from vigie_embedded.testing import load_bench
 
 
 def test_the_counting_benchmark_runs_and_vigie_beats_the_peer(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("supervision", reason="supervision is a benchmark-only dependency")
-    spec = importlib.util.spec_from_file_location("bench_counting", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look their module up there
-    spec.loader.exec_module(bench)
+    bench = load_bench("counting", monkeypatch)
     figures = bench.main(["--only", "synthetic", "--seeds", "1"])
     for run, synthetic in figures["synthetic"].items():
         assert synthetic["truth_total"] > 50, run

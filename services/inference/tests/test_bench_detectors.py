@@ -1,30 +1,21 @@
 """bench/detectors.py's scoring and verdict on a made-up sequence and a fake detector (no video, no model)."""
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from vigie_embedded.testing import load_bench
 from vigie_inference.detections import CountedClass, Detections
 
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "detectors.py"
 WIDTH, HEIGHT, FPS, FRAMES = 640, 480, 25, 60
 
 
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     pytest.importorskip("motmetrics", reason="motmetrics is a benchmark-only dependency")
-    spec = importlib.util.spec_from_file_location("bench_detectors", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up there
-    monkeypatch.setattr(sys, "path", list(sys.path))  # it puts the repository's root first
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("detectors", monkeypatch)
 
 
 def people_walking(folder: Path) -> dict[int, list[tuple[float, float, float, float]]]:

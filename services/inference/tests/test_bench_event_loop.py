@@ -1,28 +1,19 @@
 """bench/event_loop.py runs each operation of inference's loop on real servers and reports each one."""
 
 import asyncio
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-BENCH = ROOT / "bench" / "event_loop.py"
+from vigie_embedded.testing import load_bench
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_event_loop", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("event_loop", monkeypatch)
 
 
 def test_every_operation_is_measured(bench: ModuleType, sample_video: Path, model_repository: Path) -> None:

@@ -1,26 +1,17 @@
 """bench/scale.py without running the platform: the model stand-in keeps the detector's signature, and a
 number of cameras is sustained only when nothing was dropped, coverage is complete and nothing lags."""
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-BENCH = ROOT / "bench" / "scale.py"
+from vigie_embedded.testing import load_bench
 
 
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_scale", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("scale", monkeypatch)
 
 
 def test_the_stand_in_has_the_detectors_name_and_config(bench: ModuleType, tmp_path: Path) -> None:

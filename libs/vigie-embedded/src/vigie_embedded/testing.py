@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import re
 import shlex
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Self, TypeVar
 
 import pytest
@@ -186,6 +189,20 @@ def fuzz_settings(examples: int = 30, *, shrink: bool = False) -> Any:
 
 def repository_root() -> Path:
     return Path(__file__).resolve().parents[4]
+
+
+def load_bench(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``bench/<name>.py`` as a module, for its tests: registered in ``sys.modules`` while the test runs (its
+    dataclasses look their module up there), ``sys.path`` restored after (a benchmark may put the
+    repository's root first)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", repository_root() / "bench" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")
