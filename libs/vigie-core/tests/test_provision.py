@@ -10,6 +10,7 @@ import json
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import StorageType
 
 from vigie_core.permissions import PROVISIONER, inbox_prefix
@@ -58,6 +59,40 @@ async def test_everything_is_provisioned_once_then_left_alone_or_updated(nats_se
     # The buckets are usable as nats-py's own: same stream configuration.
     policy = await js.key_value("vigie-policy")
     assert (await policy.status()).history == 3
+    await client.close()
+
+
+@pytest.mark.provision(False)
+async def test_a_change_carried_out_but_unanswered_is_reported_as_done(
+    nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy cluster may create or update a stream and answer too late: the retry then finds it as wanted,
+    and the provisioner still says what it did, not "unchanged"."""
+    late = {"add_stream": 1, "update_stream": 1}
+
+    def answered_too_late(name: str) -> object:
+        original = getattr(JetStreamContext, name)
+
+        async def call(self: JetStreamContext, *args: object, **kwargs: object) -> object:
+            answer = await original(self, *args, **kwargs)
+            if late[name]:
+                late[name] -= 1
+                raise nats.errors.TimeoutError
+            return answer
+
+        return call
+
+    for name in late:
+        monkeypatch.setattr(JetStreamContext, name, answered_too_late(name))
+    client = await nats.connect(nats_server.url)
+    only = {"EVENTS"}
+    created = await provision(client, ProvisionSettings(), accounts=False, only=only)
+    assert [(r.stream, r.outcome) for r in created] == [("EVENTS", "created")]
+    updated = await provision(client, ProvisionSettings(events_max_age_s=3600), accounts=False, only=only)
+    assert [r.outcome for r in updated] == ["updated (max_age)"]
+    assert late == {"add_stream": 0, "update_stream": 0}
+    again = await provision(client, ProvisionSettings(events_max_age_s=3600), accounts=False, only=only)
+    assert [r.outcome for r in again] == ["unchanged"]
     await client.close()
 
 

@@ -200,7 +200,7 @@ async def provision_stream(js: JetStreamContext, wanted: StreamConfig) -> Provis
     try:
         current = (await js.stream_info(name)).config
     except NotFoundError:
-        await _configure(js, wanted, create=True)
+        await _configure(js, wanted, create=True, outcome="created")
         logger.info("stream %s: created", name)
         return ProvisionResult(name, "created")
     if current.mirror is not None:
@@ -223,14 +223,27 @@ async def provision_stream(js: JetStreamContext, wanted: StreamConfig) -> Provis
         )
     if not changed:
         return ProvisionResult(name, "unchanged")
-    await _configure(js, wanted, create=False)
-    logger.info("stream %s: updated (%s)", name, ", ".join(changed))
-    return ProvisionResult(name, f"updated ({', '.join(changed)})")
+    outcome = f"updated ({', '.join(changed)})"
+    await _configure(js, wanted, create=False, outcome=outcome)
+    logger.info("stream %s: %s", name, outcome)
+    return ProvisionResult(name, outcome)
 
 
-async def _configure(js: JetStreamContext, wanted: StreamConfig, *, create: bool) -> None:
+class _UnansweredChangeError(nats.errors.TimeoutError):
+    """A create or update sent but not answered in time: the server may still have carried it out (a busy
+    cluster replicating a new stream), so a retry that finds the stream as wanted reports ``outcome``, what
+    this run did, rather than "unchanged"."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+async def _configure(js: JetStreamContext, wanted: StreamConfig, *, create: bool, outcome: str) -> None:
     try:
         await (js.add_stream(wanted) if create else js.update_stream(wanted))
+    except nats.errors.TimeoutError:
+        raise _UnansweredChangeError(outcome) from None
     except APIError as error:
         replicas = wanted.num_replicas or 1
         refused = _REPLICAS_REFUSED.get(error.err_code or 0)
@@ -269,19 +282,27 @@ async def provision(
 
 async def _with_retry(js: JetStreamContext, config: StreamConfig, wait_s: float) -> ProvisionResult:
     deadline = time.monotonic() + wait_s
+    unanswered: str | None = None  # what an unanswered create or update of this run was to do
     while True:
         try:
-            return await provision_stream(js, config)
+            result = await provision_stream(js, config)
+        except _UnansweredChangeError as error:
+            unanswered = error.outcome
         except (nats.errors.TimeoutError, ServiceUnavailableError):
-            # No answer: JetStream not ready yet (a fresh cluster; one still electing its leader says
-            # "temporarily unavailable"), or a request the user may not make.
-            if time.monotonic() > deadline:
-                raise ProvisionError(
-                    f"stream {config.name}: no answer from JetStream within {wait_s:g} s (is JetStream "
-                    "enabled, and does this user have the provisioner's permissions?)"
-                ) from None
-            logger.info("stream %s: no answer from JetStream yet, retrying", config.name)
-            await asyncio.sleep(1.0)
+            pass
+        else:
+            if unanswered is not None and result.outcome == "unchanged":
+                return ProvisionResult(result.stream, unanswered)
+            return result
+        # No answer: JetStream not ready yet (a fresh cluster; one still electing its leader says
+        # "temporarily unavailable"), or a request the user may not make.
+        if time.monotonic() > deadline:
+            raise ProvisionError(
+                f"stream {config.name}: no answer from JetStream within {wait_s:g} s (is JetStream "
+                "enabled, and does this user have the provisioner's permissions?)"
+            )
+        logger.info("stream %s: no answer from JetStream yet, retrying", config.name)
+        await asyncio.sleep(1.0)
 
 
 async def provision_at(

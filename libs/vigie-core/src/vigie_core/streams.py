@@ -37,6 +37,8 @@ SOURCES_BUCKET = "vigie-sources"
 KV_NOTIFICATIONS_PREFIX = "vigie.kv"
 # The anonymiser's checkpoints: ``<this>.<partition>.<camera>`` (CheckpointStream).
 CHECKPOINTS_PREFIX = "vigie.checkpoint.anonymiser"
+# The views of the cameras' scenes without their people (views.proto): ``<this>.<camera>`` (ViewsStream).
+VIEWS_PREFIX = "vigie.views"
 
 
 # The longest any configuration may keep pixels and track ids (seconds): a stream found keeping them
@@ -290,6 +292,44 @@ class CheckpointStream:
             max_msg_size=self.max_msg_size,
             max_msgs_per_subject=1,
             allow_direct=True,
+            num_replicas=self.replicas,
+        )
+
+
+def views_subject(camera_id: str) -> str:
+    """Where inference publishes a camera's view, or why none (a SceneViewResult)."""
+    return f"{VIEWS_PREFIX}.{camera_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ViewsStream:
+    """``VIEWS``: each camera's latest scene view (a SceneViewResult: the picture without its people, or why
+    none), published by inference, read by the registry, in the registry's account.
+
+    One message per camera, replaced by the next; each at most ``max_msg_size`` (a view is capped below it),
+    so the broker, not inference's goodwill, bounds what this path can carry. Kept in memory, for
+    ``max_age_s`` at most: a broker restart loses the views, and an operator asks again.
+    """
+
+    max_age_s: float = 30 * 24 * 3600.0
+    max_bytes: int = 64 * 1024 * 1024
+    max_msg_size: int = 256 * 1024
+    replicas: int = 1
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name="VIEWS",
+            description="Vigie: each camera's latest view of its scene without its people, or why none",
+            subjects=[f"{VIEWS_PREFIX}.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.MEMORY,
+            discard=DiscardPolicy.OLD,
+            max_age=self.max_age_s,
+            max_bytes=self.max_bytes,
+            max_msg_size=self.max_msg_size,
+            max_msgs_per_subject=1,
+            allow_direct=True,
+            duplicate_window=120.0,
             num_replicas=self.replicas,
         )
 

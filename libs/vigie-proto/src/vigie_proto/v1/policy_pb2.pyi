@@ -338,6 +338,7 @@ class CameraPolicy(_message.Message):
     SECURITY_EVENTS_FIELD_NUMBER: _builtins.int
     AUTHORISED_FROM_FIELD_NUMBER: _builtins.int
     AUTHORISED_UNTIL_FIELD_NUMBER: _builtins.int
+    VIEW_REQUEST_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """The format's version: 1. A consumer that does not know it treats the policy as unreadable."""
     camera_id: _builtins.str
@@ -392,6 +393,10 @@ class CameraPolicy(_message.Message):
     def authorised_from(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def authorised_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def view_request(self) -> Global___ViewRequest:
+        """The latest request for a view of the scene without its people (views.proto), if any."""
+
     def __init__(
         self,
         *,
@@ -416,11 +421,46 @@ class CameraPolicy(_message.Message):
         security_events: _abc.Iterable[Global___SecurityEventKind.ValueType] | None = ...,
         authorised_from: _timestamp_pb2.Timestamp | None = ...,
         authorised_until: _timestamp_pb2.Timestamp | None = ...,
+        view_request: Global___ViewRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["authorised_from", b"authorised_from", "authorised_until", b"authorised_until", "issued_at", b"issued_at", "paused_until", b"paused_until"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["authorised_from", b"authorised_from", "authorised_until", b"authorised_until", "issued_at", b"issued_at", "paused_until", b"paused_until", "view_request", b"view_request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor", "authorised_from", b"authorised_from", "authorised_until", b"authorised_until", "camera_id", b"camera_id", "dwell_bucket_seconds", b"dwell_bucket_seconds", "issued_at", b"issued_at", "lines", b"lines", "masks", b"masks", "object_classes", b"object_classes", "outputs", b"outputs", "paused_until", b"paused_until", "purpose", b"purpose", "reporting_window_justification", b"reporting_window_justification", "reporting_window_seconds", b"reporting_window_seconds", "sample_fps", b"sample_fps", "schema_version", b"schema_version", "security_events", b"security_events", "status", b"status", "track_max_seconds", b"track_max_seconds", "version", b"version", "zones", b"zones"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor", "authorised_from", b"authorised_from", "authorised_until", b"authorised_until", "camera_id", b"camera_id", "dwell_bucket_seconds", b"dwell_bucket_seconds", "issued_at", b"issued_at", "lines", b"lines", "masks", b"masks", "object_classes", b"object_classes", "outputs", b"outputs", "paused_until", b"paused_until", "purpose", b"purpose", "reporting_window_justification", b"reporting_window_justification", "reporting_window_seconds", b"reporting_window_seconds", "sample_fps", b"sample_fps", "schema_version", b"schema_version", "security_events", b"security_events", "status", b"status", "track_max_seconds", b"track_max_seconds", "version", b"version", "view_request", b"view_request", "zones", b"zones"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CameraPolicy: _TypeAlias = CameraPolicy  # noqa: Y015
+
+@_typing.final
+class ViewRequest(_message.Message):
+    """An operator's request for a view of the camera's scene without its people. The inference replica that
+    analyses the camera carries it out once per request_id: it keeps frames the policy lets it analyse,
+    sampled over sample_seconds, in memory only, builds the view and publishes a SceneViewResult (views.proto)
+    naming this request_id. A request older than its sample_seconds plus ten minutes, or made while the
+    camera may not be analysed, is not carried out (the registry shows it as never answered).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    SAMPLE_SECONDS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    sample_seconds: _builtins.int
+    """How long frames are sampled for the view (its temporal median): long enough for passers-by to vanish."""
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+        sample_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "requested_at", b"requested_at", "sample_seconds", b"sample_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ViewRequest: _TypeAlias = ViewRequest  # noqa: Y015
