@@ -23,6 +23,7 @@ from nats.js.errors import NotFoundError
 from opentelemetry import context, propagate
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from vigie_core.nats_transport import close_abandoned_sockets
 from vigie_core.permissions import api_prefix, inbox_prefix
 from vigie_core.settings import NatsSettings
 from vigie_core.streams import RETENTION_CEILINGS_S
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from vigie_core.lifecycle import ServiceRuntime
 
 logger = logging.getLogger("vigie.messaging")
+
+# Every process that talks to NATS imports this module: nats-py's failed reconnection attempts must not
+# leave their socket open (vigie_core.nats_transport).
+close_abandoned_sockets()
 
 # How long a service waits for a stream the provisioner creates: for ever (None), its readiness saying
 # which stream it waits for; an outage is waited out, not crashed on.

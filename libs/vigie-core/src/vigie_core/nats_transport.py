@@ -1,4 +1,5 @@
-"""A fix for nats-py's TCP transport, applied when :mod:`vigie_core` is imported.
+"""A fix for nats-py's TCP transport, applied when :mod:`vigie_core.messaging` (which every process talking
+to NATS imports) is imported.
 
 nats-py (2.x) reuses one ``TcpTransport`` across reconnection attempts. When an attempt opens a socket but
 the handshake then fails (a server still starting, or shutting down, accepts the connection and closes it or
