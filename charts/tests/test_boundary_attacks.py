@@ -41,6 +41,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StreamSource
+from nats.js.errors import NotFoundError
 
 from vigie_core.accounts import password_variable
 from vigie_core.permissions import PROVISIONER, ROLES, SERVICES, account_name, inbox_prefix
@@ -53,6 +54,7 @@ pytestmark = pytest.mark.integration
 CAMERA = "cam"
 # Markers in the payloads of what the system holds, to find them wherever they land.
 PIXELS, TRACKS, EVENT, POLICY, SEALED = b"PIXELS!", b"TRACKID!", b"EVENT!", b"POLICY!", b"SEALED!"
+VIEW = b"VIEW!"  # a scene view: what inference publishes for the registry, and may not read back
 FRAME_BYTES = 416 * 234 * 3  # a frame as ingest publishes it
 
 # Every stream, the account (service) that holds it, what it holds, and its stored subjects.
@@ -64,6 +66,7 @@ STREAMS: dict[str, tuple[str, bytes | None]] = {
     "EVENTS": ("aggregation", EVENT),
     "DEADLETTER_AGGREGATION": ("aggregation", None),
     "AUDIT": ("audit", None),
+    "VIEWS": ("registry", VIEW),
     "KV_vigie-policy": ("registry", POLICY),
     "KV_vigie-sources": ("sources", SEALED),
 }
@@ -77,7 +80,7 @@ READS: dict[str, set[bytes]] = {
     "inference": {PIXELS, TRACKS, POLICY},
     "anonymiser": {TRACKS, EVENT, POLICY},
     "aggregation": {EVENT},
-    "registry": {POLICY, SEALED},
+    "registry": {POLICY, SEALED, VIEW},
     "audit": set(),
     PROVISIONER: set(),
 }
@@ -85,10 +88,10 @@ READS: dict[str, set[bytes]] = {
 # publishes into (its channels).
 WRITES: dict[str, set[str]] = {
     "ingest": {"FRAMES", "AUDIT"},
-    "inference": {"FRAMES", "TRACKS", "AUDIT"},
+    "inference": {"FRAMES", "TRACKS", "VIEWS", "AUDIT"},
     "anonymiser": {"TRACKS", "DEADLETTER_ANONYMISER", "CHECKPOINT_ANONYMISER", "EVENTS", "AUDIT"},
     "aggregation": {"EVENTS", "DEADLETTER_AGGREGATION", "AUDIT"},
-    "registry": {"KV_vigie-policy", "KV_vigie-sources", "AUDIT"},
+    "registry": {"VIEWS", "KV_vigie-policy", "KV_vigie-sources", "AUDIT"},
     # The journal's keeper reads every audit event and keeps the journal: trusted with AUDIT.
     "audit": {"AUDIT"},
     PROVISIONER: set(),
@@ -99,6 +102,7 @@ TARGETS = [
     f"vigie.frames.{CAMERA}",
     f"vigie.tracks.{CAMERA}",
     f"vigie.events.{CAMERA}",
+    f"vigie.views.{CAMERA}",
     *(f"vigie.audit.{service}" for service in SERVICES),
     "vigie.deadletter.anonymiser",
     "vigie.deadletter.aggregation",
@@ -202,8 +206,8 @@ async def seed(broker: Broker) -> None:
     """What a running platform holds: frames, tracks, events, audit events, a policy and a sealed source,
     the services' consumers, and each role listening on its inbox and notifications."""
     c = {role: await broker.connect(role) for role in SERVICES}
-    for name, stream in broker.jsz().items():
-        PROVISIONED[name.split("/", 1)[1]] = stream["config"]
+    for name, described in broker.jsz().items():
+        PROVISIONED[name.split("/", 1)[1]] = described["config"]
     policy = await c["registry"].jetstream().key_value("vigie-policy")
     await policy.put(CAMERA, POLICY + b" cam")
     sources = await c["registry"].jetstream(prefix="$JS.SOURCES.API").key_value("vigie-sources")
@@ -213,6 +217,7 @@ async def seed(broker: Broker) -> None:
         await c["inference"].jetstream().publish(f"vigie.tracks.{CAMERA}", TRACKS + bytes([i]) * 64)
         await c["anonymiser"].jetstream().publish(f"vigie.events.{CAMERA}", EVENT + bytes([i]))
     await c["anonymiser"].jetstream().publish(f"vigie.checkpoint.anonymiser.0.{CAMERA}", TRACKS + b" state")
+    await c["inference"].jetstream().publish(f"vigie.views.{CAMERA}", VIEW + b" jpeg")
     for role in SERVICES:
         await c[role].jetstream().publish(f"vigie.audit.{role}", f"AUDIT:{role}".encode())
     for stream, durable in DURABLES.items():
@@ -529,8 +534,19 @@ def changed_streams(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 async def stored_markers(broker: Broker) -> list[tuple[str, str, bytes]]:
     """Every message of every readable stream, read by its owner: (stream, subject, payload head). AUDIT, a
-    work queue, through the journal's own consumer (what an attacker pulled from it stays pending)."""
+    work queue, through the journal's own consumer (what an attacker pulled from it stays pending); VIEWS,
+    which its owner reads without a consumer, by direct gets."""
     found = []
+    nc = await broker.connect("registry")
+    try:
+        js = nc.jetstream()
+        state = (await js.stream_info("VIEWS")).state
+        for seq in range(state.first_seq, state.last_seq + 1):
+            with contextlib.suppress(NotFoundError):
+                kept = await js.get_msg("VIEWS", seq, direct=True)
+                found.append(("VIEWS", kept.subject or "", (kept.data or b"")[:24]))
+    finally:
+        await nc.close()
     readers = {"FRAMES": "inference", "TRACKS": "anonymiser", "EVENTS": "aggregation", "AUDIT": "audit"}
     for stream, role in readers.items():
         nc = await broker.connect(role)
@@ -552,13 +568,16 @@ async def stored_markers(broker: Broker) -> list[tuple[str, str, bytes]]:
 
 def misplaced(role: str, stored: list[tuple[str, str, bytes]]) -> list[str]:
     """Data found in a stream that may not hold it (the streams the attacker writes anyway apart, for data it
-    reads anyway), and audit events stored under another service's subject than their author's."""
+    reads anyway; for the provisioner, which may make a stream copy another of its account, data of a stream
+    of that same account), and audit events stored under another service's subject than their author's."""
     found = []
     for stream, subject, head in stored:
-        for marker in (PIXELS, TRACKS, EVENT, POLICY, SEALED):
+        owner = STREAMS[stream][0]
+        for marker in (PIXELS, TRACKS, EVENT, POLICY, SEALED, VIEW):
             if not head.startswith(marker) or STREAMS[stream][1] == marker:
                 continue
-            if not (stream in WRITES[role] and marker in READS[role]):
+            same_account = role == PROVISIONER and (owner, marker) in STREAMS.values()
+            if not (stream in WRITES[role] and marker in READS[role]) and not same_account:
                 found.append(f"{role}: {marker!r} found in {stream} on {subject}")
         if stream == "AUDIT" and subject.startswith("vigie.audit.") and role != "audit":
             claimed = subject.removeprefix("vigie.audit.")
@@ -580,7 +599,7 @@ async def test_a_compromised_role_can_neither_receive_nor_store_what_it_must_not
         if listener.role == role:
             continue
         for subject, data in listener.received:
-            for marker in (PIXELS, TRACKS, SEALED, EVENT):
+            for marker in (PIXELS, TRACKS, SEALED, EVENT, VIEW):
                 if data.startswith(marker) and marker not in READS[listener.role]:
                     breaches.append(f"{role}: {marker!r} reached {listener.role} on {subject}")
     # Read last: the owners' reads land in their inboxes, where the listeners hear them too.

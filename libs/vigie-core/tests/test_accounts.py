@@ -39,6 +39,7 @@ def test_every_stream_is_held_by_its_readers_account() -> None:
         "DEADLETTER_ANONYMISER": "anonymiser",
         "DEADLETTER_AGGREGATION": "aggregation",
         "CHECKPOINT_ANONYMISER": "anonymiser",  # track ids: its reader's alone
+        "VIEWS": "registry",  # scene views: the registry reads them, inference cannot
         "KV_vigie-policy": "registry",
         "KV_vigie-sources": "sources",  # an account without users: nobody can write there but by import
     }
@@ -81,14 +82,22 @@ def test_an_account_reaches_only_the_channels_its_service_already_has() -> None:
                 assert allowed.may_publish(crossing.local_subject), (role, crossing.local_subject)
 
 
-def test_inside_the_boundary_nothing_leads_outside_but_the_own_audit_subject() -> None:
+def test_inside_the_boundary_nothing_leads_outside_but_the_own_audit_subject_and_the_views() -> None:
     """Ingest and inference handle pixels: their accounts' service imports lead only inside the boundary
-    (FRAMES, TRACKS), to look-ups and bucket reads (requests whose answers come back to them), and to their
-    own audit subject, which AUDIT bounds to 64 KiB a message: no frame fits."""
+    (FRAMES, TRACKS), to look-ups and bucket reads (requests whose answers come back to them), to their
+    own audit subject, which AUDIT bounds to 64 KiB a message: no frame fits, and, for inference alone, to
+    the scene views: VIEWS keeps one message per camera, of at most 256 KiB, in memory."""
     audit = next(c for c in provisioned_stream_configs() if c.name == "AUDIT")
     frames_at_least = 416 * 117 * 3  # the model's width, at the widest aspect ingest accepts (32:9)
     assert audit.max_msg_size is not None
     assert audit.max_msg_size < frames_at_least
+    views = next(c for c in provisioned_stream_configs() if c.name == "VIEWS")
+    assert views.subjects == ["vigie.views.*"]
+    assert views.max_msg_size == 256 * 1024
+    assert views.max_msgs_per_subject == 1
+    assert views.storage == StorageType.MEMORY
+    views_crossings = [c for c in crossings() if c.subject == "vigie.views.*"]
+    assert [(c.owner, c.to, c.kind) for c in views_crossings] == [("registry", ("inference",), "service")]
     for role in INSIDE:
         for crossing in crossings():
             if role not in crossing.to or crossing.kind != "service":
@@ -96,7 +105,8 @@ def test_inside_the_boundary_nothing_leads_outside_but_the_own_audit_subject() -
             subject = crossing.subject
             data_inside = subject in ("vigie.frames.*", "vigie.tracks.*")
             request = subject.startswith(f"{LOCAL_API}.STREAM.INFO.") or ".DIRECT.GET." in subject
-            assert data_inside or request or subject == f"vigie.audit.{role}", (role, crossing)
+            views_out = role == "inference" and subject == "vigie.views.*"
+            assert data_inside or request or views_out or subject == f"vigie.audit.{role}", (role, crossing)
 
 
 def test_pixels_and_tracks_may_never_be_stored_on_disk() -> None:

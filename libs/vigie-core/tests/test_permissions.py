@@ -64,6 +64,8 @@ def test_each_stream_has_exactly_one_reader_in_the_account_that_holds_it(
     [
         ("vigie.frames.north-gate", "ingest"),
         ("vigie.tracks.north-gate", "inference"),
+        ("vigie.views.north-gate", "inference"),
+        ("$JS.API.DIRECT.GET.VIEWS.vigie.views.north-gate", "registry"),
         ("vigie.events.north-gate", "anonymiser"),
         ("vigie.deadletter.anonymiser", "anonymiser"),
         ("vigie.deadletter.aggregation", "aggregation"),
@@ -75,6 +77,7 @@ def test_each_stream_has_exactly_one_reader_in_the_account_that_holds_it(
         ("$JS.AUDIT.API.STREAM.UPDATE.AUDIT", PROVISIONER),
         ("$JS.ANONYMISER.API.STREAM.CREATE.DEADLETTER_ANONYMISER", PROVISIONER),
         ("$JS.REGISTRY.API.STREAM.UPDATE.KV_vigie-policy", PROVISIONER),
+        ("$JS.REGISTRY.API.STREAM.CREATE.VIEWS", PROVISIONER),
         ("$JS.SOURCES.API.STREAM.CREATE.KV_vigie-sources", PROVISIONER),
         ("$JS.ACK.FRAMES.inference-0.1.1.1.1795693825087069543.0", "inference"),
     ],
@@ -119,6 +122,26 @@ def test_only_ingest_reads_the_sources_and_only_the_registry_writes_them() -> No
     assert not provisioner.may_publish("$JS.SOURCES.API.DIRECT.GET.KV_vigie-sources")
 
 
+def test_inference_publishes_views_and_only_the_registry_reads_them_without_a_consumer() -> None:
+    """Inference publishes a camera's scene view into VIEWS (in the registry's account) and cannot read it
+    back; the registry reads a camera's latest view by direct get in its own account; nobody consumes it."""
+    assert owner_of("VIEWS") == "registry"
+    for service, allowed in all_permissions().items():
+        assert allowed.may_publish("vigie.views.north-gate") == (service == "inference"), service
+        assert not allowed.may_subscribe("vigie.views.north-gate"), service
+        for api in _apis():
+            get = f"{api}.DIRECT.GET.VIEWS.vigie.views.north-gate"
+            assert allowed.may_publish(get) == (service == "registry" and api == LOCAL_API), (service, get)
+            assert allowed.may_publish(f"{api}.DIRECT.GET.VIEWS") == (
+                service == "registry" and api == LOCAL_API
+            ), (service, api)
+            assert not allowed.may_publish(f"{api}.STREAM.MSG.GET.VIEWS"), (service, api)
+            for read in _reads(api, "VIEWS", "views", "vigie.views.*"):
+                assert not allowed.may_publish(read), (service, read)
+    # Inference does not even look VIEWS up: it publishes, and the broker's acknowledgement is its answer.
+    assert not any("VIEWS" in subject for subject in permissions_for("inference").publish)
+
+
 @pytest.mark.parametrize(
     "subject",
     [
@@ -146,7 +169,14 @@ def test_each_user_subscribes_to_its_own_inbox_and_its_buckets_notifications_onl
         assert allowed.inbox_prefix == inbox_prefix(allowed.user) == f"_INBOX_{service}"
         for other in SERVICES:
             assert allowed.may_subscribe(f"_INBOX_{other}.abc") == (service == other)
-        for subject in ("vigie.frames.cam", "vigie.tracks.cam", "vigie.events.cam", "_INBOX.abc", ">"):
+        for subject in (
+            "vigie.frames.cam",
+            "vigie.tracks.cam",
+            "vigie.events.cam",
+            "vigie.views.cam",
+            "_INBOX.abc",
+            ">",
+        ):
             assert not allowed.may_subscribe(subject)
 
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import nats
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -40,8 +41,10 @@ from vigie_core.streams import (
     frames_subject,
     partition_filter,
     tracks_subject,
+    views_subject,
 )
 from vigie_embedded.nats import EmbeddedNats, NatsCredentials
+from vigie_proto.v1.views_pb2 import SceneViewResult
 
 pytestmark = pytest.mark.integration
 
@@ -371,3 +374,63 @@ async def test_a_service_connects_through_vigie_core_with_its_inbox_prefix(
         )
     finally:
         await nc.close()
+
+
+async def test_inference_publishes_scene_views_it_cannot_read_back_within_the_streams_bounds(
+    secured_nats_server: EmbeddedNats,
+) -> None:
+    """VIEWS, in the registry's account: inference publishes a camera's view into it and gets the broker's
+    acknowledgement; a copy of the same request is dropped; a message over 256 KiB is refused; ingest and
+    the anonymiser may not publish there; inference cannot read it back (no direct get, no consumer, no
+    subscription); the registry reads the camera's latest view in its own account."""
+    view = SceneViewResult(schema_version=1, camera_id="north-gate", request_id="r-1", policy_version=3)
+    view.image.jpeg = b"\xff\xd8" + bytes(150_000)
+    view.image.width, view.image.height = 416, 234
+    subject, headers = views_subject("north-gate"), {"Nats-Msg-Id": "view-r-1"}
+    async with contextlib.AsyncExitStack() as stack:
+        c = {
+            s: await stack.enter_async_context(connected(secured_nats_server, s))
+            for s in ("inference", "registry", "ingest", "anonymiser")
+        }
+        inference = c["inference"].nc.jetstream(timeout=2)
+        ack = await inference.publish(subject, view.SerializeToString(), headers=headers)
+        assert (ack.stream, ack.duplicate) == ("VIEWS", None)
+        again = await inference.publish(subject, view.SerializeToString(), headers=headers)
+        assert (again.stream, again.seq, again.duplicate) == ("VIEWS", ack.seq, True)
+        with pytest.raises(nats.js.errors.APIError, match="maximum"):
+            await inference.publish(views_subject("north-gate"), bytes(256 * 1024 + 1))
+
+        registry = c["registry"].nc.jetstream()
+        assert (await registry.stream_info("VIEWS")).state.messages == 1
+        stored = await registry.get_last_msg("VIEWS", subject, direct=True)
+        assert SceneViewResult.FromString(stored.data or b"") == view
+
+        for producer in ("ingest", "anonymiser"):
+            await c[producer].nc.publish(subject, b"forged view")
+            await c[producer].violation("publish", subject)
+
+        intruder = c["inference"]
+        await intruder.nc.subscribe("vigie.views.>", cb=intruder.record)
+        attempts = [
+            intruder.js.pull_subscribe("vigie.views.>", durable="intruder", stream="VIEWS"),
+            intruder.js.add_consumer("VIEWS", durable_name="intruder", ack_policy=AckPolicy.EXPLICIT),
+            intruder.js.get_msg("VIEWS", 1),
+            intruder.js.get_msg("VIEWS", 1, direct=True),
+            intruder.js.get_last_msg("VIEWS", subject, direct=True),
+            _js_at(intruder, "$JS.REGISTRY.API").get_msg("VIEWS", 1, direct=True),
+            _js_at(intruder, "$JS.REGISTRY.API").stream_info("VIEWS"),
+        ]
+        outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+        assert all(isinstance(o, Exception) for o in outcomes), outcomes
+        await intruder.violation("subscription", "vigie.views.>")
+        for api in ("$JS.API", "$JS.REGISTRY.API"):
+            await intruder.violation("publish", f"{api}.DIRECT.GET.VIEWS")
+        await intruder.violation("publish", "$JS.API.CONSUMER.INFO.VIEWS.intruder")
+        await intruder.violation("publish", "$JS.API.CONSUMER.DURABLE.CREATE.VIEWS.intruder")
+        await inference.publish(views_subject("other"), b"still allowed")  # and heard by nobody
+        await asyncio.sleep(0.1)
+        assert intruder.received == [], [m.subject for m in intruder.received]
+
+
+def _js_at(client: ServiceClient, prefix: str) -> JetStreamContext:
+    return client.nc.jetstream(prefix=prefix, timeout=DENIED_REQUEST_TIMEOUT_S)

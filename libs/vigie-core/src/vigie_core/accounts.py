@@ -14,7 +14,8 @@ The design (``docs/threat-model.md`` argues it):
   ``INGEST``, ``INFERENCE``, ... ``PROVISIONER``), each with that service's user alone.
 - **A stream lives in its reader's account** (:data:`~vigie_core.permissions.STREAM_OWNERS`): FRAMES in
   INFERENCE, TRACKS and the anonymiser's dead letters in ANONYMISER, EVENTS in AGGREGATION, AUDIT in AUDIT,
-  the policy bucket (read by three services) in REGISTRY, which writes it. A service reading its stream
+  the policy bucket (read by three services) and VIEWS (the scene views, read by the registry alone) in
+  REGISTRY. A service reading its stream
   stays in its own account.
 - **The sources bucket is in an account without users** (SOURCES): the registry writes it and ingest reads
   it, both through imports. Were it in ingest's account, a compromised ingest could make the server write
@@ -26,7 +27,8 @@ The design (``docs/threat-model.md`` argues it):
   the server send lands on subjects of its own account, which are its own streams and its imports: the
   very subjects it may publish on anyway. The inside accounts have no import towards a service outside
   the boundary other than their own audit subject (bounded to 64 KiB a message by the AUDIT stream, so no
-  frame fits).
+  frame fits) and, for inference, ``vigie.views.*``: the scene views, into VIEWS, which keeps one message
+  per camera of at most 256 KiB, and whose reader, the registry, accepts only the view it asked for.
 - **Bucket readers get entries by direct get and changes by notification**: each bucket's stream
   announces every stored write on ``vigie.kv.<bucket>.<key>``, headers only (JetStream's republish), and
   that subject is exported one way to the readers. No consumer is created across accounts, since a push
@@ -75,6 +77,7 @@ from vigie_core.streams import (
     EVENTS_PREFIX,
     FRAMES_PREFIX,
     TRACKS_PREFIX,
+    VIEWS_PREFIX,
     audit_subject,
     bucket_notifications,
     provisioned_stream_configs,
@@ -168,6 +171,13 @@ def crossings() -> tuple[Crossing, ...]:
             ("anonymiser",),
             "service",
             "the anonymiser publishes into EVENTS",
+        ),
+        Crossing(
+            "registry",
+            f"{VIEWS_PREFIX}.*",
+            ("inference",),
+            "service",
+            "inference publishes scene views into VIEWS (one per camera, size-bounded)",
         ),
         *(
             Crossing(

@@ -29,6 +29,9 @@ What the lists say, in words:
   aggregation reads it.
 - AUDIT (in the audit service's account): every service publishes on ``vigie.audit.<itself>`` only, each
   through an import that names that one subject; the audit service alone reads it.
+- VIEWS (scene views: pictures of a camera's scene without its people, in the registry's account):
+  inference publishes into it through an import, on ``vigie.views.<camera>`` only; the registry alone
+  reads it (direct gets of a camera's latest). Inference cannot read it back.
 - The policy bucket (``vigie-policy``, in the registry's account): the registry writes it; ingest, inference
   and the anonymiser read it (direct gets) and follow its changes (the bucket announces each stored write
   on ``vigie.kv.vigie-policy.<key>``, headers only).
@@ -62,12 +65,14 @@ from vigie_core.streams import (
     POLICY_BUCKET,
     SOURCES_BUCKET,
     TRACKS_PREFIX,
+    VIEWS_PREFIX,
     AuditStream,
     CheckpointStream,
     DeadLetterStream,
     EventsStream,
     FramesStream,
     TracksStream,
+    ViewsStream,
     audit_subject,
     bucket_notifications,
     deadletter_subject,
@@ -119,6 +124,7 @@ TRACKS = _name(TracksStream().config().name)
 EVENTS = _name(EventsStream().config().name)
 AUDIT = _name(AuditStream().config().name)
 CHECKPOINTS = _name(CheckpointStream().config().name)
+VIEWS = _name(ViewsStream().config().name)
 POLICY_STREAM = f"KV_{POLICY_BUCKET}"
 SOURCES_STREAM = f"KV_{SOURCES_BUCKET}"
 
@@ -137,6 +143,7 @@ STREAM_OWNERS: Mapping[str, str] = {
     EVENTS: "aggregation",
     _name(DeadLetterStream("aggregation").config().name): "aggregation",
     AUDIT: "audit",
+    VIEWS: "registry",
     POLICY_STREAM: "registry",
     SOURCES_STREAM: SOURCES_VAULT,
 }
@@ -285,6 +292,16 @@ def _checkpoints() -> list[str]:
     ]
 
 
+def _reads_views() -> list[str]:
+    """Read each camera's latest scene view in its own account (direct gets, by camera subject; the stream's
+    info): no consumer."""
+    return [
+        f"{LOCAL_API}.STREAM.INFO.{VIEWS}",
+        f"{LOCAL_API}.DIRECT.GET.{VIEWS}",
+        f"{LOCAL_API}.DIRECT.GET.{VIEWS}.>",
+    ]
+
+
 def _dead_letters(service: str) -> list[str]:
     """Set rejected messages aside on ``vigie.deadletter.<service>``, stored in ``DEADLETTER_<SERVICE>``."""
     return [deadletter_subject(service), *_looks_up(service, _name(DeadLetterStream(service).config().name))]
@@ -295,7 +312,13 @@ def all_permissions() -> Mapping[str, ServicePermissions]:
     """Every service's permissions, by service name, then the provisioner's (:data:`ROLES`)."""
     publish: dict[str, list[str]] = {
         "ingest": [f"{FRAMES_PREFIX}.*", *_looks_up("ingest", FRAMES)],
-        "inference": [f"{TRACKS_PREFIX}.*", *_looks_up("inference", TRACKS), *_consumes(FRAMES)],
+        "inference": [
+            f"{TRACKS_PREFIX}.*",
+            *_looks_up("inference", TRACKS),
+            *_consumes(FRAMES),
+            # Scene views, into the registry's VIEWS through an import; never read back.
+            f"{VIEWS_PREFIX}.*",
+        ],
         "anonymiser": [
             f"{EVENTS_PREFIX}.*",
             *_looks_up("anonymiser", EVENTS),
@@ -310,6 +333,7 @@ def all_permissions() -> Mapping[str, ServicePermissions]:
             # It reads back what it writes (its writes are conditional on the revision read).
             *_reads_bucket("registry", POLICY_BUCKET),
             *_reads_bucket("registry", SOURCES_BUCKET),
+            *_reads_views(),
         ],
         "audit": _consumes(AUDIT),
     }

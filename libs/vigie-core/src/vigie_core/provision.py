@@ -59,6 +59,7 @@ from vigie_core.streams import (
     PolicyBucket,
     SourcesBucket,
     TracksStream,
+    ViewsStream,
     bucket_stream,
 )
 
@@ -139,6 +140,9 @@ class ProvisionSettings(ServiceSettings, env_prefix="VIGIE_PROVISION_"):
     )
     anonymiser_deadletter_max_age_s: float = Field(3600.0, gt=0, le=DAY_S)
     aggregation_deadletter_max_age_s: float = Field(7 * DAY_S, gt=0, le=366 * DAY_S)
+    views_max_age_days: float = Field(
+        30.0, gt=0, le=366, description="how long a camera's latest scene view is kept (VIEWS, in memory)"
+    )
     policy_history: int = Field(5, ge=1, le=64, description="revisions the policy bucket keeps per camera")
     stream_replicas: int = Field(
         1,
@@ -176,6 +180,7 @@ def provisioned_streams(settings: ProvisionSettings) -> list[StreamConfig]:
         DeadLetterStream("anonymiser", settings.anonymiser_deadletter_max_age_s, replicas).config(),
         DeadLetterStream("aggregation", settings.aggregation_deadletter_max_age_s, replicas).config(),
         CheckpointStream(replicas=replicas).config(),
+        ViewsStream(max_age_s=settings.views_max_age_days * DAY_S, replicas=replicas).config(),
     ]
 
 

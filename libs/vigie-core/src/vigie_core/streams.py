@@ -427,6 +427,7 @@ def provisioned_stream_configs() -> tuple[StreamConfig, ...]:
         AuditStream().config(),
         *(DeadLetterStream(service).config() for service in DEADLETTER_SERVICES),
         CheckpointStream().config(),
+        ViewsStream().config(),
         bucket_stream(PolicyBucket().config()),
         bucket_stream(SourcesBucket().config()),
     )

@@ -1,5 +1,5 @@
 """The detector behind one small interface: Triton over asyncio gRPC in production, onnxruntime
-in-process for the single-process baseline and tests."""
+in-process for the single-process baseline and tests; and CenterFace on Triton, for scene views."""
 
 from __future__ import annotations
 
@@ -13,7 +13,18 @@ import numpy.typing as npt
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 
-from vigie_models import BOXES_OUTPUT, INPUT_MULTIPLE, INPUT_NAME, SCORES_OUTPUT
+from vigie_inference.scene_view import decode_centerface
+from vigie_models import (
+    BOXES_OUTPUT,
+    CENTERFACE_HEATMAP_OUTPUT,
+    CENTERFACE_INPUT_NAME,
+    CENTERFACE_MODEL_NAME,
+    CENTERFACE_OFFSET_OUTPUT,
+    CENTERFACE_SCALE_OUTPUT,
+    INPUT_MULTIPLE,
+    INPUT_NAME,
+    SCORES_OUTPUT,
+)
 
 # A batch of letterboxed RGB images of one size, NHWC uint8.
 ImageBatch = npt.NDArray[np.uint8]
@@ -166,3 +177,40 @@ class OnnxRuntimeDetector:
 
     async def close(self) -> None:
         return None
+
+
+class TritonFaceDetector:
+    """CenterFace on Triton, for the final check of scene views (:mod:`.scene_view`): one picture a request,
+    its faces as normalised boxes and scores."""
+
+    def __init__(self, url: str, model_name: str = CENTERFACE_MODEL_NAME, model_version: str = "") -> None:
+        self._client = InferenceServerClient(url)
+        self._model = model_name
+        self._version = model_version
+        self._outputs = [
+            InferRequestedOutput(name)
+            for name in (CENTERFACE_HEATMAP_OUTPUT, CENTERFACE_SCALE_OUTPUT, CENTERFACE_OFFSET_OUTPUT)
+        ]
+
+    async def detect(self, picture: ImageBatch, threshold: float) -> tuple[FloatArray, FloatArray]:
+        """The faces of one RGB picture (H x W x 3, uint8) scoring above ``threshold``."""
+        height, width = picture.shape[:2]
+        # CenterFace takes sides that are multiples of 32: padded right and bottom only, so its
+        # coordinates are the picture's.
+        padded = np.zeros((1, 3, -(-height // 32) * 32, -(-width // 32) * 32), np.float32)
+        padded[0, :, :height, :width] = picture.transpose(2, 0, 1)
+        request = InferInput(CENTERFACE_INPUT_NAME, list(padded.shape), "FP32")
+        request.set_data_from_numpy(padded)
+        try:
+            result = await self._client.infer(self._model, [request], self._version, outputs=self._outputs)
+        except Exception as error:  # tritonclient raises its own and gRPC errors
+            raise DetectorError(f"Triton face detection failed: {error}") from error
+        heatmap = result.as_numpy(CENTERFACE_HEATMAP_OUTPUT)
+        scale = result.as_numpy(CENTERFACE_SCALE_OUTPUT)
+        offset = result.as_numpy(CENTERFACE_OFFSET_OUTPUT)
+        if heatmap is None or scale is None or offset is None:
+            raise DetectorError("Triton response lacks one of CenterFace's outputs")
+        return decode_centerface(heatmap[0], scale[0], offset[0], width, height, threshold)
+
+    async def close(self) -> None:
+        await self._client.close()

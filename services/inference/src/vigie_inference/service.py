@@ -20,10 +20,14 @@ and then fails closed: while the policy cannot be read, no frame is analysed (``
 (:func:`.analysis.tracking_rules`): detections of classes it does not list are discarded before the
 tracker, and no track lives longer than its ``track_max_seconds``.
 
+Scene views (:mod:`.view_publisher`): a view request in a camera's policy is carried out by the replica
+analysing the camera, from frames it may analyse, kept in memory while sampled; one SceneViewResult goes to
+VIEWS, which inference publishes into and cannot read.
+
 Audit (``vigie_core.audit``): the configuration in force at start-up (a digest, the partition); the model
 and version that answer, at start-up and whenever another version answers (:mod:`.model_audit`); a frame
 naming another camera than its subject (a boundary fault: dropped, never analysed); every operation the
-NATS server refuses to the replica (a permission violation).
+NATS server refuses to the replica (a permission violation); each scene view published or refused.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ from vigie_inference.letterbox import LetterboxTransform, input_shape, letterbox
 from vigie_inference.model_audit import ServedModel
 from vigie_inference.settings import InferenceSettings
 from vigie_inference.tracker import TrackingRules
+from vigie_inference.view_publisher import FaceDetector, ViewPublisher
 from vigie_models import INPUT_SIZE
 from vigie_proto.v1.frames_pb2 import Frame
 from vigie_proto.v1.tracks_pb2 import TrackFrame
@@ -172,6 +177,7 @@ class InferencePipeline:
         nc: Client,
         audit: AuditPublisher,
         policies: PolicyView | None = None,
+        faces: FaceDetector | None = None,
     ) -> None:
         self._runtime = runtime
         self._settings = settings
@@ -195,6 +201,20 @@ class InferencePipeline:
         # model says otherwise; the square again after a failure (every model takes it) until it says again.
         self._input_multiple: int | None = None
         self._identify_again = True
+        # The registry's view requests come with the policy: none without it, or without a face detector.
+        self._views = (
+            ViewPublisher(
+                runtime,
+                settings.views,
+                detector,
+                faces,
+                audit,
+                input_multiple=lambda: self._input_multiple,
+                iou_threshold=settings.iou_threshold,
+            )
+            if faces is not None and policies is not None and settings.views.enabled
+            else None
+        )
 
     async def run(self) -> None:
         settings = self._settings
@@ -203,6 +223,9 @@ class InferencePipeline:
         # through an import and looks up under that account's API prefix (vigie_core.accounts).
         js = nc.jetstream()
         tracks = jetstream_for(nc, settings.nats, "inference", "TRACKS")
+        # VIEWS, in the registry's account, is only published into (the import of vigie.views.*): its
+        # acknowledgement is the only answer inference gets from it, and it does not look it up.
+        views = nc.jetstream()
         # The provisioner creates TRACKS, which inference writes, and FRAMES, which it reads: both checked,
         # at start and then continuously, above all that they copy from nowhere.
         guard = stream_guard(self._runtime, self._audit)
@@ -249,12 +272,14 @@ class InferencePipeline:
                 if identify and time.monotonic() >= self._identify_again_at:
                     await self._identify_model()
                 await self._end_forbidden(js)
+                if self._views is not None and self._policies is not None:
+                    self._views.check(views, self._policies)
                 messages = await frames.fetch(settings.max_batch, timeout_s=0.25)
                 if not messages:  # none came (or the broker is away: the puller waits and binds again)
                     for message in self._trackers.expire_idle(time.monotonic()):
                         await self._publish(js, message)
                     continue
-                await self._submit(js, messages)
+                await self._submit(js, messages, views)
         finally:
             # Drain: let the requests in flight finish and their tracks be published and acked.
             await self._pending.put(None)
@@ -262,6 +287,8 @@ class InferencePipeline:
             for message in self._trackers.end_all():
                 await self._publish(js, message)
             await frames.close()  # frames fetched by no one stay in the stream for the next replica
+            if self._views is not None:
+                await self._views.close()
             await self._detector.close()
 
     async def _identify_model(self) -> None:
@@ -297,6 +324,8 @@ class InferencePipeline:
         camera's tracks end (they must not bridge the paused time)."""
         self._metrics.dropped.labels(decision.cause).inc()
         await message.ack()
+        if self._views is not None:
+            self._views.not_analysable(decision)
         await self._end_camera(js, decision.camera_id, decision.reason)
 
     async def _publish(
@@ -326,7 +355,7 @@ class InferencePipeline:
             if not decision.analyse:
                 await self._end_camera(js, camera_id, decision.reason)
 
-    async def _submit(self, js: JetStreamContext, messages: list[Msg]) -> None:
+    async def _submit(self, js: JetStreamContext, messages: list[Msg], views: JetStreamContext) -> None:
         # One batch per input size (a camera run's frames all have one): a model of any size takes each
         # picture in the square less the bands of padding it does not need, and a batch holds one size.
         groups: dict[tuple[int, int], list[tuple[Msg, Frame, npt.NDArray[np.uint8]]]] = {}
@@ -352,6 +381,8 @@ class InferencePipeline:
                 self._metrics.dropped.labels("out_of_order").inc()
                 await message.ack()
                 continue
+            if self._views is not None and decision is not None:
+                self._views.offer(views, frame, pixels, decision)
             shape = input_shape(pixels.shape[0], pixels.shape[1], INPUT_SIZE, self._input_multiple)
             groups.setdefault(shape, []).append((message, frame, pixels))
         for (height, width), members in groups.items():
@@ -486,17 +517,22 @@ async def record_start(audit: AuditPublisher, settings: InferenceSettings) -> No
         logger.error("the configuration in force could not be audited: %s", error)
 
 
-async def serve(runtime: ServiceRuntime, detector: Detector | None = None) -> None:
+async def serve(
+    runtime: ServiceRuntime, detector: Detector | None = None, faces: FaceDetector | None = None
+) -> None:
     """The service's body: run the pipeline until asked to stop."""
     settings = runtime.settings
     assert isinstance(settings, InferenceSettings)
-    if detector is None:
-        from vigie_inference.detector import TritonDetector
+    from vigie_inference.detector import TritonDetector, TritonFaceDetector
 
+    if detector is None:
         detector = TritonDetector(settings.triton_url, settings.model_name, settings.model_version)
+    if faces is None and settings.views.enabled and settings.policy.enabled:
+        views = settings.views
+        faces = TritonFaceDetector(settings.triton_url, views.face_model_name, views.face_model_version)
     nc, audit = await connect_with_audit(
         runtime, settings.nats, settings.audit, f"vigie-inference-{settings.partition}"
     )
     await record_start(audit, settings)
     policies = await policy_view(runtime, nc, settings.policy)
-    await InferencePipeline(runtime, settings, detector, nc, audit, policies).run()
+    await InferencePipeline(runtime, settings, detector, nc, audit, policies, faces).run()
