@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from vigie_embedded.demo import TRY_IT_MOTIVE
+from vigie_embedded.platform import CAMERA_ID
 from vigie_embedded.testing import curl_requests, offline_docs_problems
 
 pytestmark = pytest.mark.integration
@@ -58,6 +59,12 @@ def test_the_demo_shows_the_figures_and_ctrl_c_stops_every_process(
         assert all(window["suppressed"] == (window["crossings"] is None) for window in result["windows"])
         assert result["crossings"]
         assert result["audit_entries"] > 0
+        # The view asked for while the film played: made inside the boundary and let out (the inference
+        # tests show that no one is on such a view); its size only, never the picture, in the summary.
+        view = result["view"]
+        assert view["state"] == "ready", view
+        assert view["frames"] >= 9
+        assert 0 < view["bytes"] <= 200_000
         _the_printed_commands_work(result)
 
         # Every component runs while the platform serves; Ctrl-C stops them all.
@@ -90,7 +97,9 @@ def test_the_demo_shows_the_figures_and_ctrl_c_stops_every_process(
 def _the_printed_commands_work(result: dict[str, Any]) -> None:
     """What the demo prints while it serves, as a person would use it: the curl commands give the figures
     it showed and the audit journal's record of that read; every API's docs page works offline."""
-    (statistics, statistics_headers), (audit, audit_headers) = curl_requests(result["commands"])
+    (statistics, statistics_headers), (audit, audit_headers), (view, view_headers) = curl_requests(
+        result["commands"]
+    )
     with httpx.Client(timeout=10) as client:
         response = client.get(statistics, headers=statistics_headers)
         assert response.status_code == 200, response.text
@@ -104,6 +113,15 @@ def _the_printed_commands_work(result: dict[str, Any]) -> None:
                 break
             assert time.monotonic() < deadline, response.json()
             time.sleep(0.5)
+        picture = client.get(view, headers=view_headers)
+        assert picture.status_code == 200, picture.text
+        assert picture.headers["content-type"] == "image/jpeg"
+        assert len(picture.content) == result["view"]["bytes"]
+        # The operator console's one-time link signs in and shows the demo camera.
+        console = client.get(result["console_link"], follow_redirects=True)
+        assert console.status_code == 200, console.text
+        assert CAMERA_ID in console.text
+        assert client.get(result["console_link"]).status_code == 400, "a sign-in link works once"
     docs = [url.removesuffix("/docs") for name, url in result["endpoints"].items() if name.endswith("docs")]
     assert len(docs) == 3, result["endpoints"]
 

@@ -50,6 +50,18 @@ def test_the_statistics_command_asks_for_today_s_windows_of_the_camera() -> None
     assert datetime.fromisoformat(query["to"][0]).timestamp() == end
 
 
+def test_with_a_view_a_fourth_command_saves_it_as_a_person_would() -> None:
+    urls = {**URLS, "registry": "http://registry.test"}
+    assert len(try_it_commands(urls, "a.b.c", _film_period())) == 3
+    *_, view = try_it_commands(urls, "a.b.c", _film_period(), view=True)
+    assert view.endswith(" -o view.jpg")
+    ((url, headers),) = curl_requests(["TOKEN='a.b.c'", view])
+    assert headers == {"Authorization": "Bearer a.b.c"}
+    parts = urlsplit(url)
+    assert (parts.netloc, parts.path) == ("registry.test", f"/v1/cameras/{CAMERA_ID}/view.jpg")
+    assert parse_qs(parts.query)["motive"] == [TRY_IT_MOTIVE]
+
+
 async def test_the_printed_commands_answer_from_the_apis(tmp_path: Path) -> None:
     """Each printed command, read as a shell would, against the statistics API and the audit API as the
     platform mounts them: 200, and the statistics read is audited with the printed motive."""

@@ -173,3 +173,43 @@ async def test_concurrent_writers_take_distinct_versions(any_store: RegistryStor
     versions = await asyncio.gather(*(rename(i) for i in range(12)))
     assert len(set(versions)) == 12
     assert max(versions) == 16
+
+
+async def test_a_database_of_the_first_migration_gains_the_view_request(any_store: RegistryStore) -> None:
+    """Migration 0002 on a database with cameras: they read back without a request, then keep one; the
+    tables then match the schema the store queries (and 0002 goes back down)."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from sqlalchemy import Connection
+
+    from vigie_core.database import WRITE_OPTION
+    from vigie_registry.camera import SceneViewRequest
+
+    def alembic(connection: Connection, revision: str, down: bool = False) -> None:
+        config = Config()
+        config.set_main_option("script_location", "vigie_registry:migrations")
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+    writer = any_store.engine.execution_options(**{WRITE_OPTION: True})
+    await any_store.create("north-gate", parsed(declaration()), "active", SOURCE, now=T)
+    async with writer.begin() as conn:
+        await conn.run_sync(alembic, "0001", True)
+    async with writer.begin() as conn:
+        await conn.run_sync(alembic, "head")
+    camera = await any_store.camera("north-gate")
+    assert camera is not None
+    assert camera.view_request is None
+    wanted = SceneViewRequest("2b1c0f3e-0000-4000-8000-000000000001", T, 60)
+    await any_store.change("north-gate", lambda c: replace(c, view_request=wanted), now=T + 1)
+    changed = await any_store.camera("north-gate")
+    assert changed is not None
+    assert changed.view_request == wanted
+
+    def differences(connection: Connection) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(connection), schema.metadata))
+
+    async with any_store.engine.connect() as conn:
+        assert await conn.run_sync(differences) == []

@@ -1,6 +1,8 @@
 """The embedded demo: the whole platform on one machine analyses one video as a camera, then shows the
 anonymous statistics it published, read from the statistics API as a municipal application would, and the
-size of the audit journal that recorded it all.
+size of the audit journal that recorded it all. While the film plays, it asks the registry for a view of the
+camera's scene without its people (made inside the boundary, as an operator would to draw counting lines on
+it) and says whether it was made.
 
 Progress is read from the services' own /metrics; the demo never reads FRAMES or TRACKS, it stays outside
 the inference boundary like any client.
@@ -41,6 +43,9 @@ __all__ = [
 ]
 MOTIVE = "embedded demo: figures of the sample film"
 TRY_IT_MOTIVE = "trying the API"
+VIEW_MOTIVE = "embedded demo: a view of the scene to draw counting lines on"
+# How long the view's frames are sampled: most of the sample film, which lasts a minute.
+VIEW_SAMPLE_S = 40
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,13 @@ class DemoResult:
     occupancy: list[dict[str, Any]] = field(default_factory=list)
     audit_entries: int = 0
     endpoints: dict[str, str] = field(default_factory=dict)
+    # The camera's view as the registry describes it (state, size, frames; a refusal's reason), and its
+    # JPEG's size in bytes: never the picture itself.
+    view: dict[str, Any] = field(default_factory=dict)
     # What the demo prints for a person to query the platform themselves (shell lines, in order).
     commands: list[str] = field(default_factory=list)
+    # With --serve: a one-time sign-in address of the operator console (valid ten minutes).
+    console_link: str = ""
 
 
 def _clock(iso: str) -> str:
@@ -85,11 +95,13 @@ def suppression_explained(threshold: int) -> str:
     )
 
 
-def try_it_commands(urls: Mapping[str, str], token: str, period: tuple[int, int]) -> list[str]:
+def try_it_commands(
+    urls: Mapping[str, str], token: str, period: tuple[int, int], *, view: bool = False
+) -> list[str]:
     """Shell lines that query the running platform as the demo did: the token in a variable, the
     camera's published crossings over the film's reporting windows (``period``, Unix seconds: today's,
-    the figures the summary showed), and the audit journal's entries for reads of statistics (the demo's,
-    and the one just made, with its motive)."""
+    the figures the summary showed), the audit journal's entries for reads of statistics (the demo's,
+    and the one just made, with its motive), and, with ``view``, the camera's view saved as view.jpg."""
     start, end = period
     motive = TRY_IT_MOTIVE.replace(" ", "+")
     statistics = (
@@ -98,7 +110,11 @@ def try_it_commands(urls: Mapping[str, str], token: str, period: tuple[int, int]
     )
     audit = f"{urls['audit']}/api/audit/v1/entries?action=data_read&motive={motive}"
     authorization = '-H "Authorization: Bearer $TOKEN"'
-    return [f"TOKEN='{token}'", f"curl {authorization} '{statistics}'", f"curl {authorization} '{audit}'"]
+    commands = [f"TOKEN='{token}'", f"curl {authorization} '{statistics}'", f"curl {authorization} '{audit}'"]
+    if view:
+        picture = f"{urls['registry']}/v1/cameras/{CAMERA_ID}/view.jpg?motive={motive}"
+        commands.append(f"curl {authorization} '{picture}' -o view.jpg")
+    return commands
 
 
 class Demo:
@@ -139,6 +155,15 @@ class Demo:
                     self._endpoints(platform)
                     self._counted_and_published(platform, client)
                     self._read_statistics(platform, client)
+                    self._read_view(platform, client)
+                    self.result.commands = try_it_commands(
+                        platform.urls,
+                        platform.token("stats:read", "audit:read", "registry:admin"),
+                        platform.film_period(self.result.progress),
+                        view=self.result.view.get("state") == "ready",
+                    )
+                    if options.serve:
+                        self.result.console_link = platform.console_link()
                     if options.as_json:
                         self._report()  # before serving: a caller reads it while the platform is up
                     else:
@@ -188,8 +213,14 @@ class Demo:
 
     def _counted_and_published(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
         self.started = time.monotonic()
+
+        def on_progress(progress: FilmProgress) -> None:
+            self._show(progress)
+            if progress.frames_analysed and not self.result.view:
+                self._ask_for_view(platform, client)
+
         self.result.progress = progress = platform.wait_until_counted(
-            client, self.options.timeout_s, self._show
+            client, self.options.timeout_s, on_progress
         )
         _, end = platform.film_period(progress)
         self.say(
@@ -198,6 +229,33 @@ class Demo:
         )
         platform.wait_until_published(client, progress)
         progress.windows_closed = platform.windows_closed(client)  # by then
+
+    def _ask_for_view(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
+        """Once the camera is analysed: ask for its view, as an operator would (a refusal is shown, the
+        demo goes on)."""
+        asked = platform.request_view(client, VIEW_MOTIVE, VIEW_SAMPLE_S)
+        if asked.status_code == 202:
+            self.result.view = {"state": "pending"}
+            self.say(
+                f"asked the registry for a view of the scene without its people ({VIEW_SAMPLE_S} s of frames)"
+            )
+        else:
+            self.result.view = {"state": "not asked", "reason": asked.json().get("detail", asked.text)}
+
+    def _read_view(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
+        if self.result.view.get("state") != "pending":
+            return
+        view = platform.wait_for_view(client, timeout_s=120.0)
+        shown = ("state", "reason", "width", "height", "frames", "sampled_seconds")
+        self.result.view = {key: view[key] for key in shown if view.get(key) is not None}
+        if view["state"] == "ready":
+            picture = client.get(
+                f"{platform.urls['registry']}/v1/cameras/{CAMERA_ID}/view.jpg",
+                params={"motive": VIEW_MOTIVE},
+                headers={"Authorization": f"Bearer {platform.token('registry:admin')}"},
+            )
+            picture.raise_for_status()
+            self.result.view["bytes"] = len(picture.content)
 
     def _read_statistics(self, platform: EmbeddedPlatform, client: httpx.Client) -> None:
         """Read the figures through the statistics API, as a municipal application would."""
@@ -250,9 +308,6 @@ class Demo:
         )
         audit.raise_for_status()
         result.audit_entries = int(audit.json()["tree_size"])
-        result.commands = try_it_commands(
-            platform.urls, platform.token("stats:read", "audit:read"), (start, end)
-        )
 
     def _summary(self, platform: EmbeddedPlatform) -> None:
         result, progress = self.result, self.result.progress
@@ -302,17 +357,36 @@ class Demo:
             f"\nAudit journal: a tree head signed now covers {result.audit_entries} entries "
             "(configurations, model versions, exports and reads of statistics)."
         )
+        view = result.view
+        if view.get("state") == "ready":
+            print(
+                f"\nA view of the scene without its people, made inside the boundary from {view['frames']} "
+                f"frames over {view['sampled_seconds']:.0f} s:\n  {view['width']}x{view['height']}, "
+                f"{view['bytes'] / 1000:.0f} KB (make demo ARGS=--serve prints how to fetch it)."
+            )
+        elif view:
+            print(f"\nNo view of the scene was made ({view['state']}): {view.get('reason', 'no answer')}")
         if not self.options.serve:
             print("Keep the platform up to query it yourself: make demo ARGS=--serve")
 
     def _serve(self, platform: EmbeddedPlatform) -> None:
-        self.say("\nThe platform stays up until Ctrl-C. Query it yourself (the token is valid 12 hours):")
+        self.say(
+            "\nThe platform stays up until Ctrl-C. The operator console (the cameras, their view, lines and "
+            "zones\nto draw), signed in by this one-time link, valid ten minutes:\n"
+            f"  {self.result.console_link}"
+        )
+        self.say("Query it yourself (the token is valid 12 hours):")
         for line in self.result.commands:
             self.say(f"  {line}")
+        view = (
+            ", the third saves the view of the scene\nwithout its people as view.jpg"
+            if len(self.result.commands) > 3
+            else ""
+        )
         self.say(
             "The first gives the figures above (add &format=csv inside the quotes for CSV), the second\n"
-            "the reads of statistics in the audit journal, yours among them. Each API documents itself\n"
-            "at the 'docs' addresses above."
+            f"the reads of statistics in the audit journal, yours among them{view}. Each API documents\n"
+            "itself at the 'docs' addresses above."
         )
         while True:
             time.sleep(1.0)

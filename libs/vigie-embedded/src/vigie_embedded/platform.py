@@ -439,6 +439,40 @@ class EmbeddedPlatform:
                         raise PlatformFailedError(f"camera {camera!r}'s policy was not published in time")
                     time.sleep(0.2)
 
+    def console_link(self, operator: str = "demo-operator") -> str:
+        """A one-time address signing ``operator`` in to the registry's operator console (valid ten
+        minutes), minted with the registry's own settings, as ``python -m vigie_registry console-link``
+        does."""
+        from vigie_registry.console.signin import console_link
+        from vigie_registry.settings import RegistrySettings
+
+        settings = RegistrySettings(**self._settings("registry", triton_url=""))
+        return console_link(settings, operator=operator, base_url=self.urls["registry"])
+
+    def request_view(self, client: httpx.Client, motive: str, sample_seconds: int) -> httpx.Response:
+        """Ask the registry for a view of the demo camera's scene without its people (built inside the
+        boundary from frames sampled over ``sample_seconds``); the registry's answer, whatever it is."""
+        return client.post(
+            f"{self.urls['registry']}/v1/cameras/{CAMERA_ID}/view-requests",
+            json={"motive": motive, "sample_seconds": sample_seconds},
+            headers={"Authorization": f"Bearer {self.token('registry:admin')}"},
+        )
+
+    def wait_for_view(self, client: httpx.Client, timeout_s: float) -> dict[str, Any]:
+        """Where the demo camera's view stands (the registry's ``GET .../view``), once it is no longer pending
+        or after ``timeout_s``."""
+        url = f"{self.urls['registry']}/v1/cameras/{CAMERA_ID}/view"
+        headers = {"Authorization": f"Bearer {self.token('registry:admin')}"}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check_running()
+            response = client.get(url, headers=headers)
+            response.raise_for_status()
+            view: dict[str, Any] = response.json()
+            if view["state"] != "pending" or time.monotonic() > deadline:
+                return view
+            time.sleep(1.0)
+
     def public_camera_urls(self) -> dict[str, str]:
         """Where a citizen reads about the camera and objects: the registry's public page when it serves
         one, and the public API."""

@@ -418,8 +418,9 @@ async def offline_docs_problems(client: Any, api: str) -> list[str]:
 
 def curl_requests(lines: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
     """The GET requests (URL, headers) that shell ``lines`` printed for a person make: ``NAME='value'``
-    assignments, then ``curl -H 'Header: value' 'URL'`` commands using ``$NAME``, as a POSIX shell would
-    read them (so that a test runs what the person would paste, without needing curl)."""
+    assignments, then ``curl -H 'Header: value' 'URL' [-o FILE]`` commands using ``$NAME``, as a POSIX
+    shell would read them (so that a test runs what the person would paste, without needing curl; where
+    curl would save the answer is left out)."""
     variables: dict[str, str] = {}
     requests: list[tuple[str, dict[str, str]]] = []
     for line in lines:
@@ -435,6 +436,8 @@ def curl_requests(lines: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
             name, value = words[1].split(":", 1)
             headers[name] = value.strip()
             words = words[2:]
+        if words[-2:-1] == ["-o"]:
+            words = words[:-2]
         (url,) = words
         requests.append((url, headers))
     return requests

@@ -18,6 +18,7 @@ from vigie_proto.v1.policy_pb2 import (
     NormalisedPoint,
     PositionAnchor,
     PrivacyMask,
+    ViewRequest,
 )
 from vigie_registry.declaration import CameraDeclaration, CameraStatusName
 from vigie_registry.purposes import (
@@ -29,9 +30,22 @@ from vigie_registry.purposes import (
 )
 from vigie_registry.rules import effective_classes, effective_outputs
 
-__all__ = ["LiveState", "StoredCamera", "build_policy", "timestamp_of"]
+__all__ = [
+    "SAMPLE_SECONDS_MAX",
+    "SAMPLE_SECONDS_MIN",
+    "LiveState",
+    "SceneViewRequest",
+    "StoredCamera",
+    "build_policy",
+    "timestamp_of",
+]
 
 LiveState = Literal["analysing", "paused_by_objection", "off"]
+
+# How long a scene view's frames may be sampled: long enough for passers-by to vanish, short enough that
+# the request is not a way to watch the scene.
+SAMPLE_SECONDS_MIN = 10
+SAMPLE_SECONDS_MAX = 600
 
 _STATUS = {
     "draft": CameraStatus.CAMERA_STATUS_DRAFT,
@@ -51,6 +65,17 @@ _ANCHORS = {
 
 
 @dataclass(frozen=True, slots=True)
+class SceneViewRequest:
+    """An operator's request for a view of the camera's scene without its people (the policy's
+    ``view_request``): the camera's only current one, replaced by the next."""
+
+    request_id: str
+    # Unix seconds.
+    requested_at: int
+    sample_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredCamera:
     id: str
     declaration: CameraDeclaration
@@ -67,6 +92,8 @@ class StoredCamera:
     paused_until: int | None
     created_at: int
     updated_at: int
+    # The current request for a scene view; in every policy published until the next one replaces it.
+    view_request: SceneViewRequest | None = None
 
     def live_state(self, now: float) -> LiveState:
         """What the public page says: analysing, paused by an objection, or off."""
@@ -138,4 +165,13 @@ def build_policy(camera: StoredCamera, now: float) -> CameraPolicy:
         policy.security_events.extend(security_event_code(k) for k in d.security_events.detections)
         policy.authorised_from.CopyFrom(timestamp_of(d.security_events.authorised_from))
         policy.authorised_until.CopyFrom(timestamp_of(d.security_events.authorised_until))
+    if camera.view_request is not None:
+        request = camera.view_request
+        policy.view_request.CopyFrom(
+            ViewRequest(
+                request_id=request.request_id,
+                requested_at=timestamp_of(float(request.requested_at)),
+                sample_seconds=request.sample_seconds,
+            )
+        )
     return policy

@@ -8,13 +8,18 @@ import secrets
 import time
 from collections.abc import Callable
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vigie_core.audit import AuditPublisher
 from vigie_core.auth import TokenVerifier
-from vigie_registry.api.app import registry_app
+from vigie_registry.api.app import CameraOperations, registry_app
+from vigie_registry.console.app import console_app
+from vigie_registry.console.oidc import OidcClient
+from vigie_registry.console.signin import ConsoleSessions, SignInLinks, console_keys
 from vigie_registry.metrics import RegistryMetrics
 from vigie_registry.objections import ClientRateLimiter, ReceiptSigner
 from vigie_registry.public.form_token import FormTokens
@@ -23,10 +28,12 @@ from vigie_registry.publication import CameraPublisher
 from vigie_registry.right_to_object import ObjectionDesk
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import RegistryStore
+from vigie_registry.views import ViewReader
 
-__all__ = ["API_PREFIX", "form_tokens_for", "mount_registry"]
+__all__ = ["API_PREFIX", "CONSOLE_PREFIX", "form_tokens_for", "mount_registry"]
 
 API_PREFIX = "/v1"
+CONSOLE_PREFIX = "/console"
 
 
 def form_tokens_for(settings: RegistrySettings, clock: Callable[[], float] = time.time) -> FormTokens:
@@ -51,8 +58,13 @@ def mount_registry(
     metrics: RegistryMetrics,
     clock: Callable[[], float] = time.time,
     form_tokens: FormTokens | None = None,
+    views: ViewReader | None = None,
+    oidc_transport: httpx.AsyncBaseTransport | None = None,
 ) -> ObjectionDesk:
-    """Mount the API at ``/v1`` and the page at ``/`` on ``root`` (after its own routes: health, metrics)."""
+    """Mount the API at ``/v1``, the operator console at ``/console`` and the page at ``/`` on ``root``
+    (after its own routes: health, metrics); ``views``: where the scene views are read
+    (:mod:`vigie_registry.views`); ``oidc_transport``: how the OpenID Connect provider is reached (tests).
+    """
     desk = ObjectionDesk(
         store=store,
         publisher=publisher,
@@ -63,18 +75,47 @@ def mount_registry(
         metrics=metrics,
         clock=clock,
     )
+    api = registry_app(
+        store=store,
+        publisher=publisher,
+        audit=audit,
+        verifier=verifier,
+        settings=settings,
+        signer=signer,
+        metrics=metrics,
+        clock=clock,
+        desk=desk,
+        views=views,
+    )
+    root.mount(API_PREFIX, api)
+    operations = api.state.operations
+    assert isinstance(operations, CameraOperations)
+    # Sign-in links minted by another process (python -m vigie_registry console-link) verify with a key
+    # derived from the receipt key; without one, only this run's key, and no link can be minted outside.
+    keys = console_keys(
+        settings.receipt_key.get_secret_value().encode()
+        if settings.receipt_key is not None
+        else secrets.token_bytes(32)
+    )
+
+    async def console_home() -> Response:
+        return RedirectResponse(f"{CONSOLE_PREFIX}/", status_code=308)
+
+    root.add_api_route(CONSOLE_PREFIX, console_home, methods=["GET"], include_in_schema=False)
     root.mount(
-        API_PREFIX,
-        registry_app(
+        CONSOLE_PREFIX,
+        console_app(
             store=store,
-            publisher=publisher,
-            audit=audit,
-            verifier=verifier,
+            operations=operations,
             settings=settings,
-            signer=signer,
-            metrics=metrics,
+            links=SignInLinks(keys.link, settings.console.link_ttl_s, clock),
+            sessions=ConsoleSessions(keys.session, settings.console.session_ttl_s, clock),
+            oidc=(
+                OidcClient(settings.console.oidc, keys.session, transport=oidc_transport, clock=clock)
+                if settings.console.oidc is not None
+                else None
+            ),
             clock=clock,
-            desk=desk,
         ),
     )
     site = public_site(

@@ -34,3 +34,15 @@ class RegistryMetrics:
             ["rule"],
             registry=registry,
         )
+        self.view_requests = Counter(
+            "vigie_registry_view_requests",
+            "Requests for a view of a camera's scene without its people, made by administrators",
+            registry=registry,
+        )
+        self.views_rejected = Counter(
+            "vigie_registry_views_rejected",
+            "Messages in VIEWS ignored, by reason: not_requested (no answer to the camera's current "
+            "request), other_camera, unknown_schema, malformed; each message counted once",
+            ["reason"],
+            registry=registry,
+        )

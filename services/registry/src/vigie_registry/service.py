@@ -3,7 +3,8 @@
 Start-up: open the database and run its migrations, connect to NATS, start the audit publisher, create or
 bind the policy bucket and the sources bucket, publish every camera's policy and source (sealed; none
 without a ``source_key``: :mod:`vigie_registry.sources`) and remove keys of cameras the registry does not
-have (so the buckets match the database), mount the API under ``/v1``, then run until SIGTERM:
+have (so the buckets match the database), bind the stream VIEWS where inference publishes the scene views
+(:mod:`vigie_registry.views`), mount the API under ``/v1``, then run until SIGTERM:
 
 - the reconciler publishes what a failed publish left behind (``policy.reconcile_interval_s``);
 - the authorisation job switches off a ``security_events`` camera whose authorisation has ended (status
@@ -23,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from nats.js.api import KeyValueConfig
 
@@ -31,7 +33,7 @@ from vigie_core.auth import TokenVerifier
 from vigie_core.lifecycle import ServiceRuntime
 from vigie_core.messaging import StreamConfigConflictError, connect, jetstream_api, stream_guard
 from vigie_core.permissions import POLICY_BUCKET
-from vigie_core.streams import PolicyBucket, SourcesBucket
+from vigie_core.streams import PolicyBucket, SourcesBucket, ViewsStream
 from vigie_registry.camera import StoredCamera
 from vigie_registry.http import API_PREFIX, mount_registry
 from vigie_registry.metrics import RegistryMetrics
@@ -40,10 +42,13 @@ from vigie_registry.publication import CameraPublisher, KeyValueBucket, NatsKeyV
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.sources import SOURCES_BUCKET, sources_publication
 from vigie_registry.storage.store import RegistryStore, SourceCipher
+from vigie_registry.views import VIEWS_STREAM, NatsViewReader
 
 __all__ = ["ACTOR", "API_PREFIX", "end_authorisations", "remove_old_objections", "serve"]
 
 logger = logging.getLogger("vigie.registry")
+
+T = TypeVar("T")
 
 ACTOR = "service:registry"
 
@@ -133,10 +138,10 @@ def receipt_signer(settings: RegistrySettings) -> ReceiptSigner:
 async def _bucket(
     runtime: ServiceRuntime,
     settings: RegistrySettings,
-    ensure: Callable[[], Awaitable[KeyValueBucket]],
+    ensure: Callable[[], Awaitable[T]],
     name: str = POLICY_BUCKET,
-) -> KeyValueBucket | None:
-    """A bucket, retried until JetStream answers or the service is asked to stop."""
+) -> T | None:
+    """A bucket (or a stream), retried until JetStream answers or the service is asked to stop."""
     attempt = 0
     while not runtime.stop_requested.is_set():
         try:
@@ -196,7 +201,16 @@ async def serve(
     found_sources = sources_bucket or await _bucket(
         runtime, settings, bind(SourcesBucket().config()), SOURCES_BUCKET
     )
-    if found is None or found_sources is None:
+    views_api = jetstream_api(settings.nats, "registry", VIEWS_STREAM)
+    views = NatsViewReader(nc, api=views_api, timeout_s=settings.views.read_timeout_s)
+
+    async def bind_views() -> NatsViewReader:
+        js = nc.jetstream(prefix=views_api, timeout=settings.policy.publish_timeout_s)
+        await guard.bind(js, ViewsStream().config(), sized=False)
+        return views
+
+    found_views = await _bucket(runtime, settings, bind_views, VIEWS_STREAM)
+    if found is None or found_sources is None or found_views is None:
         return
     sources = sources_publication(store, cipher, found_sources, runtime.registry)
     publisher = CameraPublisher.for_policy(
@@ -219,6 +233,7 @@ async def serve(
         signer=receipt_signer(settings),
         metrics=metrics,
         clock=clock,
+        views=found_views,
     )
     runtime.readiness.add("nats", lambda: None if nc.is_connected else "not connected to NATS")
     runtime.readiness.add("policy", publisher.problem)

@@ -21,8 +21,17 @@ from vigie_core.audit import AuditPublishSettings
 from vigie_core.auth import AuthSettings
 from vigie_core.settings import ServiceSettings
 from vigie_core.sources import check_fernet_key
+from vigie_registry.camera import SAMPLE_SECONDS_MAX, SAMPLE_SECONDS_MIN
 
-__all__ = ["ObjectionSettings", "PolicyPublishSettings", "PublicSiteSettings", "RegistrySettings"]
+__all__ = [
+    "ConsoleSettings",
+    "ObjectionSettings",
+    "OidcSettings",
+    "PolicyPublishSettings",
+    "PublicSiteSettings",
+    "RegistrySettings",
+    "SceneViewSettings",
+]
 
 
 class _Section(BaseModel):
@@ -148,6 +157,65 @@ class PublicSiteSettings(_Section):
         return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
+class SceneViewSettings(_Section):
+    """Views of a camera's scene without its people, asked for by an administrator to draw lines on."""
+
+    default_sample_seconds: int = Field(
+        60,
+        ge=SAMPLE_SECONDS_MIN,
+        le=SAMPLE_SECONDS_MAX,
+        description="how long frames are sampled for a view when the request does not say (10 to 600 s)",
+    )
+    min_interval_s: int = Field(
+        30,
+        ge=10,
+        le=86_400,
+        description="the shortest time between two requests for one camera: views are not a way to sample "
+        "the street continuously",
+    )
+    read_timeout_s: float = Field(2.0, gt=0, le=30, description="how long a view is waited for from NATS")
+
+
+class OidcSettings(_Section):
+    """The city's OpenID Connect provider, for signing in to the console (authorization code flow, PKCE)."""
+
+    issuer: str = Field(
+        max_length=300,
+        pattern=r"^https://[^?#\s]+$",
+        description="the provider's issuer URL (its metadata is at ISSUER/.well-known/openid-configuration)",
+    )
+    client_id: str = Field(min_length=1, max_length=300, description="the console's client id")
+    client_secret: SecretStr | None = Field(
+        None, description="the console's client secret (client_secret_basic); none: a public client (PKCE)"
+    )
+    scopes: str = Field("openid", pattern=r"^openid( [A-Za-z0-9_:.-]+)*$", description="scopes asked for")
+    operator_claim: str = Field("sub", min_length=1, description="the ID token's claim naming the operator")
+    admin_claim: str = Field(
+        "roles", min_length=1, description="the ID token's claim holding roles (a list or a spaced string)"
+    )
+    admin_value: str = Field(
+        "vigie-admin", min_length=1, description="the role in admin_claim that grants registry:admin"
+    )
+    timeout_s: float = Field(5.0, gt=0, le=30, description="how long the provider is waited for")
+
+
+class ConsoleSettings(_Section):
+    """The operator console (``/console``): one-time sign-in links and the sessions they open."""
+
+    link_ttl_s: int = Field(
+        600,
+        ge=60,
+        le=3600,
+        description="how long a sign-in link (python -m vigie_registry console-link) works",
+    )
+    session_ttl_s: int = Field(
+        8 * 3600, ge=300, le=86_400, description="how long a console session lasts before signing in again"
+    )
+    oidc: OidcSettings | None = Field(
+        None, description="sign-in through the city's OpenID Connect provider; none: one-time links only"
+    )
+
+
 class RegistrySettings(ServiceSettings, env_prefix="VIGIE_REGISTRY_", hide_input_in_errors=True):
     database_url: SecretStr = Field(
         SecretStr("sqlite+aiosqlite:///var/registry/registry.sqlite3"),
@@ -180,6 +248,8 @@ class RegistrySettings(ServiceSettings, env_prefix="VIGIE_REGISTRY_", hide_input
     objection: ObjectionSettings = ObjectionSettings()
     policy: PolicyPublishSettings = PolicyPublishSettings()
     public: PublicSiteSettings = PublicSiteSettings()
+    views: SceneViewSettings = SceneViewSettings()
+    console: ConsoleSettings = ConsoleSettings()
     auth: AuthSettings = AuthSettings()
     audit: AuditPublishSettings = AuditPublishSettings()
 

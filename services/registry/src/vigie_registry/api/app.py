@@ -17,6 +17,11 @@ whose commit waits for the audit event to be buffered, publishes the camera's po
   rate limit. A browser's objection from another site's page is refused (403): see
   :func:`vigie_registry.objections.cross_site`. The transparency page's button goes through the same
   :class:`~vigie_registry.right_to_object.ObjectionDesk`.
+- Scene views (admin): ask for a view of a camera's scene without its people (``POST
+  /cameras/{id}/view-requests``, audited as a policy change with its motive; at most one per camera every
+  ``views.min_interval_s``, else 429), see where it stands (``GET /cameras/{id}/view``) and read the picture
+  (``GET /cameras/{id}/view.jpg``, a ``data_read`` confirmed stored before it leaves):
+  :mod:`vigie_registry.views`.
 - A validation error never echoes its input (a body may hold the source's credentials).
 """
 
@@ -27,7 +32,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NoReturn
 from urllib.parse import urlsplit
@@ -56,8 +61,11 @@ from vigie_registry.api.models import (
     PurposesPage,
     ReceiptCheck,
     ReceiptVerdict,
+    SceneViewOut,
     SourceOut,
     StatusChange,
+    ViewRequestAccepted,
+    ViewRequestBody,
     policy_document,
 )
 from vigie_registry.camera import StoredCamera, build_policy
@@ -89,8 +97,18 @@ from vigie_registry.right_to_object import (
 from vigie_registry.rules import RuleViolation, check_declaration, check_transition
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import CameraExistsError, CameraNotFoundError, RegistryStore
+from vigie_registry.views import (
+    ANSWER_WITHIN_S,
+    CameraNotAnalysedError,
+    MemoryViewReader,
+    SceneView,
+    SceneViews,
+    TooSoonError,
+    ViewReader,
+    ViewsUnavailableError,
+)
 
-__all__ = ["PUBLIC_ACTOR", "registry_app"]
+__all__ = ["PUBLIC_ACTOR", "CameraOperations", "registry_app"]
 
 logger = logging.getLogger("vigie.registry.api")
 
@@ -98,6 +116,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON = "application/json"
 _CSV = "text/csv"
 _MARKDOWN = "text/markdown"
+_JPEG = "image/jpeg"
 # Fields whose change changes what is analysed or on which grounds: a policy change (docs/privacy.md,
 # section F).
 _POLICY_FIELDS = frozenset(
@@ -149,6 +168,10 @@ authorisation window, excessive retention...) is refused with a 422 whose items 
 
 **DPO** (`registry:dpo`): the processing register (GDPR art. 30) in JSON or CSV, and a DPIA starting
 document per camera.
+
+**Views** (`registry:admin`): ask for a view of a camera's scene without its people, built inside the
+boundary by the inference replica analysing it, to draw counting lines on; see where the request stands and
+read the picture.
 
 **Public** (no login): the cameras in operation and whether they are analysing now, the objection that
 pauses a camera at once without identifying anyone, and the verification of an objection's receipt.
@@ -215,6 +238,22 @@ def _journal_required() -> Iterator[None]:
         raise HTTPException(503, "this action cannot be recorded in the audit journal now: refused") from None
 
 
+@dataclass(frozen=True, slots=True)
+class CameraOperations:
+    """What the operator console (:mod:`vigie_registry.console`) does through the API's own code paths, so
+    that a change made there is checked, audited and published exactly as through ``/v1``: each raises the
+    API's :class:`~fastapi.HTTPException` (status and detail) when refused. ``registry_app`` leaves them in
+    ``app.state.operations``."""
+
+    # (camera_id, principal, motive, action, modify) -> the camera after the change.
+    change: Callable[[str, Principal, str, str, Callable[[StoredCamera], StoredCamera]], Awaitable[CameraOut]]
+    # (camera_id, principal, motive, sample_seconds) -> the accepted request.
+    request_view: Callable[[str, Principal, str, int | None], Awaitable[ViewRequestAccepted]]
+    view: Callable[[StoredCamera], Awaitable[SceneView]]
+    # (camera_id, principal, motive) -> the JPEG, its read confirmed in the journal.
+    view_picture: Callable[[str, Principal, str], Awaitable[bytes]]
+
+
 def registry_app(
     *,
     store: RegistryStore,
@@ -227,11 +266,13 @@ def registry_app(
     metrics: RegistryMetrics | None = None,
     clock: Callable[[], float] = time.time,
     desk: ObjectionDesk | None = None,
+    views: ViewReader | None = None,
 ) -> FastAPI:
     """The API as a FastAPI application (the service mounts it under ``/v1``).
 
     ``desk`` honours objections; pass the one the transparency page uses so that both share the abuse
-    limits (without it, one is built from ``limiter``).
+    limits (without it, one is built from ``limiter``). ``views``: where inference's scene views are read
+    (the stream VIEWS; without it, an empty in-memory one: every request stays pending).
     """
     app = FastAPI(
         title="Vigie registry API",
@@ -240,6 +281,7 @@ def registry_app(
         openapi_tags=[
             {"name": "cameras", "description": "declarations (admin)"},
             {"name": "exports", "description": "the processing register and DPIA documents (DPO)"},
+            {"name": "views", "description": "views of a camera's scene without its people (admin)"},
             {"name": "public", "description": "no login: live state and the right to object"},
         ],
         docs_url=None,
@@ -256,6 +298,15 @@ def registry_app(
         signer=signer,
         settings=objection,
         limiter=limiter,
+        metrics=metrics,
+        clock=clock,
+    )
+    scene_views = SceneViews(
+        store=store,
+        publisher=publisher,
+        audit=audit,
+        reader=views if views is not None else MemoryViewReader(),
+        settings=settings.views,
         metrics=metrics,
         clock=clock,
     )
@@ -600,6 +651,137 @@ def registry_app(
             if tombstone == old.id:
                 await publisher.withdraw(tombstone, version)
         return Response(status_code=204)
+
+    # -- views ------------------------------------------------------------------------------------------
+
+    async def scene_view(camera: StoredCamera) -> SceneView:
+        try:
+            return await scene_views.view(camera)
+        except ViewsUnavailableError as error:
+            raise HTTPException(503, f"the views cannot be read now: {error}") from None
+
+    @app.post(
+        "/cameras/{camera_id}/view-requests",
+        tags=["views"],
+        summary="Ask for a view of the camera's scene without its people (replaces any earlier request)",
+        status_code=202,
+        responses={
+            **_AUTH_RESPONSES,
+            **_NOT_FOUND,
+            409: {"description": "the camera is not active: inference does not analyse it", **_ERROR},
+            422: {"description": "a field is wrong; each item names it"},
+            429: {
+                "description": "a view of this camera was asked for too recently; see Retry-After",
+                **_ERROR,
+            },
+        },
+    )
+    async def request_view(
+        camera_id: CameraPath, body: ViewRequestBody, principal: Admin
+    ) -> ViewRequestAccepted:
+        return await ask_view(camera_id, principal, body.motive, body.sample_seconds)
+
+    async def ask_view(
+        camera_id: str, principal: Principal, motive: str, sample_seconds: int | None
+    ) -> ViewRequestAccepted:
+        try:
+            with _journal_required():
+                camera = await scene_views.request(
+                    camera_id, actor=principal.subject, motive=motive, sample_seconds=sample_seconds
+                )
+        except CameraNotFoundError:
+            raise HTTPException(404, f"camera {camera_id!r} is not in the registry") from None
+        except CameraNotAnalysedError as error:
+            raise HTTPException(409, error.message) from None
+        except TooSoonError as error:
+            raise HTTPException(429, str(error), headers={"Retry-After": str(error.retry_after_s)}) from None
+        request = camera.view_request
+        assert request is not None
+        answer_by = request.requested_at + request.sample_seconds + ANSWER_WITHIN_S
+        return ViewRequestAccepted(
+            request_id=request.request_id,
+            requested_at=_iso(request.requested_at) or "",
+            sample_seconds=request.sample_seconds,
+            state="pending",
+            answer_by=_iso(answer_by) or "",
+        )
+
+    @app.get(
+        "/cameras/{camera_id}/view",
+        tags=["views"],
+        summary="Where the camera's view stands: none, pending, ready, refused (why) or expired",
+        responses={
+            **_AUTH_RESPONSES,
+            **_NOT_FOUND,
+            503: {"description": "the views (or the audit journal) cannot be reached now", **_ERROR},
+        },
+    )
+    async def get_view(camera_id: CameraPath, principal: Admin, request: Request) -> SceneViewOut:
+        del principal  # where a request stands, not the picture: not an audited read
+        camera = await existing(camera_id)
+        view = await scene_view(camera)
+        asked, answer = view.request, view.answer
+        image_url = None
+        if view.state == "ready":
+            image_url = f"{request.scope.get('root_path', '')}/cameras/{camera.id}/view.jpg"
+        return SceneViewOut(
+            camera_id=camera.id,
+            state=view.state,
+            request_id=asked.request_id if asked else None,
+            requested_at=_iso(asked.requested_at) if asked else None,
+            sample_seconds=asked.sample_seconds if asked else None,
+            answer_by=_iso(view.answer_by) if view.state == "pending" else None,
+            reason=view.reason,
+            built_at=(
+                _iso(answer.built_at.ToNanoseconds() / 1e9)
+                if answer is not None and answer.HasField("built_at")
+                else None
+            ),
+            frames=answer.frames if answer is not None else None,
+            sampled_seconds=answer.sampled_seconds if answer is not None else None,
+            width=answer.image.width if view.state == "ready" and answer is not None else None,
+            height=answer.image.height if view.state == "ready" and answer is not None else None,
+            image_url=image_url,
+        )
+
+    @app.get(
+        "/cameras/{camera_id}/view.jpg",
+        tags=["views"],
+        summary="The camera's view (image/jpeg): the scene without its people, for drawing lines on",
+        response_class=Response,
+        responses={
+            **_AUTH_RESPONSES,
+            200: {
+                "content": {_JPEG: {"schema": {"type": "string", "format": "binary"}}},
+                "description": "the view",
+            },
+            404: {"description": "unknown camera, or no view ready for its current request", **_ERROR},
+        },
+    )
+    async def get_view_image(camera_id: CameraPath, principal: Admin, motive: Motive) -> Response:
+        jpeg = await view_picture(camera_id, principal, motive)
+        return Response(jpeg, media_type=_JPEG, headers={"Cache-Control": "no-store"})
+
+    async def view_picture(camera_id: str, principal: Principal, motive: str) -> bytes:
+        camera = await existing(camera_id)
+        view = await scene_view(camera)
+        jpeg = view.jpeg
+        if jpeg is None or view.request is None:
+            raise HTTPException(404, f"no view of camera {camera_id!r} is ready (GET its view for why)")
+        await record(
+            AuditAction.AUDIT_ACTION_DATA_READ,
+            principal.subject,
+            motive,
+            camera_ids=[camera.id],
+            records=[("scene_view", view.request.request_id)],
+            details={"format": "jpeg", "bytes": str(len(jpeg))},
+            confirm=True,
+        )
+        return jpeg
+
+    app.state.operations = CameraOperations(
+        change=change, request_view=ask_view, view=scene_view, view_picture=view_picture
+    )
 
     # -- exports ----------------------------------------------------------------------------------------
 

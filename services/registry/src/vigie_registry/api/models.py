@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vigie_core.settings import CameraId
+from vigie_registry.camera import SAMPLE_SECONDS_MAX, SAMPLE_SECONDS_MIN
 from vigie_registry.declaration import CameraDeclaration, CameraStatusName
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 __all__ = [
     "CameraOut",
@@ -21,8 +25,11 @@ __all__ = [
     "PurposesPage",
     "ReceiptCheck",
     "ReceiptVerdict",
+    "SceneViewOut",
     "SourceOut",
     "StatusChange",
+    "ViewRequestAccepted",
+    "ViewRequestBody",
     "policy_document",
 ]
 
@@ -128,6 +135,61 @@ class PublicCamera(_Body):
 
 class PublicCameraPage(_Body):
     cameras: list[PublicCamera]
+
+
+class ViewRequestBody(_Body):
+    motive: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="why a view of this camera is needed (recorded in the audit journal)",
+        examples=["drawing the counting line of the north gate"],
+    )
+    sample_seconds: int | None = Field(
+        None,
+        ge=SAMPLE_SECONDS_MIN,
+        le=SAMPLE_SECONDS_MAX,
+        description="how long frames are sampled (long enough for passers-by to vanish); default: the "
+        "registry's setting (60 s)",
+    )
+
+    @field_validator("motive")
+    @classmethod
+    def _said(cls, value: str) -> str:
+        text = value.strip()
+        if not text or _CONTROL.search(text):
+            raise ValueError("say why, in at most 1000 characters without control characters: it is audited")
+        return text
+
+
+class ViewRequestAccepted(_Body):
+    request_id: str = Field(description="the request the view will answer (a UUID)")
+    requested_at: str = Field(description="ISO 8601")
+    sample_seconds: int
+    state: Literal["pending"]
+    answer_by: str = Field(
+        description="after this (ISO 8601) the request is no longer carried out: the view is then expired"
+    )
+
+
+class SceneViewOut(_Body):
+    """A camera's view of its scene without its people, or where its current request stands."""
+
+    camera_id: str
+    state: Literal["none", "pending", "ready", "refused", "expired"] = Field(
+        description="none: never asked; pending: asked, no answer yet; ready: the picture is at image_url; "
+        "refused: inference could not make one (reason); expired: no answer in time, ask again"
+    )
+    request_id: str | None = None
+    requested_at: str | None = Field(None, description="ISO 8601")
+    sample_seconds: int | None = None
+    answer_by: str | None = Field(None, description="ISO 8601: when a pending request expires")
+    reason: str | None = Field(None, description="refused: why, in words an operator can act on")
+    built_at: str | None = Field(None, description="ISO 8601")
+    frames: int | None = Field(None, description="frames sampled")
+    sampled_seconds: float | None = Field(None, description="over how long")
+    width: int | None = None
+    height: int | None = None
+    image_url: str | None = Field(None, description="ready: the picture (image/jpeg)")
 
 
 def policy_document(message: Any) -> dict[str, Any]:

@@ -77,13 +77,9 @@ class Catalogue:
 
 
 @cache
-def catalogue(language: Language) -> Catalogue:
-    text = (
-        resources.files("vigie_registry.public")
-        .joinpath("locales")
-        .joinpath(f"{language}.toml")
-        .read_text("utf-8")
-    )
+def catalogue(language: Language, package: str = "vigie_registry.public") -> Catalogue:
+    """The strings of ``package``'s ``locales/<language>.toml`` (the console has its own)."""
+    text = resources.files(package).joinpath("locales").joinpath(f"{language}.toml").read_text("utf-8")
     return Catalogue(language, _flatten(tomllib.loads(text)))
 
 

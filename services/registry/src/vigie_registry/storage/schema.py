@@ -7,7 +7,8 @@ this module describes them for queries. Times are Unix seconds (UTC) in BIGINT c
   the source URL, a secret, is in ``source_secret`` (encrypted when a key is configured) and its redacted
   form in ``source_display``. ``version`` is the policy version of the last change, ``published_version``
   the last one written to the policy bucket: a camera with ``published_version < version`` is published
-  again by the reconciler.
+  again by the reconciler. ``view_request_*``: the camera's current request for a scene view (none: all
+  three NULL), republished in its policy until replaced.
 - ``policy_tombstones``: cameras deleted from the table whose key must still be deleted from the bucket.
 - ``objections``: one row per honoured objection: a random receipt id, the camera, when, until when. No
   address, no identifier of the person.
@@ -15,7 +16,7 @@ this module describes them for queries. Times are Unix seconds (UTC) in BIGINT c
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -47,6 +48,9 @@ cameras = Table(
     Column("authorised_until", BigInteger),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("view_request_id", String(36)),
+    Column("view_requested_at", BigInteger),
+    Column("view_sample_seconds", Integer),
 )
 Index("ix_cameras_authorised_until", cameras.c.status, cameras.c.authorised_until)
 

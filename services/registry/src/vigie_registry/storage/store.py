@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vigie_core.database import WRITE_OPTION, make_engine, migrate
-from vigie_registry.camera import StoredCamera
+from vigie_registry.camera import SceneViewRequest, StoredCamera
 from vigie_registry.declaration import CameraDeclaration, SourceDeclaration
 from vigie_registry.storage import schema
 
@@ -133,6 +133,9 @@ def _camera(row: Row[Any]) -> StoredCamera:
         paused_until=None if row.paused_until is None else int(row.paused_until),
         created_at=int(row.created_at),
         updated_at=int(row.updated_at),
+        view_request=None
+        if row.view_request_id is None
+        else SceneViewRequest(row.view_request_id, int(row.view_requested_at), int(row.view_sample_seconds)),
     )
 
 
@@ -144,6 +147,7 @@ def _authorised_until(camera: StoredCamera) -> int | None:
 
 
 def _row(camera: StoredCamera) -> dict[str, Any]:
+    view = camera.view_request
     return {
         "camera_id": camera.id,
         "name": camera.declaration.name,
@@ -159,6 +163,9 @@ def _row(camera: StoredCamera) -> dict[str, Any]:
         "authorised_until": _authorised_until(camera),
         "created_at": camera.created_at,
         "updated_at": camera.updated_at,
+        "view_request_id": view.request_id if view else None,
+        "view_requested_at": view.requested_at if view else None,
+        "view_sample_seconds": view.sample_seconds if view else None,
     }
 
 
