@@ -5,6 +5,8 @@ errors said next to their field, both languages. The same with a real nats-serve
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import subprocess
 import sys
@@ -15,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import FastAPI
 from markupsafe import escape
 from prometheus_client import CollectorRegistry
@@ -25,7 +30,14 @@ from vigie_core.auth import AuthSettings, LocalTokenIssuer, TokenVerifier
 from vigie_core.policy import decode_policy
 from vigie_proto.v1.policy_pb2 import CameraPolicy
 from vigie_registry.console.app import COOKIE
-from vigie_registry.console.signin import ConsoleSessions, SignInLinks, console_keys, console_link
+from vigie_registry.console.signin import (
+    ConsoleSessions,
+    SignInLinks,
+    SignInProblem,
+    SignInRefusedError,
+    console_keys,
+    console_link,
+)
 from vigie_registry.http import mount_registry
 from vigie_registry.metrics import RegistryMetrics
 from vigie_registry.objections import ReceiptSigner
@@ -127,6 +139,23 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
         await store.close()
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _changed(segment: str) -> str:
+    """``segment`` with its first character changed (the last one may only carry padding bits)."""
+    return ("B" if segment[0] == "A" else "A") + segment[1:]
+
+
+def with_part(link: str, index: int, part: str) -> str:
+    """``link`` with part ``index`` of its token (header, payload, signature) replaced by ``part``."""
+    base, token = link.split("token=")
+    parts = token.split(".")
+    parts[index] = part
+    return f"{base}token={'.'.join(parts)}"
+
+
 def line_form(token: str, motive: str = MOTIVE, **fields: str) -> dict[str, str]:
     return {
         "form_token": token,
@@ -181,8 +210,16 @@ async def test_an_expired_or_forged_link_says_so(console: Console) -> None:
     assert "set-cookie" not in expired.headers
 
     fresh = console.link()
-    forged = fresh[:-1] + ("0" if fresh[-1] != "0" else "1")
-    assert escape(EN("sign_in.problem.forged")) in (await console.client.get(forged)).text
+    # Another operator in the payload, a changed signature, an unsigned token: all forged.
+    claims = jwt.decode(fresh.split("token=")[1], options={"verify_signature": False})
+    for forged in (
+        with_part(fresh, 1, _b64url(json.dumps({**claims, "sub": "operator-1"}).encode())),
+        with_part(fresh, 2, _changed(fresh.split(".")[-1])),
+        f"{BASE}/console/sign-in?token={jwt.encode(claims, '', algorithm='none')}",
+    ):
+        refused = await console.client.get(forged)
+        assert refused.status_code == 400, forged
+        assert escape(EN("sign_in.problem.forged")) in refused.text, forged
     malformed = await console.client.get("/console/sign-in?token=abc", headers={"Accept-Language": "fr"})
     assert escape(FR("sign_in.problem.malformed")) in malformed.text
     # Another registry's key.
@@ -219,6 +256,46 @@ async def test_without_a_session_nothing_is_shown_or_done(console: Console) -> N
     await console.sign_in()
     console.clock.advance(console.settings.console.session_ttl_s + 1)
     assert (await console.client.get("/console/")).status_code == 303
+
+
+def test_a_link_minted_by_a_clock_a_little_ahead_works_until_its_end(console: Console) -> None:
+    key = console_keys(b"k" * 32).link
+    ahead = Clock(datetime.fromtimestamp(console.clock() + 59, UTC))
+    links = SignInLinks(key, 600, console.clock)
+    assert links.redeem(SignInLinks(key, 600, ahead).mint("operator-9")) == "operator-9"
+    ahead.advance(2)
+    with pytest.raises(SignInRefusedError) as too_far:
+        links.redeem(SignInLinks(key, 600, ahead).mint("operator-9"))
+    assert too_far.value.problem is SignInProblem.EXPIRED
+    # Its end is the minting clock's: 600 s after it was minted, not 660.
+    ahead.advance(-61)
+    token = SignInLinks(key, 600, ahead).mint("operator-9")
+    console.clock.advance(600)
+    with pytest.raises(SignInRefusedError) as ended:
+        links.redeem(token)
+    assert ended.value.problem is SignInProblem.EXPIRED
+
+
+async def test_a_link_is_no_session_and_a_session_no_link(console: Console) -> None:
+    cookie = await console.sign_in()
+    console.client.cookies.clear()
+    as_link = await console.client.get(f"/console/sign-in?token={cookie}")
+    assert as_link.status_code == 400
+    assert escape(EN("sign_in.problem.forged")) in as_link.text
+    assert COOKIE not in as_link.cookies
+    console.client.cookies.set(COOKIE, console.link().split("token=")[1])
+    assert (await console.client.get("/console/")).status_code == 303
+    # Even under one key, the audience tells them apart.
+    links, sessions = (
+        SignInLinks(b"k" * 32, 600, console.clock),
+        ConsoleSessions(b"k" * 32, 3600, console.clock),
+    )
+    _, session = sessions.open("operator-9", ["registry:admin"])
+    with pytest.raises(SignInRefusedError) as refused:
+        links.redeem(session)
+    assert refused.value.problem is SignInProblem.FORGED
+    assert sessions.read(links.mint("operator-9")) is None
+    assert sessions.read(session) is not None
 
 
 async def test_signing_out_ends_the_session_even_for_its_cookie(console: Console) -> None:
@@ -478,11 +555,18 @@ def test_the_command_prints_a_link(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     link = done.stdout.strip()
-    assert re.fullmatch(
-        rf"{BASE}/console/sign-in\?token=\d+\.[0-9a-f]{{32}}\.[A-Za-z0-9_-]+\.[0-9a-f]{{64}}", link
-    )
+    assert re.fullmatch(rf"{BASE}/console/sign-in\?token=[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){{2}}", link)
     token = link.split("token=")[1]
-    links = SignInLinks(console_keys(b"k" * 32).link, 600)
+    # A JWT any JWT library reads with the key derived from the receipt key.
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"vigie-registry console sign-in link key/2"
+    ).derive(b"k" * 32)
+    assert key == console_keys(b"k" * 32).link
+    claims = jwt.decode(token, key, algorithms=["HS256"], audience="vigie-registry/console/sign-in-link")
+    assert claims["sub"] == "op-1"
+    assert claims["exp"] - claims["iat"] == 600
+    assert re.fullmatch(r"[0-9a-f]{32}", claims["jti"])
+    links = SignInLinks(key, 600)
     assert links.redeem(token) == "op-1"
     failed = subprocess.run(
         [sys.executable, "-m", "vigie_registry", "console-link", "--base-url", BASE],
