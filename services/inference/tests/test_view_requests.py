@@ -165,6 +165,11 @@ async def test_a_view_request_gives_one_view_without_the_people_standing_in_the_
             view = cv2.imdecode(np.frombuffer(result.image.jpeg, np.uint8), cv2.IMREAD_COLOR)
             assert view.shape[:2] == (result.image.height, result.image.width) == street_photo.shape[:2]
             assert people(detector, np.asarray(cv2.cvtColor(view, cv2.COLOR_BGR2RGB), np.uint8)) == 0
+            # What it cost is measured (seconds and CPU of the build).
+            for cost in ("build_seconds", "build_cpu_seconds"):
+                name = f"vigie_inference_scene_view_{cost}_count"
+                assert metric(inference, name) == 1, name
+                assert metric(inference, f"vigie_inference_scene_view_{cost}_sum") > 0
 
             # The same request in a later policy version (another rule changed): not carried out again.
             await writer.put(requesting(camera_policy(CAMERA, version=3), "request-1"))

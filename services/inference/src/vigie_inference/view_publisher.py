@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from nats.js import JetStreamContext
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from vigie_core.audit import AuditAction, AuditOutcome, AuditPublisher, AuditUnavailableError
 from vigie_core.lifecycle import ServiceRuntime
@@ -114,7 +114,7 @@ class ViewPublisher:
             frames_wait_s=settings.frames_wait_s,
             max_sample_seconds=settings.max_sample_seconds,
         )
-        self._building = asyncio.Semaphore(1)  # one view at a time: a build takes a few CPU seconds
+        self._building = asyncio.Semaphore(1)  # one view at a time, beside the frames being analysed
         self._tasks: set[asyncio.Task[None]] = set()
         self.outcomes = Counter(
             "vigie_inference_scene_views",
@@ -124,6 +124,21 @@ class ViewPublisher:
         )
         for outcome in VIEW_OUTCOMES:
             self.outcomes.labels(outcome)
+        # What a view costs: from its frames to its JPEG (the detectors' calls included), and the CPU of
+        # the thread that builds it (the median, the filling, the encoding; Triton's own CPU apart).
+        buckets = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+        self.build_seconds = Histogram(
+            "vigie_inference_scene_view_build_seconds",
+            "Time to build a scene view from its sampled frames",
+            buckets=buckets,
+            registry=runtime.registry,
+        )
+        self.build_cpu_seconds = Histogram(
+            "vigie_inference_scene_view_build_cpu_seconds",
+            "CPU time of inference's thread building a scene view (Triton's apart)",
+            buckets=buckets,
+            registry=runtime.registry,
+        )
 
     def offer(self, js: JetStreamContext, frame: Frame, pixels: Picture, decision: AnalysisDecision) -> None:
         """A frame its camera's policy (``decision``) lets this replica analyse."""
@@ -244,10 +259,14 @@ class ViewPublisher:
         def detect_faces(picture: Picture) -> FaceBoxes:
             return wait(self._faces.detect(picture, params.face_threshold))
 
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             return build_scene_view(sampling.frames, detect_objects, detect_faces, params=params)
         except TimeoutError as error:
             raise DetectorError(f"no answer within {_DETECT_TIMEOUT_S:.0f} s") from error
+        finally:
+            self.build_seconds.observe(time.perf_counter() - started)
+            self.build_cpu_seconds.observe(time.thread_time() - cpu)
 
     async def _send(self, js: JetStreamContext, sampling: Sampling, result: SceneViewResult) -> None:
         camera_id, request_id = sampling.camera_id, sampling.request_id
