@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from vigie_registry.publication import CameraPublisher, MemoryKeyValueBucket
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.sources import sources_publication
 from vigie_registry.storage.store import RegistryStore, SourceCipher
+from vigie_registry.views import MemoryViewReader
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -214,6 +215,8 @@ class Site:
     registry: CollectorRegistry
     tokens: FormTokens
     settings: RegistrySettings
+    # The scene views the API and the page read (publish as inference would).
+    views: MemoryViewReader = field(default_factory=MemoryViewReader)
 
     @property
     def admin(self) -> dict[str, str]:
@@ -260,6 +263,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     audit = AuditPublisher("registry", sink, settings=QUICK_AUDIT)
     await audit.start()
     tokens = form_tokens_for(settings, clock)
+    views = MemoryViewReader()
     root = FastAPI()
     mount_registry(
         root,
@@ -272,13 +276,14 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         metrics=RegistryMetrics(registry),
         clock=clock,
         form_tokens=tokens,
+        views=views,
     )
     transport = httpx.ASGITransport(app=root)
     try:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://test", headers={"X-Forwarded-For": "192.0.2.10"}
         ) as client:
-            yield Site(client, sink, issuer, store, bucket, clock, registry, tokens, settings)
+            yield Site(client, sink, issuer, store, bucket, clock, registry, tokens, settings, views)
     finally:
         await audit.close()
         await store.close()

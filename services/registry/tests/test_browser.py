@@ -1,10 +1,11 @@
 """End to end in headless Chromium (Debian's ``chromium`` driven by Playwright): the registry runs with a
-real nats-server and its per-service users; a camera is declared and activated through the admin API;
-a citizen opens the page (French, then English through the switch), checks what it says, objects with
-the keyboard, sees the receipt and the camera paused, and verifies the receipt. Another service's
-policy watcher (the inference user's, as ingest and inference run it) must see analysis forbidden for
-the whole window, and allowed again after it. Every page passes axe-core's WCAG 2.x A/AA checks, and
-the browser fetches nothing outside the registry.
+real nats-server and its per-service users; a camera is declared and activated through the admin API, and
+a view of its scene is asked for and published into VIEWS as inference does; a citizen opens the page
+(French, then English through the switch), checks what it says and sees the view with the lines drawn over
+it, objects with the keyboard, sees the receipt and the camera paused, and verifies the receipt. Another
+service's policy watcher (the inference user's, as ingest and inference run it) must see analysis
+forbidden for the whole window, and allowed again after it. Every page passes axe-core's WCAG 2.x A/AA
+checks, and the browser fetches nothing outside the registry.
 
 Chromium missing: skipped with the reason, failed on CI (``CI`` set), where ``.ci/run`` installs it
 (``vigie_embedded.browser``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,12 @@ from playwright.async_api import Page, async_playwright, expect
 
 from vigie_core.permissions import POLICY_STREAM, api_prefix
 from vigie_core.policy import PolicyWatcher, decide
+from vigie_core.streams import views_subject
 from vigie_embedded.browser import CHROMIUM_ARGS, chromium
 from vigie_embedded.nats import EmbeddedNats
 from vigie_embedded.testing import running_service
+from vigie_proto.v1.views_pb2 import SceneViewImage, SceneViewResult
+from vigie_registry.camera import timestamp_of
 from vigie_registry.public.i18n import catalogue
 from vigie_registry.service import serve
 
@@ -89,6 +94,7 @@ async def test_a_citizen_objects_from_the_page_in_chromium(audit_ready: Embedded
                     "/v1/cameras/north-gate/status", json={"status": "active"}, headers=admin
                 )
                 assert activated.status_code == 200, activated.text
+                await _scene_view(http, admin, inference)
             await watcher.wait_until(lambda: watcher.decision("north-gate").analyse, 10)
 
             async with async_playwright() as playwright:
@@ -125,6 +131,36 @@ async def test_a_citizen_objects_from_the_page_in_chromium(audit_ready: Embedded
         await inference.close()
 
 
+async def _scene_view(http: httpx.AsyncClient, admin: dict[str, str], inference: Any) -> None:
+    """Ask for a view of the camera's scene and publish its answer as inference does (a real JPEG)."""
+    asked = await http.post(
+        "/v1/cameras/north-gate/view-requests", json={"motive": "drawing the gate's line"}, headers=admin
+    )
+    assert asked.status_code == 202, asked.text
+    request_id = asked.json()["request_id"]
+    ok, jpeg = cv2.imencode(".jpg", np.full((360, 640, 3), (150, 170, 190), dtype=np.uint8))
+    assert ok
+    result = SceneViewResult(
+        schema_version=1,
+        camera_id="north-gate",
+        request_id=request_id,
+        built_at=timestamp_of(datetime.now(UTC)),
+        frames=60,
+        sampled_seconds=60.0,
+        image=SceneViewImage(jpeg=jpeg.tobytes(), width=640, height=360),
+    )
+    await inference.publish(
+        views_subject("north-gate"), result.SerializeToString(), headers={"Nats-Msg-Id": f"view-{request_id}"}
+    )
+    await inference.flush()
+    for _ in range(100):
+        view = (await http.get("/v1/cameras/north-gate/view", headers=admin)).json()
+        if view["state"] == "ready":
+            break
+        await asyncio.sleep(0.05)
+    assert view["state"] == "ready", view
+
+
 async def _citizen(page: Page, base: str) -> dict[str, Any]:
     # The list, in French (the browser's language).
     await page.goto(f"{base}/")
@@ -140,9 +176,14 @@ async def _citizen(page: Page, base: str) -> dict[str, Any]:
     await page.keyboard.press("Enter")
     assert await page.evaluate("document.activeElement.id") == "main"
 
-    # The camera's page.
-    await row.get_by_role("link", name="North gate").click()
+    # The camera's page, with the view of its scene under the lines (the page's own picture: allowed by the
+    # Content-Security-Policy).
+    async with page.expect_response(re.compile(r"/cameras/north-gate/view\.jpg")) as picture:
+        await row.get_by_role("link", name="North gate").click()
+    assert (await picture.value).status == 200
     await expect(page).to_have_url(f"{base}/cameras/north-gate?lang=fr")
+    await expect(page.locator("svg.diagram-view image.view")).to_have_count(1)
+    await expect(page.locator("svg.diagram-view .arrow-head")).to_have_count(2)
     main = page.locator("main")
     for text in (
         FR("purpose.pedestrian_flow_statistics.title"),
@@ -153,6 +194,7 @@ async def _citizen(page: Page, base: str) -> dict[str, Any]:
         "Ville de Lyon",
         "dpo@ville.example",
         FR("camera.rights_anonymous"),
+        FR("camera.view_exception"),
     ):
         await expect(main).to_contain_text(text)
     await assert_accessible(page)

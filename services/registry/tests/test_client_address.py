@@ -102,9 +102,14 @@ async def test_no_log_record_nor_metric_holds_the_objector_s_address(
     async with running_service("registry", settings, serve) as runtime:
         await _wait_ready(runtime.http_url)
         statuses = await _objections(runtime.http_url, CITIZEN, [None, FORGED, None, FORGED, FORGED])
-        # Also the page's button, and a request the server refuses early (an unknown path).
+        # Also the page's button, its scene view (read from VIEWS), and a request the server refuses early (an
+        # unknown path).
         async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(local_address=CITIZEN)) as http:
             await http.get(f"{runtime.http_url}/cameras/north-gate", headers={"X-Forwarded-For": FORGED})
+            view = await http.get(
+                f"{runtime.http_url}/cameras/north-gate/view.jpg", headers={"X-Forwarded-For": FORGED}
+            )
+            assert view.status_code == 404  # none asked for
             await http.get(f"{runtime.http_url}/nowhere", headers={"X-Forwarded-For": FORGED})
             metrics = (await http.get(f"{runtime.http_url}/metrics")).text
     assert statuses == [201, 201, 201, 429, 429]  # one client: the forged header changed nothing

@@ -4,12 +4,13 @@ form tokens, the cross-site check and the map."""
 from __future__ import annotations
 
 import string
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from vigie_registry.objections import cross_site
-from vigie_registry.public.drawing import MapPoint, camera_map, frame_points
+from vigie_registry.public.drawing import MapPoint, camera_map, frame_points, scene_diagram
 from vigie_registry.public.form_token import FormTokenProblem, FormTokens
 from vigie_registry.public.i18n import LANGUAGES, catalogue, negotiate
 from vigie_registry.purposes import OBJECT_CLASSES, OUTPUTS, PURPOSES, SECURITY_EVENT_KINDS
@@ -181,3 +182,54 @@ def test_one_camera_or_none_still_draws() -> None:
 
 def test_frame_points_scale_normalised_coordinates() -> None:
     assert frame_points([(0.0, 0.0), (1.0, 0.5)], 320, 180) == "0.0,0.0 320.0,90.0"
+
+
+# -- the diagram of a camera's picture ------------------------------------------------------------------
+
+
+def _tip(head: str) -> tuple[float, float]:
+    x, y = head.split()[0].split(",")
+    return float(x), float(y)
+
+
+def test_the_diagram_takes_the_pictures_proportions() -> None:
+    assert (scene_diagram([], [], []).width, scene_diagram([], [], []).height) == (320.0, 180.0)
+    four_three = scene_diagram([], [], [[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)]], (640, 480))
+    assert (four_three.width, four_three.height) == (320.0, 240.0)
+    assert four_three.masks == ("0.0,0.0 320.0,0.0 320.0,240.0",)
+    assert scene_diagram([], [], [], (0, 0)).height == 180.0  # no size: the usual frame
+
+
+@pytest.mark.parametrize(
+    ("directions", "tips"),
+    [
+        # Walking from start to end along y = 0.5 (rightwards on the picture), the right-hand side is below.
+        ("left_to_right", [(160.0, 110.0)]),
+        ("right_to_left", [(160.0, 70.0)]),
+        ("both", [(160.0, 110.0), (160.0, 70.0)]),
+    ],
+)
+def test_each_line_shows_the_directions_it_counts(
+    directions: Literal["both", "left_to_right", "right_to_left"], tips: list[tuple[float, float]]
+) -> None:
+    [line] = scene_diagram([("gate", (0.1, 0.5), (0.9, 0.5), directions)], [], []).lines
+    assert line.points == "32.0,90.0 288.0,90.0"
+    assert line.arrow == "160.0,70.0 160.0,110.0"  # across the middle
+    assert [_tip(head) for head in line.heads] == tips
+    # Reversed, the same line's right-hand side is above: the arrow follows the declaration, not the screen.
+    [back] = scene_diagram([("gate", (0.9, 0.5), (0.1, 0.5), "left_to_right")], [], []).lines
+    assert [_tip(head) for head in back.heads] == [(160.0, 70.0)]
+
+
+def test_names_stay_inside_the_frame_and_zones_are_named_at_their_centre() -> None:
+    diagram = scene_diagram(
+        [("edge", (0.0, 0.0), (0.0, 1.0), "both")],
+        [("square", [(0.5, 0.5), (0.9, 0.5), (0.9, 0.9), (0.5, 0.9)])],
+        [],
+    )
+    [line] = diagram.lines
+    assert 12 <= line.label[0] <= 320 - 12
+    assert 12 <= line.label[1] <= 180 - 12
+    [zone] = diagram.zones
+    assert zone.label == (224.0, 126.0)
+    assert zone.points == "160.0,90.0 288.0,90.0 288.0,162.0 160.0,162.0"

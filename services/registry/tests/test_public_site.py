@@ -4,7 +4,9 @@ limits shared with the JSON endpoint, receipts and their verification, and the p
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from typing import Any
 
@@ -13,9 +15,13 @@ import pytest
 
 from vigie_core.policy import decide, decode_policy
 from vigie_proto.v1.audit_pb2 import AuditAction
+from vigie_registry.camera import SceneViewRequest
 from vigie_registry.public.i18n import catalogue
+from vigie_registry.purposes import PURPOSES
+from vigie_registry.views import PUBLIC_VIEW_TTL_S
 
 from .conftest import SITE_URL, Site
+from .test_views import JPEG, image_result, refused_result
 
 FR = catalogue("fr")
 EN = catalogue("en")
@@ -463,3 +469,215 @@ async def test_a_body_that_is_not_the_form_is_refused(site: Site) -> None:
     huge = await site.client.post("/cameras/north-gate/objection", data={"token": token, "pad": "x" * 5000})
     assert huge.status_code == 400
     assert not await _paused(site)
+
+
+# -- the scene view -------------------------------------------------------------------------------------
+
+VIEW_MOTIVE = {"motive": "drawing the counting line of the north gate"}
+
+
+async def ask_view(site: Site, camera_id: str = "north-gate") -> str:
+    """An administrator's request, through the API; its id."""
+    response = await site.client.post(
+        f"/v1/cameras/{camera_id}/view-requests", json=VIEW_MOTIVE, headers=site.admin
+    )
+    assert response.status_code == 202, response.text
+    request_id: str = response.json()["request_id"]
+    return request_id
+
+
+def view_image(page: _Page) -> list[dict[str, str]]:
+    return page.find("image", **{"class": "view"})
+
+
+async def ready_view(site: Site, camera_id: str = "north-gate") -> str:
+    request_id = await ask_view(site, camera_id)
+    site.views.publish(camera_id, image_result(camera_id, request_id).SerializeToString())
+    return request_id
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+async def test_a_ready_view_is_shown_under_the_lines_and_zones_with_what_they_count(
+    site: Site, language: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    t = {"fr": FR, "en": EN}[language]
+    await site.declare(
+        "north-gate",
+        purpose="traffic_flow_statistics",
+        lines=[
+            {"id": "gate", "start": [0.1, 0.5], "end": [0.9, 0.5], "directions": "left_to_right"},
+            {"id": "lane", "start": [0.5, 0.1], "end": [0.5, 0.4], "classes": ["bicycle"]},
+        ],
+        zones=[{"id": "square", "polygon": [[0.5, 0.5], [0.9, 0.5], [0.9, 0.9]]}],
+    )
+    await ready_view(site)
+    response = await site.client.get(f"/cameras/north-gate?lang={language}")
+    assert response.status_code == 200
+    page = parse(response)
+    # The picture is the diagram's background, in the picture's proportions (1280 x 720: 320 x 180).
+    [svg] = page.find("svg", **{"class": "diagram diagram-view"})
+    assert svg["viewbox"] == "0 0 320.0 180.0"
+    assert svg["role"] == "img"
+    [image] = view_image(page)
+    assert image["href"].startswith("/cameras/north-gate/view.jpg?v=")
+    assert (image["width"], image["height"], image["preserveaspectratio"]) == ("320.0", "180.0", "none")
+    # Over it, the lines with the direction each counts (one head: one way; two: both), and the zones.
+    assert page.find("polyline", **{"class": "line", "points": "32.0,90.0 288.0,90.0"})
+    assert page.find("polygon", **{"class": "zone", "points": "160.0,90.0 288.0,90.0 288.0,162.0"})
+    assert len(page.find("polygon", **{"class": "arrow-head"})) == 3
+    # The gate's arrow crosses it downwards: its right-hand side, walking from start to end.
+    assert page.find("polyline", **{"class": "arrow", "points": "160.0,70.0 160.0,110.0"})
+    # The text alternative says what is drawn: each line and zone by name and what it counts.
+    made = t.datetime(image_result("north-gate", "").built_at.ToSeconds(), _zone(site))
+    counted = t("format.list_separator").join(
+        t(f"class.{c}") for c in PURPOSES["traffic_flow_statistics"].object_classes
+    )
+    text = page.text
+    for expected in (
+        t("camera.view_title"),
+        t("camera.view_desc", date=made),
+        t("camera.drawn_line", id="gate", classes=counted, directions=t("direction.left_to_right")),
+        t("camera.drawn_line", id="lane", classes=t("class.bicycle"), directions=t("direction.both")),
+        t("camera.drawn_zone", id="square", classes=counted),
+        t("camera.drawn_masks", count=1),
+        # When it was made, and that the next one replaces it.
+        t("camera.view_caption", date=made),
+        t("camera.retention_view", date=made),
+        t("camera.view_exception"),
+    ):
+        assert expected in text, expected
+
+    picture = await site.client.get(image["href"])
+    assert picture.status_code == 200
+    assert picture.content == JPEG
+    assert picture.headers["content-type"] == "image/jpeg"
+    assert picture.headers["cache-control"] == "public, max-age=60"
+    etag = picture.headers["etag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
+    assert image["href"].endswith(etag.strip('"')[:16])
+    assert "default-src 'none'" in picture.headers["content-security-policy"]
+    assert picture.headers["x-content-type-options"] == "nosniff"
+    assert "set-cookie" not in picture.headers
+    same = await site.client.get("/cameras/north-gate/view.jpg", headers={"If-None-Match": etag})
+    assert same.status_code == 304
+    assert same.content == b""
+    assert same.headers["etag"] == etag
+    # Public: no login, no audit event per read, and nothing of the visitor in the logs.
+    assert not [e for e in site.sink.events() if e.action == AuditAction.AUDIT_ACTION_DATA_READ]
+    assert "192.0.2.10" not in caplog.text
+
+
+async def test_the_diagram_without_a_view_shows_the_directions_too(site: Site) -> None:
+    await site.declare(
+        "north-gate",
+        lines=[{"id": "gate", "start": [0.1, 0.5], "end": [0.9, 0.5], "directions": "right_to_left"}],
+    )
+    page = parse(await site.client.get("/cameras/north-gate?lang=en"))
+    [svg] = page.find("svg", **{"class": "diagram"})
+    assert svg["viewbox"] == "0 0 320.0 180.0"
+    assert not view_image(page)
+    [head] = page.find("polygon", **{"class": "arrow-head"})
+    assert head["points"].startswith("160.0,70.0 ")  # pointing up: to the line's left-hand side
+    assert EN("camera.diagram_desc") in page.text
+    assert (
+        EN(
+            "camera.drawn_line",
+            id="gate",
+            classes=EN("class.person"),
+            directions=EN("direction.right_to_left"),
+        )
+        in page.text
+    )
+
+
+async def _no_view_shown(site: Site, status: int = 404) -> None:
+    for language, t in (("fr", FR), ("en", EN)):
+        response = await site.client.get(f"/cameras/north-gate?lang={language}")
+        assert response.status_code == 200
+        page = parse(response)
+        assert not view_image(page)
+        assert t("camera.diagram_desc") in page.text
+        assert t("camera.view_exception") not in page.text
+    picture = await site.client.get("/cameras/north-gate/view.jpg?lang=en")
+    assert picture.status_code == status
+    assert picture.headers["content-type"].startswith("text/html")
+    assert picture.headers["cache-control"] == "no-cache"
+
+
+async def test_no_picture_without_an_accepted_ready_view(site: Site) -> None:
+    await site.declare("north-gate")
+    await _no_view_shown(site)  # never asked
+    request_id = await ask_view(site)
+    await _no_view_shown(site)  # pending
+    # An answer to another request (a replaced one, say): ignored, as by the API.
+    # (The site reads a camera's view at most once every PUBLIC_VIEW_TTL_S: the clock moves past it.)
+    site.views.publish("north-gate", image_result("north-gate", "a-request-never-made").SerializeToString())
+    site.clock.advance(PUBLIC_VIEW_TTL_S)
+    await _no_view_shown(site)
+    site.views.publish("north-gate", image_result("other-cam", request_id).SerializeToString())
+    site.clock.advance(PUBLIC_VIEW_TTL_S)
+    await _no_view_shown(site)
+    site.views.publish("north-gate", refused_result("north-gate", request_id).SerializeToString())
+    site.clock.advance(PUBLIC_VIEW_TTL_S)
+    await _no_view_shown(site)
+    admin = await site.client.get("/v1/cameras/north-gate/view", headers=site.admin)
+    assert admin.json()["state"] == "refused"
+    # Ready, then replaced by a new request: the older picture is no longer the camera's.
+    site.views.publish("north-gate", image_result("north-gate", request_id).SerializeToString())
+    site.clock.advance(PUBLIC_VIEW_TTL_S)
+    assert view_image(parse(await site.client.get("/cameras/north-gate")))
+    site.clock.advance(3600)
+    await ask_view(site)
+    await _no_view_shown(site)
+    # The views cannot be read: the page is shown without its picture, the picture is unavailable.
+    site.views.fail = True
+    site.clock.advance(PUBLIC_VIEW_TTL_S)
+    await _no_view_shown(site, status=503)
+
+
+async def test_visitors_make_the_site_read_a_view_once_every_few_seconds(site: Site) -> None:
+    """Page loads and picture downloads by anonymous visitors read VIEWS (up to 256 KiB a view) at most once
+    every PUBLIC_VIEW_TTL_S per camera; a new request is read at once."""
+    await site.declare("north-gate")
+    request_id = await ask_view(site)
+    site.views.publish("north-gate", image_result("north-gate", request_id).SerializeToString())
+    before = site.views.reads
+    for _ in range(5):
+        assert (await site.client.get("/cameras/north-gate")).status_code == 200
+        assert (await site.client.get("/cameras/north-gate/view.jpg")).status_code == 200
+    assert site.views.reads == before + 1
+    site.clock.advance(PUBLIC_VIEW_TTL_S)
+    assert (await site.client.get("/cameras/north-gate/view.jpg")).status_code == 200
+    assert site.views.reads == before + 2
+    site.clock.advance(3600)  # past the registry's minimum interval between two requests
+    await ask_view(site)
+    assert (await site.client.get("/cameras/north-gate/view.jpg")).status_code == 404  # pending: read again
+    assert site.views.reads == before + 3
+
+
+async def test_only_cameras_whose_page_is_public_show_their_view(site: Site) -> None:
+    await site.declare("north-gate")
+    await ready_view(site)
+    # Paused: still in operation, its page and its picture are public.
+    await site.client.post("/v1/cameras/north-gate/status", json={"status": "paused"}, headers=site.admin)
+    page = parse(await site.client.get("/cameras/north-gate"))
+    assert view_image(page)
+    assert (await site.client.get("/cameras/north-gate/view.jpg")).status_code == 200
+    # Retired: no page, no picture, though the view is still there for the API.
+    await site.client.post("/v1/cameras/north-gate/status", json={"status": "retired"}, headers=site.admin)
+    admin = await site.client.get("/v1/cameras/north-gate/view", headers=site.admin)
+    assert admin.json()["state"] == "ready"
+    for path in ("/cameras/north-gate", "/cameras/north-gate/view.jpg"):
+        response = await site.client.get(f"{path}?lang=en")
+        assert response.status_code == 404, path
+        assert EN("error.not_found_title") in parse(response).text
+    # A draft, even with an answered request: no page, no picture.
+    await site.declare("draft-cam", status="draft")
+    wanted = SceneViewRequest(request_id="r-1", requested_at=int(site.clock()), sample_seconds=60)
+    await site.store.change("draft-cam", lambda c: replace(c, view_request=wanted), now=int(site.clock()))
+    site.views.publish("draft-cam", image_result("draft-cam", "r-1").SerializeToString())
+    admin = await site.client.get("/v1/cameras/draft-cam/view", headers=site.admin)
+    assert admin.json()["state"] == "ready"
+    for path in ("/cameras/draft-cam", "/cameras/draft-cam/view.jpg", "/cameras/bad%20id/view.jpg"):
+        assert (await site.client.get(path)).status_code == 404, path

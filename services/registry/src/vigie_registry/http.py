@@ -28,7 +28,7 @@ from vigie_registry.publication import CameraPublisher
 from vigie_registry.right_to_object import ObjectionDesk
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import RegistryStore
-from vigie_registry.views import ViewReader
+from vigie_registry.views import SceneViews, ViewReader
 
 __all__ = ["API_PREFIX", "CONSOLE_PREFIX", "form_tokens_for", "mount_registry"]
 
@@ -90,6 +90,8 @@ def mount_registry(
     root.mount(API_PREFIX, api)
     operations = api.state.operations
     assert isinstance(operations, CameraOperations)
+    scene_views = api.state.scene_views
+    assert isinstance(scene_views, SceneViews)
     # Sign-in links minted by another process (python -m vigie_registry console-link) verify with a key
     # derived from the receipt key; without one, only this run's key, and no link can be minted outside.
     keys = console_keys(
@@ -123,6 +125,7 @@ def mount_registry(
         desk=desk,
         settings=settings,
         form_tokens=form_tokens or form_tokens_for(settings, clock),
+        views=scene_views.recent(),
         clock=clock,
     )
     root.mount("/", site)

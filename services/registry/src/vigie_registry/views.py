@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANSWER_WITHIN_S",
+    "PUBLIC_VIEW_TTL_S",
     "SCENE_VIEW_SCHEMA_VERSION",
     "CameraNotAnalysedError",
     "MemoryViewReader",
@@ -59,6 +60,8 @@ logger = logging.getLogger("vigie.registry.views")
 SCENE_VIEW_SCHEMA_VERSION = 1
 # How long after its sampling a request may still be answered (policy.proto, ViewRequest).
 ANSWER_WITHIN_S = 600
+# How long the public site shows a camera's view as read, before reading VIEWS again (SceneViews.recent).
+PUBLIC_VIEW_TTL_S = 5.0
 # What an answer may say of why no view was made, as shown (inference writes a sentence).
 _REASON_MAX = 500
 _JPEG_START = b"\xff\xd8"
@@ -146,6 +149,7 @@ class MemoryViewReader:
     def __init__(self) -> None:
         self.views: dict[str, PublishedView] = {}
         self.fail = False
+        self.reads = 0
         self._sequence = 0
 
     def publish(self, camera_id: str, data: bytes) -> None:
@@ -153,6 +157,7 @@ class MemoryViewReader:
         self.views[camera_id] = PublishedView(data, self._sequence)
 
     async def latest(self, camera_id: str) -> PublishedView | None:
+        self.reads += 1
         if self.fail:
             raise ViewsUnavailableError("simulated NATS outage")
         return self.views.get(camera_id)
@@ -310,6 +315,24 @@ class SceneViews:
         if rejected is not None and published is not None:
             await self._reject(camera.id, rejected, published.sequence)
         return view
+
+    def recent(self, ttl_s: float = PUBLIC_VIEW_TTL_S) -> Callable[[StoredCamera], Awaitable[SceneView]]:
+        """:meth:`view` for anonymous visitors (the public site): each camera's view read from VIEWS at most
+        once every ``ttl_s`` for its current request, so that page loads cannot make the registry read up
+        to 256 KiB from NATS each. A failed read is not kept."""
+        kept: dict[str, tuple[str | None, float, SceneView]] = {}
+
+        async def recent_view(camera: StoredCamera) -> SceneView:
+            asked = camera.view_request.request_id if camera.view_request is not None else None
+            now = self._clock()
+            hit = kept.get(camera.id)
+            if hit is not None and hit[0] == asked and now < hit[1]:
+                return hit[2]
+            view = await self.view(camera)
+            kept[camera.id] = (asked, now + ttl_s, view)
+            return view
+
+        return recent_view
 
     async def _reject(self, camera_id: str, reason: RejectReason, sequence: int) -> None:
         if self._rejected.get(camera_id) == sequence:

@@ -272,7 +272,9 @@ def registry_app(
 
     ``desk`` honours objections; pass the one the transparency page uses so that both share the abuse
     limits (without it, one is built from ``limiter``). ``views``: where inference's scene views are read
-    (the stream VIEWS; without it, an empty in-memory one: every request stays pending).
+    (the stream VIEWS; without it, an empty in-memory one: every request stays pending); the
+    :class:`~vigie_registry.views.SceneViews` reading them is left in ``app.state.scene_views`` for the
+    transparency page.
     """
     app = FastAPI(
         title="Vigie registry API",
@@ -782,6 +784,8 @@ def registry_app(
     app.state.operations = CameraOperations(
         change=change, request_view=ask_view, view=scene_view, view_picture=view_picture
     )
+    # The transparency page shows the same views, judged by this one object (one count of what it ignores).
+    app.state.scene_views = scene_views
 
     # -- exports ----------------------------------------------------------------------------------------
 

@@ -5,8 +5,13 @@ Server-rendered with Jinja2, in French and English (``?lang=fr|en``, else ``Acce
 Content-Security-Policy says so to the browser):
 
 - ``GET /``: the cameras in operation, their live state, and a map drawn from their coordinates;
-- ``GET /cameras/{id}``: what the camera does, why, on which legal basis, retention, zones analysed, live
-  state, controller and DPO, rights, and the object button;
+- ``GET /cameras/{id}``: what the camera does, why, on which legal basis, retention, zones analysed (drawn
+  over the camera's scene view when it has one), live state, controller and DPO, rights, and the object
+  button;
+- ``GET /cameras/{id}/view.jpg``: that scene view, a picture of the scene without its people
+  (:mod:`vigie_registry.views`: only the answer to the camera's current request), public once made: no
+  login and no audit event per read, and, as everywhere on the page, the client's address is neither
+  logged nor counted;
 - ``POST /cameras/{id}/objection``: the button's form (a signed, short-lived token bound to the camera
   and the client, see :mod:`~vigie_registry.public.form_token`); pauses the camera through the same
   :class:`~vigie_registry.right_to_object.ObjectionDesk` as the JSON API (same rate limit, same maximum
@@ -17,6 +22,7 @@ Content-Security-Policy says so to the browser):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -37,7 +43,7 @@ from vigie_core.audit import AuditUnavailableError, InvalidAuditEventError
 from vigie_registry.api.models import ReceiptCheck
 from vigie_registry.camera import StoredCamera
 from vigie_registry.objections import Receipt, client_address, cross_site
-from vigie_registry.public.drawing import MapPoint, camera_map, frame_points
+from vigie_registry.public.drawing import MapPoint, SceneDiagram, camera_map, scene_diagram
 from vigie_registry.public.form_token import FormTokens
 from vigie_registry.public.i18n import LANGUAGES, Catalogue, Language, catalogue, negotiate
 from vigie_registry.public.sign import SignLayout, sign_layout, sign_pdf, sign_svg
@@ -51,6 +57,7 @@ from vigie_registry.right_to_object import (
 from vigie_registry.rules import effective_classes, effective_outputs
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import CameraNotFoundError, RegistryStore
+from vigie_registry.views import SceneView, ViewsUnavailableError
 
 __all__ = ["SECURITY_HEADERS", "public_site"]
 
@@ -68,6 +75,9 @@ SECURITY_HEADERS: Mapping[str, str] = {
     "X-Frame-Options": "DENY",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+_JPEG = "image/jpeg"
+# The view is public and replaced only on an administrator's request: a minute of caching is plenty.
+_VIEW_CACHE = "public, max-age=60"
 _CNIL_COMPLAINT = {"fr": "https://www.cnil.fr/fr/plaintes", "en": "https://www.cnil.fr/en/complaints"}
 
 
@@ -82,6 +92,43 @@ class CameraSummary:
     purpose: str
     state: str
     paused_until: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShownView:
+    """A camera's accepted scene view as the page shows it."""
+
+    jpeg: bytes
+    etag: str
+    # When it was made (Unix seconds): when inference built it, else when it was asked for.
+    made_at: float
+    width: int
+    height: int
+
+    @property
+    def version(self) -> str:
+        return self.etag.strip('"')[:16]
+
+
+def _shown(view: SceneView) -> ShownView | None:
+    answer, jpeg = view.answer, view.jpeg
+    if answer is None or jpeg is None:
+        return None
+    if answer.HasField("built_at"):
+        made_at = answer.built_at.ToNanoseconds() / 1e9
+    elif view.request is not None:
+        made_at = float(view.request.requested_at)
+    else:
+        return None
+    etag = f'"{hashlib.sha256(jpeg).hexdigest()[:32]}"'
+    return ShownView(jpeg, etag, made_at, answer.image.width, answer.image.height)
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 class _BadFormError(Exception):
@@ -115,9 +162,14 @@ def public_site(
     desk: ObjectionDesk,
     settings: RegistrySettings,
     form_tokens: FormTokens,
+    views: Callable[[StoredCamera], Awaitable[SceneView]] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The transparency page as a FastAPI application (the service mounts it at ``/``)."""
+    """The transparency page as a FastAPI application (the service mounts it at ``/``).
+
+    ``views`` reads a camera's scene view as the API does (:meth:`~vigie_registry.views.SceneViews.view`,
+    raising :class:`~vigie_registry.views.ViewsUnavailableError`); without it, no view is shown.
+    """
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     public = settings.public
     zone = ZoneInfo(public.timezone)
@@ -128,7 +180,6 @@ def public_site(
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters["frame_points"] = frame_points
     stylesheet = resources.files("vigie_registry.public").joinpath("static").joinpath("site.css").read_bytes()
 
     @app.middleware("http")
@@ -250,13 +301,56 @@ def public_site(
             for number, c in enumerate(cameras, start=1)
         ]
 
-    def camera_page(
+    async def shown_view(camera: StoredCamera) -> ShownView | None:
+        """The camera's accepted, ready view; None without one, or while the views cannot be read (the page
+        is shown all the same, with its diagram alone)."""
+        if views is None:
+            return None
+        try:
+            return _shown(await views(camera))
+        except ViewsUnavailableError:
+            return None
+
+    def drawn(camera: StoredCamera, view: ShownView | None, t: Catalogue) -> tuple[SceneDiagram, list[str]]:
+        """The diagram, and what it shows in words (its text alternative): each line and zone by name, what
+        it counts, and the masks."""
+        d = camera.declaration
+        counted = effective_classes(d, PURPOSES[d.purpose])
+
+        def classes(chosen: list[str]) -> str:
+            return t("format.list_separator").join(
+                t(f"class.{c}") if t.has(f"class.{c}") else c for c in (chosen or counted)
+            )
+
+        diagram = scene_diagram(
+            [(line.id, line.start, line.end, line.directions) for line in d.lines],
+            [(zone.id, zone.polygon) for zone in d.zones],
+            [mask.polygon for mask in d.masks],
+            (view.width, view.height) if view is not None else None,
+        )
+        said = [
+            t(
+                "camera.drawn_line",
+                id=line.id,
+                classes=classes(line.classes),
+                directions=t(f"direction.{line.directions}"),
+            )
+            for line in d.lines
+        ]
+        said += [t("camera.drawn_zone", id=zone.id, classes=classes(zone.classes)) for zone in d.zones]
+        if d.masks:
+            said.append(t("camera.drawn_masks", count=len(d.masks)))
+        return diagram, said
+
+    async def camera_page(
         request: Request, t: Catalogue, camera: StoredCamera, *, status: int = 200, notice: str | None = None
     ) -> HTMLResponse:
         d = camera.declaration
         purpose = PURPOSES[d.purpose]
         state = camera.live_state(clock())
         can_object = d.objection.enabled and camera.status == "active"
+        view = await shown_view(camera)
+        diagram, drawn_text = drawn(camera, view, t)
         return render(
             request,
             t,
@@ -276,6 +370,10 @@ def public_site(
             pause=t.duration(settings.objection.default_pause_s),
             notice=notice,
             complaint_url=_CNIL_COMPLAINT[t.language],
+            view=view,
+            view_url=f"/cameras/{camera.id}/view.jpg?v={view.version}" if view is not None else "",
+            diagram=diagram,
+            drawn=drawn_text,
         )
 
     # -- pages ------------------------------------------------------------------------------------------
@@ -299,7 +397,7 @@ def public_site(
         found = await operated(camera_id)
         if found is None:
             return error_page(request, t, 404, "not_found", t("error.not_found"))
-        return camera_page(request, t, found)
+        return await camera_page(request, t, found)
 
     @app.post("/cameras/{camera_id}/objection", response_class=HTMLResponse)
     async def object_button(request: Request, camera_id: str) -> HTMLResponse:
@@ -330,7 +428,7 @@ def public_site(
                 headers={"Retry-After": str(error.retry_after_s)},
             )
         if form_tokens.check(form.get("token", ""), camera_id, client) is not None:
-            return camera_page(request, t, found, status=400, notice=t("notice.expired"))
+            return await camera_page(request, t, found, status=400, notice=t("notice.expired"))
         try:
             honoured = await desk.object(camera_id)
         except CameraNotFoundError:
@@ -426,6 +524,35 @@ def public_site(
     @app.get("/cameras/{camera_id}/sign.pdf", response_model=None)
     async def sign_as_pdf(request: Request, camera_id: str) -> Response:
         return await sign(request, camera_id, sign_pdf, "pdf", "application/pdf")
+
+    # -- the scene view ---------------------------------------------------------------------------------
+
+    @app.get("/cameras/{camera_id}/view.jpg", response_model=None)
+    async def view_picture(request: Request, camera_id: str) -> Response:
+        """The picture the camera's page draws its lines and zones on, for any visitor: not an audited read
+        (nothing in it is anyone's data), and nothing of the visitor is logged."""
+        t = language_of(request)
+        found = await operated(camera_id)
+        if found is None:
+            return error_page(request, t, 404, "not_found", t("error.not_found"))
+        if views is None:
+            return error_page(request, t, 404, "no_view", t("error.no_view"), here=f"/cameras/{found.id}")
+        try:
+            view = _shown(await views(found))
+        except ViewsUnavailableError:
+            return error_page(
+                request, t, 503, "view_unavailable", t("error.view_unavailable"), here=f"/cameras/{found.id}"
+            )
+        if view is None:
+            return error_page(request, t, 404, "no_view", t("error.no_view"), here=f"/cameras/{found.id}")
+        headers = {"Cache-Control": _VIEW_CACHE, "ETag": view.etag}
+        if _matches(request.headers.get("if-none-match"), view.etag):
+            return Response(status_code=304, headers=headers)
+        return Response(
+            view.jpeg,
+            media_type=_JPEG,
+            headers={**headers, "Content-Disposition": f'inline; filename="view-{found.id}.jpg"'},
+        )
 
     @app.get("/static/site.css", include_in_schema=False)
     async def css() -> Response:
