@@ -62,6 +62,9 @@ def people(detector: OnnxRuntimeDetector, picture: Picture) -> int:
     return int(np.count_nonzero(found.classes == CountedClass.PERSON))
 
 
+LEFT_QUARTER = [(0.0, 0.0), (0.25, 0.0), (0.25, 1.0), (0.0, 1.0)]
+
+
 def requesting(policy: CameraPolicy, request_id: str) -> CameraPolicy:
     policy.view_request.request_id = request_id
     policy.view_request.sample_seconds = SAMPLE_SECONDS
@@ -148,7 +151,9 @@ async def test_a_view_request_gives_one_view_without_the_people_standing_in_the_
             await camera.publish(1.0, fps=5)  # analysed, no request yet: nothing kept
             assert (await registry.stream_info("VIEWS")).state.messages == 0
 
-            await writer.put(requesting(camera_policy(CAMERA, version=2), "request-1"))
+            # A mask declared over the picture's left quarter (these frames come unblanked, not from ingest).
+            masked = camera_policy(CAMERA, version=2, masks=[LEFT_QUARTER])
+            await writer.put(requesting(masked, "request-1"))
             await asyncio.gather(
                 camera.publish(SAMPLE_SECONDS + 2), paused.publish(SAMPLE_SECONDS + 2, fps=5)
             )
@@ -165,6 +170,9 @@ async def test_a_view_request_gives_one_view_without_the_people_standing_in_the_
             view = cv2.imdecode(np.frombuffer(result.image.jpeg, np.uint8), cv2.IMREAD_COLOR)
             assert view.shape[:2] == (result.image.height, result.image.width) == street_photo.shape[:2]
             assert people(detector, np.asarray(cv2.cvtColor(view, cv2.COLOR_BGR2RGB), np.uint8)) == 0
+            # The mask is blanked on the view (JPEG leaves a little noise near its edge).
+            assert view[:, : view.shape[1] // 5].mean() < 4
+            assert view[:, view.shape[1] // 2 :].mean() > 40
             # What it cost is measured (seconds and CPU of the build).
             for cost in ("build_seconds", "build_cpu_seconds"):
                 name = f"vigie_inference_scene_view_{cost}_count"

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from vigie_core.masks import PrivacyMasks
 from vigie_core.policy import StaticPolicies
 from vigie_embedded.policies import camera_policy
 from vigie_ingest import CameraConfig, CameraState, CapturedFrame, PyAVCameraSource
 from vigie_ingest.directives import CameraControl, CameraDirectives
-from vigie_ingest.masks import PrivacyMasks
 from vigie_ingest.policy_gate import PolicyGate
 from vigie_proto.v1.policy_pb2 import CameraStatus
 

@@ -259,9 +259,14 @@ class ViewPublisher:
         def detect_faces(picture: Picture) -> FaceBoxes:
             return wait(self._faces.detect(picture, params.face_threshold))
 
+        def blank(picture: Picture) -> None:
+            # The masks in force when the last frame was kept: ingest blanked each frame with those of its
+            # time, and a mask added since must not show on the view either.
+            sampling.masks.blank(picture)
+
         started, cpu = time.perf_counter(), time.thread_time()
         try:
-            return build_scene_view(sampling.frames, detect_objects, detect_faces, params=params)
+            return build_scene_view(sampling.frames, detect_objects, detect_faces, blank=blank, params=params)
         except TimeoutError as error:
             raise DetectorError(f"no answer within {_DETECT_TIMEOUT_S:.0f} s") from error
         finally:

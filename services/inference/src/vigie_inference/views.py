@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vigie_core.masks import NO_MASKS, PrivacyMasks, masks_of
 from vigie_inference.scene_view import Picture
 from vigie_proto.v1.policy_pb2 import CameraPolicy
 
@@ -42,6 +43,8 @@ class Sampling:
     interval_s: float
     started_at: float  # wall clock, when taken up
     frames: list[Picture] = field(default_factory=list)
+    # The masks of the policy the last frame kept was analysed under: blanked again on the view.
+    masks: PrivacyMasks = NO_MASKS
     first_capture: float | None = None
     last_capture: float | None = None
 
@@ -120,6 +123,7 @@ class ViewSamplings:
             sampling.first_capture = captured if first is None else first
             sampling.last_capture = captured
             sampling.policy_version = policy.version
+            sampling.masks = masks_of(policy)
         first = sampling.first_capture
         assert first is not None
         if len(sampling.frames) >= self._frames or captured >= first + sampling.sample_seconds:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vigie_core.policy import AnalysisDecision, CameraPolicy
+from vigie_core.masks import NO_MASKS, PrivacyMasks, masks_of
+from vigie_core.policy import AnalysisDecision
 from vigie_ingest.camera import CameraConfig
-from vigie_ingest.masks import NO_MASKS, PrivacyMasks
 
-__all__ = ["CameraControl", "CameraDirectives", "directives_for", "masks_of"]
+__all__ = ["CameraControl", "CameraDirectives", "directives_for"]
 
 # The camera configuration's limit; a policy asking for more is held to it.
 _MAX_SAMPLE_FPS = 30.0
@@ -51,10 +51,6 @@ class CameraControl:
     def unrestricted(cls, camera: CameraConfig) -> CameraControl:
         """Static configuration only (no policy): always analysed, at the configured rate, no masks."""
         return cls(CameraDirectives(analyse=True, sample_fps=camera.sample_fps))
-
-
-def masks_of(policy: CameraPolicy) -> PrivacyMasks:
-    return PrivacyMasks([(p.x, p.y) for p in mask.polygon] for mask in policy.masks)
 
 
 def directives_for(

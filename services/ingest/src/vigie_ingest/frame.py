@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from vigie_core.masks import PrivacyMasks
     from vigie_ingest.file_position import FilePosition
-    from vigie_ingest.masks import PrivacyMasks
 
 RgbPixels = npt.NDArray[np.uint8]
 

@@ -38,11 +38,11 @@ import av
 from av.video.reformatter import Interpolation
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
+from vigie_core.masks import NO_MASKS, PrivacyMasks
 from vigie_ingest.camera import CameraConfig, LiveConnectionPolicy
 from vigie_ingest.directives import CameraControl
 from vigie_ingest.file_position import FilePosition, FilePositions, file_source_digest
 from vigie_ingest.frame import CapturedFrame, RgbPixels
-from vigie_ingest.masks import NO_MASKS, PrivacyMasks
 from vigie_ingest.resize import DEFAULT_INTERPOLATION, DEFAULT_TARGET_SIZE, FrameResizer
 from vigie_ingest.sampling import RateSampler
 from vigie_ingest.source import CameraSourceError, CameraState, CameraStatus, CameraStatusRecorder

@@ -8,8 +8,8 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
+from vigie_core.masks import NO_MASKS, PrivacyMasks
 from vigie_ingest.frame import RgbPixels
-from vigie_ingest.masks import NO_MASKS, PrivacyMasks
 
 DEFAULT_TARGET_SIZE = 416
 # AREA averages the source pixels under each output pixel: no aliasing when shrinking, and on a

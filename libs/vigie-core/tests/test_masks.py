@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vigie_ingest.masks import NO_MASKS, PrivacyMasks
+from vigie_core.masks import NO_MASKS, PrivacyMasks
 
 LEFT_HALF = [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]
 

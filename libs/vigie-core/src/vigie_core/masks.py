@@ -1,5 +1,6 @@
-"""Privacy masks: areas of a camera's picture blanked at ingest, before any other code sees the pixels
-(docs/privacy.md rule 9: windows of homes, entrances of sensitive places).
+"""Privacy masks: areas of a camera's picture blanked at ingest, before any other code sees the pixels, and
+again on a scene view, with the masks in force when it is made (docs/privacy.md rule 9: windows of homes,
+entrances of sensitive places).
 
 Masks are polygons in normalised picture coordinates (0..1, y downwards), as the registry declares them.
 A `PrivacyMasks` turns them into one boolean raster per picture size, drawn once with OpenCV and kept:
@@ -16,9 +17,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from vigie_ingest.frame import RgbPixels
+from vigie_proto.v1.policy_pb2 import CameraPolicy
 
-__all__ = ["BLANK", "NO_MASKS", "PrivacyMasks"]
+__all__ = ["BLANK", "NO_MASKS", "PrivacyMasks", "RgbPixels", "masks_of"]
+
+RgbPixels = npt.NDArray[np.uint8]
 
 NormalisedPolygon = tuple[tuple[float, float], ...]
 
@@ -97,3 +100,8 @@ class PrivacyMasks:
 
 
 NO_MASKS = PrivacyMasks()
+
+
+def masks_of(policy: CameraPolicy) -> PrivacyMasks:
+    """The masks a camera's policy declares."""
+    return PrivacyMasks([(p.x, p.y) for p in mask.polygon] for mask in policy.masks)
