@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -52,7 +52,8 @@ from vigie_registry.console.signin import (
 from vigie_registry.declaration import CameraDeclaration, LineDeclaration, ZoneDeclaration
 from vigie_registry.objections import cross_site
 from vigie_registry.public.drawing import frame_points
-from vigie_registry.public.i18n import LANGUAGES, Catalogue, Language, catalogue, negotiate
+from vigie_registry.public.i18n import LANGUAGES, Catalogue, request_catalogue
+from vigie_registry.public.site import add_headers
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import RegistryStore
 from vigie_registry.views import SceneView
@@ -124,22 +125,10 @@ def console_app(
         "console.js": (static.joinpath("console.js").read_bytes(), "text/javascript; charset=utf-8"),
     }
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        for name, value in CONSOLE_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+    add_headers(app, CONSOLE_HEADERS)
 
     def language_of(request: Request, chosen: str | None = None) -> Catalogue:
-        code: Language = negotiate(
-            chosen if chosen is not None else request.query_params.get("lang"),
-            request.headers.get("accept-language"),
-            settings.public.default_language,
-        )
-        return catalogue(code, _CATALOGUE)
+        return request_catalogue(request, settings.public.default_language, chosen, _CATALOGUE)
 
     def prefix(request: Request) -> str:
         return str(request.scope.get("root_path", ""))

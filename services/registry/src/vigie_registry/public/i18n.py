@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-__all__ = ["LANGUAGES", "Catalogue", "Language", "catalogue", "negotiate"]
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+__all__ = ["LANGUAGES", "Catalogue", "Language", "catalogue", "negotiate", "request_catalogue"]
 
 Language = Literal["fr", "en"]
 LANGUAGES: tuple[Language, ...] = ("fr", "en")
@@ -106,3 +109,16 @@ def negotiate(query: str | None, accept_language: str | None, default: Language)
             if best is None or candidate < best:
                 best = candidate
     return best[2] if best is not None else default
+
+
+def request_catalogue(
+    request: Request, default: Language, chosen: str | None = None, package: str = "vigie_registry.public"
+) -> Catalogue:
+    """The catalogue a page answers ``request`` in: ``chosen`` (a form's field) or ``?lang=``, else the
+    browser's Accept-Language, else ``default``."""
+    code = negotiate(
+        chosen if chosen is not None else request.query_params.get("lang"),
+        request.headers.get("accept-language"),
+        default,
+    )
+    return catalogue(code, package)

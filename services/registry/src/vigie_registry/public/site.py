@@ -45,7 +45,7 @@ from vigie_registry.camera import StoredCamera
 from vigie_registry.objections import Receipt, client_address, cross_site
 from vigie_registry.public.drawing import MapPoint, SceneDiagram, camera_map, scene_diagram
 from vigie_registry.public.form_token import FormTokens
-from vigie_registry.public.i18n import LANGUAGES, Catalogue, Language, catalogue, negotiate
+from vigie_registry.public.i18n import LANGUAGES, Catalogue, request_catalogue
 from vigie_registry.public.sign import SignLayout, sign_layout, sign_pdf, sign_svg
 from vigie_registry.purposes import PURPOSES
 from vigie_registry.right_to_object import (
@@ -156,6 +156,17 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+def add_headers(app: FastAPI, headers: Mapping[str, str]) -> None:
+    """Every answer of ``app`` carries ``headers`` (those a route set itself apart)."""
+
+    @app.middleware("http")
+    async def set_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
 def public_site(
     *,
     store: RegistryStore,
@@ -182,22 +193,10 @@ def public_site(
     )
     stylesheet = resources.files("vigie_registry.public").joinpath("static").joinpath("site.css").read_bytes()
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+    add_headers(app, SECURITY_HEADERS)
 
     def language_of(request: Request, chosen: str | None = None) -> Catalogue:
-        code: Language = negotiate(
-            chosen if chosen is not None else request.query_params.get("lang"),
-            request.headers.get("accept-language"),
-            public.default_language,
-        )
-        return catalogue(code)
+        return request_catalogue(request, public.default_language, chosen)
 
     def client_of(request: Request) -> str:
         return client_address(
