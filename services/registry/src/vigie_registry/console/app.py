@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, HTTPException, Request
@@ -53,7 +53,7 @@ from vigie_registry.declaration import CameraDeclaration, LineDeclaration, ZoneD
 from vigie_registry.objections import cross_site
 from vigie_registry.public.drawing import frame_points
 from vigie_registry.public.i18n import LANGUAGES, Catalogue, request_catalogue
-from vigie_registry.public.site import add_headers
+from vigie_registry.public.site import BadFormError, add_headers, read_form
 from vigie_registry.settings import RegistrySettings
 from vigie_registry.storage.store import RegistryStore
 from vigie_registry.views import SceneView
@@ -83,10 +83,6 @@ _CATALOGUE = "vigie_registry.console"
 
 
 class _SignedOutError(Exception):
-    pass
-
-
-class _BadFormError(Exception):
     pass
 
 
@@ -193,7 +189,7 @@ def console_app(
             hosts.add(urlsplit(settings.public.base_url).netloc)
         if cross_site(request.headers.get("sec-fetch-site"), request.headers.get("origin"), hosts):
             raise HTTPException(403, "cross_site")
-        fields = await _form(request)
+        fields = await read_form(request, _MAX_FORM_BYTES, max_fields=400)
         if not sessions.form_token_valid(session, fields.get("form_token")):
             raise HTTPException(403, "form_token")
         return fields
@@ -206,6 +202,17 @@ def console_app(
 
     # -- signing in and out -----------------------------------------------------------------------------
 
+    def set_session_cookie(request: Request, response: Response, value: str) -> None:
+        response.set_cookie(
+            COOKIE,
+            value,
+            max_age=sessions.ttl_s,
+            path=prefix(request) or "/",
+            secure=_https(request, settings),
+            httponly=True,
+            samesite="strict",
+        )
+
     @app.get("/sign-in", response_class=HTMLResponse)
     async def sign_in(request: Request, token: str | None = None) -> Response:
         t = language_of(request)
@@ -217,15 +224,7 @@ def console_app(
             return render(request, t, "sign_in.html", status=400, problem=refused.problem.value)
         _session, value = sessions.open(operator, [settings.admin_scope])
         response = RedirectResponse(f"{prefix(request)}/?{urlencode({'lang': t.language})}", status_code=303)
-        response.set_cookie(
-            COOKIE,
-            value,
-            max_age=sessions.ttl_s,
-            path=prefix(request) or "/",
-            secure=_https(request, settings),
-            httponly=True,
-            samesite="strict",
-        )
+        set_session_cookie(request, response, value)
         return response
 
     def callback_url(request: Request) -> str:
@@ -285,15 +284,7 @@ def console_app(
         # A page that moves on by itself, not a redirect: the session's SameSite=Strict cookie is sent only on
         # a navigation this site starts, and this one was started by the provider's.
         response = render(request, t, "signed_in.html", home=f"{prefix(request)}/?lang={t.language}")
-        response.set_cookie(
-            COOKIE,
-            value,
-            max_age=sessions.ttl_s,
-            path=prefix(request) or "/",
-            secure=_https(request, settings),
-            httponly=True,
-            samesite="strict",
-        )
+        set_session_cookie(request, response, value)
         response.delete_cookie(FLOW_COOKIE, path=f"{prefix(request)}/oidc", httponly=True, samesite="lax")
         return response
 
@@ -499,7 +490,7 @@ def console_app(
             )
         return render(request, t, "sign_in.html", status=401, problem="signed_out")
 
-    @app.exception_handler(_BadFormError)
+    @app.exception_handler(BadFormError)
     async def bad_form(request: Request, _error: Exception) -> Response:
         t = language_of(request)
         return render(request, t, "error.html", status=400, kind="bad_request")
@@ -561,19 +552,3 @@ def _attach(detail: object, lines: list[ShapeRow], zones: list[ShapeRow]) -> lis
                 continue
         rest.append(message)
     return rest
-
-
-async def _form(request: Request) -> dict[str, str]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise _BadFormError
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_FORM_BYTES:
-            raise _BadFormError
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), max_num_fields=400)
-    except (UnicodeDecodeError, ValueError):
-        raise _BadFormError from None
-    return dict(pairs)

@@ -131,24 +131,27 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-class _BadFormError(Exception):
-    pass
+class BadFormError(Exception):
+    """A body that is no small urlencoded form."""
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body of a few fields (no multipart: nothing to upload)."""
+async def read_form(
+    request: Request, max_bytes: int = _MAX_FORM_BYTES, max_fields: int = 16
+) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body of at most ``max_bytes`` and ``max_fields`` fields (no
+    multipart: nothing to upload); :class:`BadFormError` otherwise."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
-        raise _BadFormError
+        raise BadFormError
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > _MAX_FORM_BYTES:
-            raise _BadFormError
+        if len(body) > max_bytes:
+            raise BadFormError
     try:
-        fields = parse_qsl(body.decode("utf-8"), max_num_fields=16, strict_parsing=False)
+        fields = parse_qsl(body.decode("utf-8"), max_num_fields=max_fields, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
-        raise _BadFormError from None
+        raise BadFormError from None
     return dict(fields)
 
 
@@ -401,8 +404,8 @@ def public_site(
     @app.post("/cameras/{camera_id}/objection", response_class=HTMLResponse)
     async def object_button(request: Request, camera_id: str) -> HTMLResponse:
         try:
-            form = await _form(request)
-        except _BadFormError:
+            form = await read_form(request)
+        except BadFormError:
             form = None
         t = language_of(request, form.get("lang") if form else None)
         here = f"/cameras/{camera_id}" if _CAMERA_ID.match(camera_id) else "/"
@@ -475,8 +478,8 @@ def public_site(
     @app.post("/receipts/verify", response_class=HTMLResponse)
     async def verify(request: Request) -> HTMLResponse:
         try:
-            form = await _form(request)
-        except _BadFormError:
+            form = await read_form(request)
+        except BadFormError:
             form = {}
         t = language_of(request, form.get("lang"))
         values = {k: form.get(k, "").strip() for k in ReceiptCheck.model_fields}
