@@ -147,7 +147,9 @@ async def test_an_operator_draws_and_saves_lines_in_chromium(
                 await page.get_by_role("button", name=FR("view.show")).click()
                 picture = page.get_by_role("img", name=FR("view.alt", name="Junction"))
                 await expect(picture).to_be_visible()
-                await page.wait_for_function("document.querySelector('#canvas img').naturalWidth === 1280")
+                # Loaded, polled from here: Playwright's wait_for_function evaluates a string in the page,
+                # which the console's CSP rightly forbids once the first check does not hold.
+                await expect(page.locator("#canvas img")).to_have_js_property("naturalWidth", 1280)
 
                 # English, through the switch (the view's motive is not carried: asked again).
                 await page.get_by_role("link", name="English").click()
